@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * payload.c - §8 step 10: the payload as strict CBOR (R15, R16, R18, R19),
+ * then the part of payload.cddl the format itself depends on (R20, R21).
+ *
+ * Two passes, because §8 orders "bad CBOR" before "schema violation": the
+ * first pass proves the whole item well-formed and deterministic while
+ * bounding every length by the bytes left (R18), so the second can walk it
+ * without re-checking the encoding. Recursion depth is at most
+ * HANDOFF_CBOR_MAX_DEPTH + 1 frames; nothing is allocated.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum { MT_UINT, MT_NINT, MT_BYTES, MT_TEXT, MT_ARRAY, MT_MAP, MT_TAG, MT_SIMPLE };
+
+struct head {
+	const uint8_t *at;	/* the initial byte */
+	unsigned major;
+	uint64_t arg;		/* argument; for MT_SIMPLE, the additional information */
+};
+
+struct walk {
+	const uint8_t *start, *end;
+	struct handoff_diag *diag;
+};
+
+static int cbor_fail(struct walk *w, const uint8_t *at, uint32_t rule, const char *what)
+{
+	handoff__diag(w->diag, (uint64_t)(at - w->start), rule, what, "payload");
+	return HANDOFF_E_CBOR;
+}
+
+/* Read an item's head at *pp: R15 (well-formed, shortest form, definite) and R16 (allowed types). */
+static int read_head(struct walk *w, const uint8_t **pp, struct head *h)
+{
+	static const uint64_t shortest_min[4] = { 24, 0x100, 0x10000, 0x100000000 };
+	const uint8_t *p = *pp;
+	unsigned ai, n;
+
+	if (p == w->end)
+		return cbor_fail(w, p, 18, "item expected, but the payload ends");
+	h->at = p;
+	h->major = *p >> 5;
+	ai = *p++ & 0x1f;
+	if (h->major == MT_TAG)
+		return cbor_fail(w, h->at, 16, "tag");
+	if (h->major == MT_SIMPLE) {
+		h->arg = ai;
+		if (ai >= 20 && ai <= 22)	/* false, true, null */
+			goto done;
+		if (ai == 23)
+			return cbor_fail(w, h->at, 16, "undefined");
+		if (ai >= 25 && ai <= 27)
+			return cbor_fail(w, h->at, 16, "float");
+		if (ai == 31)
+			return cbor_fail(w, h->at, 15, "break outside an indefinite-length item");
+		if (ai >= 28)
+			return cbor_fail(w, h->at, 15, "reserved additional information");
+		return cbor_fail(w, h->at, 16, "simple value other than false, true, null");
+	}
+	if (ai < 24) {
+		h->arg = ai;
+		goto done;
+	}
+	if (ai == 31)
+		return cbor_fail(w, h->at, 15, h->major >= MT_BYTES ? "indefinite length" :
+				 "indefinite-length integer");
+	if (ai > 27)
+		return cbor_fail(w, h->at, 15, "reserved additional information");
+	n = 1u << (ai - 24);
+	if ((size_t)(w->end - p) < n)
+		return cbor_fail(w, h->at, 18, "argument runs past the end of the payload");
+	h->arg = 0;
+	for (unsigned i = 0; i < n; i++)
+		h->arg = h->arg << 8 | *p++;	/* CBOR arguments are big-endian */
+	if (h->arg < shortest_min[ai - 24])
+		return cbor_fail(w, h->at, 15, "argument not in its shortest form");
+done:
+	*pp = p;
+	return 0;
+}
+
+/* Bytewise lexicographic order of two encodings (RFC 8949 §4.2.1): <0, 0 (equal), >0. */
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+static int walk_item(struct walk *w, const uint8_t **pp, unsigned depth);
+
+static int walk_map(struct walk *w, const uint8_t **pp, const struct head *h, unsigned depth)
+{
+	const uint8_t *prev = NULL, *key;
+	size_t prev_len = 0;
+	int err;
+
+	/* R18: each pair takes at least two bytes. */
+	if (h->arg > (uint64_t)(w->end - *pp) / 2)
+		return cbor_fail(w, h->at, 18, "map count exceeds the bytes left");
+	for (uint64_t i = 0; i < h->arg; i++) {
+		key = *pp;
+		if (key < w->end && *key >> 5 != MT_TEXT)
+			return cbor_fail(w, key, 16, "map key is not a text string");
+		err = walk_item(w, pp, depth + 1);
+		if (err)
+			return err;
+		/* R15: keys strictly increasing, which also rules out duplicates */
+		if (prev) {
+			int c = key_cmp(prev, prev_len, key, (size_t)(*pp - key));
+
+			if (c == 0)
+				return cbor_fail(w, key, 15, "duplicate map key");
+			if (c > 0)
+				return cbor_fail(w, key, 15, "map keys not in bytewise order");
+		}
+		prev = key;
+		prev_len = (size_t)(*pp - key);
+		err = walk_item(w, pp, depth + 1);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Check one item at *pp, at nesting depth @depth (the top level is 1), and step past it. */
+static int walk_item(struct walk *w, const uint8_t **pp, unsigned depth)
+{
+	struct head h;
+	size_t left, bad;
+	int err;
+
+	/* R18: refuse before recursing any further. */
+	if (depth > HANDOFF_CBOR_MAX_DEPTH)
+		return cbor_fail(w, *pp, 18, "nesting deeper than 16");
+	err = read_head(w, pp, &h);
+	if (err)
+		return err;
+	left = (size_t)(w->end - *pp);
+	switch (h.major) {
+	case MT_BYTES:
+	case MT_TEXT:
+		if (h.arg > left)
+			return cbor_fail(w, h.at, 18, "string length exceeds the bytes left");
+		if (h.major == MT_TEXT && !handoff__utf8_valid(*pp, (size_t)h.arg, &bad))
+			return cbor_fail(w, *pp + bad, 16, "text string is not valid UTF-8");
+		*pp += h.arg;
+		return 0;
+	case MT_ARRAY:
+		/* R18: each element takes at least one byte. */
+		if (h.arg > left)
+			return cbor_fail(w, h.at, 18, "array count exceeds the bytes left");
+		for (uint64_t i = 0; i < h.arg; i++) {
+			err = walk_item(w, pp, depth + 1);
+			if (err)
+				return err;
+		}
+		return 0;
+	case MT_MAP:
+		return walk_map(w, pp, &h, depth);
+	default:	/* integers (any 64-bit argument, R16) and false/true/null */
+		return 0;
+	}
+}
+
+/*
+ * Second pass: the items are known to be well-formed, so these helpers only
+ * decode. They still never step past the end, as a second line of defence.
+ */
+static void head(const uint8_t **pp, unsigned *major, uint64_t *arg)
+{
+	const uint8_t *p = *pp;
+	unsigned ai = *p & 0x1f;
+
+	*major = *p++ >> 5;
+	*arg = ai;
+	if (ai >= 24 && ai <= 27 && *major != MT_SIMPLE) {
+		*arg = 0;
+		for (unsigned i = 0; i < 1u << (ai - 24); i++)
+			*arg = *arg << 8 | *p++;
+	}
+	*pp = p;
+}
+
+static void skip(const uint8_t **pp)
+{
+	unsigned major;
+	uint64_t arg;
+
+	head(pp, &major, &arg);
+	if (major == MT_BYTES || major == MT_TEXT)
+		*pp += arg;
+	else if (major == MT_ARRAY || major == MT_MAP)
+		for (uint64_t i = 0; i < (major == MT_MAP ? 2 * arg : arg); i++)
+			skip(pp);
+}
+
+/* Find text key @key in the map at @map; return its value, or NULL. */
+static const uint8_t *map_get(const uint8_t *map, const char *key)
+{
+	const uint8_t *p = map;
+	size_t klen = strlen(key);
+	unsigned major;
+	uint64_t n, len;
+
+	head(&p, &major, &n);
+	for (uint64_t i = 0; i < n; i++) {
+		head(&p, &major, &len);	/* keys are text (R16) */
+		if (len == klen && !memcmp(p, key, klen))
+			return p + len;
+		p += len;
+		skip(&p);
+	}
+	return NULL;
+}
+
+static unsigned major_of(const uint8_t *item)
+{
+	return *item >> 5;
+}
+
+struct schema {
+	struct walk *w;
+	char path[128];
+};
+
+static int schema_fail(struct schema *s, const uint8_t *at, uint32_t rule, const char *what,
+		       const char *leaf)
+{
+	char path[sizeof(((struct handoff_diag *)0)->path)];
+
+	/* Paths are diagnostics: a cut one is still better than none. */
+	if (snprintf(path, sizeof(path), "%s%s%s", s->path, leaf ? "." : "", leaf ? leaf : "") < 0)
+		path[0] = '\0';
+	handoff__diag(s->w->diag, (uint64_t)(at - s->w->start), rule, what, path);
+	return HANDOFF_E_SCHEMA;
+}
+
+/* Fetch a required unsigned integer member of a map (R20). */
+static int get_uint(struct schema *s, const uint8_t *map, const char *key, uint64_t *val_ret)
+{
+	const uint8_t *v = map_get(map, key);
+	unsigned major;
+
+	if (!v)
+		return schema_fail(s, map, 20, "missing", key);
+	if (major_of(v) != MT_UINT)
+		return schema_fail(s, v, 20, "must be an unsigned integer", key);
+	head(&v, &major, val_ret);
+	return 0;
+}
+
+/* §4.1 runs: offset and length little-endian (R1), length >= 1, increasing, inside [0, len). */
+static int check_runs(struct schema *s, const uint8_t *data, uint64_t len)
+{
+	const uint8_t *p = data, *end;
+	unsigned major;
+	uint64_t size, next = 0;	/* first offset the next run may start at */
+	char what[96];
+
+	head(&p, &major, &size);
+	end = p + size;
+	for (unsigned k = 0; p < end; k++) {
+		uint16_t off, n;
+
+		if (end - p < 4) {
+			snprintf(what, sizeof(what), "run %u: header cut short", k);
+			return schema_fail(s, p, 21, what, "data");
+		}
+		off = handoff_get_le16(p);
+		n = handoff_get_le16(p + 2);
+		if (n == 0)
+			snprintf(what, sizeof(what), "run %u: length 0", k);
+		else if (off < next)
+			snprintf(what, sizeof(what), "run %u: offset %u overlaps or precedes run %u",
+				 k, off, k - 1);
+		else if ((uint64_t)off + n > len)
+			snprintf(what, sizeof(what), "run %u: [%u, %u) is outside [0, len=%llu)",
+				 k, off, off + n, (unsigned long long)len);
+		else if (end - (p + 4) < n)
+			snprintf(what, sizeof(what), "run %u: %u bytes claimed, %zu left", k, n,
+				 (size_t)(end - (p + 4)));
+		else
+			what[0] = '\0';
+		if (what[0])
+			return schema_fail(s, p, 21, what, "data");
+		next = (uint64_t)off + n;
+		p += 4 + n;
+	}
+	return 0;
+}
+
+/* A pci device's "early" or "live" snapshot (payload.cddl snapshot, R21). */
+static int check_snapshot(struct schema *s, const uint8_t *snap)
+{
+	uint64_t size, len;
+	const uint8_t *data;
+	int err;
+
+	if (major_of(snap) != MT_MAP)
+		return schema_fail(s, snap, 20, "must be a map", NULL);
+	err = get_uint(s, snap, "size", &size);
+	if (err)
+		return err;
+	if (size != 256 && size != 4096)
+		return schema_fail(s, map_get(snap, "size"), 20, "must be 256 or 4096", "size");
+	err = get_uint(s, snap, "len", &len);
+	if (err)
+		return err;
+	if (len > size)
+		return schema_fail(s, map_get(snap, "len"), 20, "exceeds size", "len");
+	data = map_get(snap, "data");
+	if (!data)
+		return schema_fail(s, snap, 21, "missing", "data");
+	if (major_of(data) != MT_BYTES)
+		return schema_fail(s, data, 21, "must be a byte string", "data");
+	return check_runs(s, data, len);
+}
+
+static int check_device(struct schema *s, const uint8_t *dev)
+{
+	static const char *const snapshots[] = { "early", "live" };
+	const uint8_t *bus, *snap;
+	size_t base = strlen(s->path);
+	unsigned major;
+	uint64_t len;
+	int err;
+
+	if (major_of(dev) != MT_MAP)
+		return schema_fail(s, dev, 20, "must be a map", NULL);
+	bus = map_get(dev, "bus");
+	if (!bus)
+		return schema_fail(s, dev, 20, "missing", "bus");
+	if (major_of(bus) != MT_TEXT)
+		return schema_fail(s, bus, 20, "must be a text string", "bus");
+	head(&bus, &major, &len);
+	if (len != 3 || memcmp(bus, "pci", 3))
+		return 0;	/* other buses stay opaque (payload.cddl other-device) */
+	for (size_t i = 0; i < 2; i++) {
+		snap = map_get(dev, snapshots[i]);
+		if (!snap) {
+			if (!strcmp(snapshots[i], "live"))
+				return schema_fail(s, dev, 20, "missing (required for bus \"pci\")",
+						   "live");
+			continue;
+		}
+		snprintf(s->path + base, sizeof(s->path) - base, ".%s", snapshots[i]);
+		err = check_snapshot(s, snap);
+		s->path[base] = '\0';
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int check_schema(struct schema *s, const uint8_t *top)
+{
+	const uint8_t *v, *devs, *p;
+	unsigned major;
+	uint64_t n;
+	int err;
+
+	if (major_of(top) != MT_MAP)
+		return schema_fail(s, top, 20, "must be a map", NULL);
+	err = get_uint(s, top, "v", &n);
+	if (err)
+		return err;
+	if (n != 1) {
+		v = map_get(top, "v");
+		return schema_fail(s, v, 20, "must be 1", "v");
+	}
+	devs = map_get(top, "devices");
+	if (!devs)
+		return schema_fail(s, top, 20, "missing", "devices");
+	if (major_of(devs) != MT_ARRAY)
+		return schema_fail(s, devs, 20, "must be an array", "devices");
+	p = devs;
+	head(&p, &major, &n);
+	for (uint64_t i = 0; i < n; i++) {
+		snprintf(s->path, sizeof(s->path), "payload.devices[%llu]", (unsigned long long)i);
+		err = check_device(s, p);
+		if (err)
+			return err;
+		skip(&p);
+	}
+	return 0;
+}
+
+int handoff_payload_check(const uint8_t *payload, size_t len, struct handoff_diag *diag_ret)
+{
+	struct walk w = { payload, payload, diag_ret };
+	struct schema s = { &w, "payload" };
+	const uint8_t *p = payload;
+	int err;
+
+	if (!payload && len)
+		return HANDOFF_E_INVAL;
+	if (diag_ret)
+		memset(diag_ret, 0, sizeof(*diag_ret));
+	if (len > HANDOFF_PAYLOAD_SIZE_MAX)
+		return HANDOFF_E_PAYLOAD_SIZE;	/* R9 */
+	if (len == 0)
+		return cbor_fail(&w, p, 19, "empty payload: no item");
+	w.end = payload + len;
+	err = walk_item(&w, &p, 1);
+	if (err)
+		return err;
+	if (p != w.end)
+		return cbor_fail(&w, p, 19, "bytes follow the item");
+	return check_schema(&s, payload);
+}

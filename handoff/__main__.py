@@ -1,0 +1,7 @@
+"""Entry point for ``python -m handoff``."""
+
+import sys
+
+from handoff.cli import main
+
+sys.exit(main())

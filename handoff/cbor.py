@@ -1,0 +1,205 @@
+"""Strict CBOR for record payloads: deterministic encoding out, R15-R19 enforced on the way in.
+
+The decoder is written here rather than taken from cbor2 because a payload is untrusted input
+and cbor2 decodes semantic tags (shared references, string references, sets, bignums) that
+could build cyclic or exponentially large objects. This decoder accepts only the items R16
+allows, checks the deterministic form of R15 as it goes, bounds depth (R18) before recursing,
+and bounds every declared length by the bytes that remain before slicing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handoff.errors import BadCBOR
+
+MAX_DEPTH = 16  # R18
+_U64 = 1 << 64
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` in core deterministic CBOR (R15) with cbor2's canonical mode.
+
+    For R16 types cbor2 produces exactly the bytes of :func:`dumps_checked` (a test holds the
+    two to that), three times faster. It does not refuse floats or tags; ``record.encode``
+    gets that from the C core, which checks every payload against R15-R21 before framing it.
+    """
+    import cbor2
+
+    return bytes(cbor2.dumps(obj, canonical=True))
+
+
+def dumps_checked(obj: Any) -> bytes:
+    """The reference encoder: pure Python, raises ValueError on anything R16 forbids."""
+    out = bytearray()
+    _encode(obj, out, 1)
+    return bytes(out)
+
+
+def _head(major: int, n: int, out: bytearray) -> None:
+    mt = major << 5
+    if n < 24:
+        out.append(mt | n)
+    elif n < 0x100:
+        out += bytes((mt | 24, n))
+    elif n < 0x10000:
+        out.append(mt | 25)
+        out += n.to_bytes(2, "big")
+    elif n < 0x100000000:
+        out.append(mt | 26)
+        out += n.to_bytes(4, "big")
+    else:
+        out.append(mt | 27)
+        out += n.to_bytes(8, "big")
+
+
+def _encode(obj: Any, out: bytearray, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ValueError("CBOR nesting deeper than 16 (R18)")
+    if obj is True:
+        out.append(0xF5)
+    elif obj is False:
+        out.append(0xF4)
+    elif obj is None:
+        out.append(0xF6)
+    elif isinstance(obj, int):
+        if 0 <= obj < _U64:
+            _head(0, obj, out)
+        elif -_U64 <= obj < 0:
+            _head(1, -1 - obj, out)
+        else:
+            raise ValueError(f"integer {obj} does not fit in 64 bits (R16)")
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        b = bytes(obj)
+        _head(2, len(b), out)
+        out += b
+    elif isinstance(obj, str):
+        b = obj.encode("utf-8")
+        _head(3, len(b), out)
+        out += b
+    elif isinstance(obj, (list, tuple)):
+        _head(4, len(obj), out)
+        for item in obj:
+            _encode(item, out, depth + 1)
+    elif isinstance(obj, dict):
+        items = []
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise ValueError(f"map key {k!r} is not text (R16)")
+            kb = bytearray()
+            _encode(k, kb, depth + 1)
+            items.append((bytes(kb), v))
+        items.sort(key=lambda kv: kv[0])  # R15: bytewise order of encoded keys
+        _head(5, len(items), out)
+        for kb, v in items:
+            out += kb
+            _encode(v, out, depth + 1)
+    else:
+        raise ValueError(f"type {type(obj).__name__} is not allowed in a payload (R16)")
+
+
+def loads(data: bytes | bytearray | memoryview) -> Any:
+    """Decode exactly one strict, deterministic CBOR item (R15, R16, R18, R19).
+
+    Raises ``BadCBOR`` naming the payload offset and the rule broken.
+    """
+    buf = bytes(data)
+    dec = _Decoder(buf)
+    value = dec.item(1)
+    if dec.pos != len(buf):
+        raise BadCBOR(
+            f"{len(buf) - dec.pos} byte(s) after the payload item at payload offset {dec.pos} (R19)",
+            check="cbor",
+            offset=dec.pos,
+        )
+    return value
+
+
+class _Decoder:
+    __slots__ = ("buf", "pos", "end")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.end = len(buf)
+
+    def fail(self, msg: str, at: int) -> BadCBOR:
+        return BadCBOR(f"{msg} at payload offset {at}", check="cbor", offset=at)
+
+    def head(self) -> tuple[int, int, int]:
+        """Return (major, info, argument) and check the shortest-form rule of R15."""
+        at = self.pos
+        if at >= self.end:
+            raise self.fail("payload ends inside an item (R19)", at)
+        ib = self.buf[at]
+        major, info = ib >> 5, ib & 0x1F
+        if info < 24:
+            self.pos = at + 1
+            return major, info, info
+        if info > 27:
+            if info == 31:
+                raise self.fail("indefinite-length item (R15)", at)
+            raise self.fail(f"reserved additional information {info}", at)
+        if major == 7:
+            raise self.fail("float or extended simple value (R16)", at)
+        n = 1 << (info - 24)
+        if at + 1 + n > self.end:
+            raise self.fail("payload ends inside an item head (R19)", at)
+        arg = int.from_bytes(self.buf[at + 1 : at + 1 + n], "big")
+        self.pos = at + 1 + n
+        if arg < (24 if n == 1 else 1 << (4 * n)):
+            raise self.fail("integer or length not in its shortest form (R15)", at)
+        return major, info, arg
+
+    def item(self, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise self.fail("nesting deeper than 16 (R18)", self.pos)
+        at = self.pos
+        major, info, arg = self.head()
+        if major == 0:
+            return arg
+        if major == 1:
+            return -1 - arg
+        if major == 2 or major == 3:
+            end = self.pos + arg
+            if end > self.end:  # R18: bound the length before slicing
+                raise self.fail(f"string of {arg} bytes runs past the payload end", at)
+            raw = self.buf[self.pos : end]
+            self.pos = end
+            if major == 2:
+                return raw
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self.fail("text string is not UTF-8 (R16)", at) from None
+        if major == 4:
+            if arg > self.end - self.pos:  # every item takes at least one byte
+                raise self.fail(f"array of {arg} items cannot fit in the payload", at)
+            return [self.item(depth + 1) for _ in range(arg)]
+        if major == 5:
+            if 2 * arg > self.end - self.pos:
+                raise self.fail(f"map of {arg} pairs cannot fit in the payload", at)
+            out: dict[str, Any] = {}
+            prev: bytes | None = None
+            for _ in range(arg):
+                kat = self.pos
+                key = self.item(depth + 1)
+                if not isinstance(key, str):
+                    raise self.fail("map key is not a text string (R16)", kat)
+                kenc = self.buf[kat : self.pos]
+                if prev is not None and kenc <= prev:
+                    what = "duplicate" if kenc == prev else "unsorted"
+                    raise self.fail(f"{what} map key {key!r} (R15)", kat)
+                prev = kenc
+                out[key] = self.item(depth + 1)
+            return out
+        if major == 6:
+            raise self.fail(f"tag {arg} is not allowed (R16)", at)
+        # major 7 with info < 24: simple values
+        if info == 20:
+            return False
+        if info == 21:
+            return True
+        if info == 22:
+            return None
+        raise self.fail(f"simple value {info} is not allowed (R16)", at)

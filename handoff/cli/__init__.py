@@ -1,0 +1,121 @@
+"""The ``handoff`` command line: argument parsing, error reporting and exit codes.
+
+Each subcommand lives in its own module here with ``register(subparsers)``, which adds the
+parser and sets ``func``; implementation modules are imported inside ``func`` so that
+``handoff --help`` and ``handoff inspect`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import NoReturn, Sequence
+
+from handoff.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INVALID,
+    EXIT_NO_RECORD,
+    EXIT_OK,
+    EXIT_USAGE,
+    HandoffError,
+)
+
+# Order is the order of `handoff --help`.
+COMMANDS = (
+    "save",
+    "inspect",
+    "diff",
+    "restore",
+    "load",
+    "unload",
+    "status",
+    "capture",
+    "inject_notes",
+    "plugins",
+)
+
+EPILOG = f"""\
+exit codes:
+  {EXIT_OK}  success
+  {EXIT_INVALID}  invalid input or a failed check (corrupt record, refused restore step)
+  {EXIT_USAGE}  usage error (wrong arguments, bad policy file)
+  {EXIT_NO_RECORD}  no handoff record found in the input
+  {EXIT_ENVIRONMENT}  environment problem (missing tool, not root, no crashkernel, kernel refused)
+
+Run `handoff COMMAND --help` for each command. Every command that reports takes --json.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors carry a hint and exit with EXIT_USAGE."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"handoff: error: {message}\n")
+        sys.stderr.write(f"handoff: try `{self.prog} --help`\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="handoff",
+        description=(
+            "Carry PCI device state across kexec/kdump. Save it in the production kernel, "
+            "hand it to the capture kernel in the crashkernel region, restore devices "
+            "there, and keep it with the dump."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from handoff import __version__
+
+    parser.add_argument("--version", action="version", version=f"handoff {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"handoff.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"handoff.cli.{name}":
+                raise
+            continue  # command not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        rc = args.func(args)
+    except HandoffError as e:
+        _report(e)
+        return e.exit_code
+    except OSError as e:
+        # Library code lets OSError through with its errno and path; say it in one line.
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"handoff: error: {where}{e.strerror or e}\n")
+        return EXIT_ENVIRONMENT
+    except KeyboardInterrupt:
+        sys.stderr.write("handoff: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    return EXIT_OK if rc is None else int(rc)
+
+
+def _report(e: HandoffError) -> None:
+    msg = f"handoff: error: {e}"
+    offset = getattr(e, "offset", None)
+    check = getattr(e, "check", None)
+    if check is not None and offset is not None and f"offset {offset}" not in msg:
+        msg += f" (check {check}, offset {offset})"
+    sys.stderr.write(msg + "\n")
+    if e.hint:
+        sys.stderr.write(f"handoff: hint: {e.hint}\n")
+
+
+__all__ = ["main", "build_parser", "EXIT_INVALID", "EXIT_NO_RECORD", "EXIT_ENVIRONMENT"]

@@ -1,0 +1,4 @@
+# Only declares the cffi build; everything else is in pyproject.toml.
+from setuptools import setup
+
+setup(cffi_modules=["csrc/build_ffi.py:ffibuilder"])

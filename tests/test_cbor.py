@@ -1,0 +1,91 @@
+"""The strict CBOR codec: deterministic output, and every R15/R16/R18/R19 refusal."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handoff import cbor
+from handoff.errors import BadCBOR
+
+leaf = (
+    st.integers(min_value=-(2**64), max_value=2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=20)
+    | st.booleans()
+    | st.none()
+)
+values = st.recursive(
+    leaf,
+    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=8), kids, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(derandomize=True, max_examples=300)
+@given(values)
+def test_round_trip_and_matches_cbor2_canonical(v: object) -> None:
+    enc = cbor.dumps(v)
+    assert enc == cbor.dumps_checked(v) == cbor2.dumps(v, canonical=True)
+    assert cbor.loads(enc) == v
+
+
+@settings(derandomize=True, max_examples=500)
+@given(st.binary(max_size=64))
+def test_random_bytes_never_escape_as_other_errors(data: bytes) -> None:
+    try:
+        cbor.loads(data)
+    except BadCBOR:
+        pass
+
+
+@pytest.mark.parametrize(
+    "hexdata, fragment",
+    [
+        ("1801", "shortest form"),
+        ("190017", "shortest form"),
+        ("1a0000ffff", "shortest form"),
+        ("1b00000000ffffffff", "shortest form"),
+        ("9f01ff", "indefinite-length"),
+        ("c101", "tag 1 is not allowed"),
+        ("f93c00", "float"),
+        ("f7", "simple value 23"),
+        ("a2616101616101", "duplicate map key"),
+        ("a2616201616101", "unsorted map key"),
+        ("a10101", "not a text string"),
+        ("0000", "after the payload item"),
+        ("5bffffffffffffffff", "runs past the payload end"),
+        ("9bffffffffffffffff", "cannot fit"),
+        ("bbffffffffffffffff", "cannot fit"),
+        ("81" * 16 + "00", "deeper than 16"),
+        ("61ff", "not UTF-8"),
+        ("1c", "reserved additional information"),
+        ("", "ends inside an item"),
+        ("19", "ends inside an item head"),
+    ],
+)
+def test_refusals(hexdata: str, fragment: str) -> None:
+    with pytest.raises(BadCBOR) as ei:
+        cbor.loads(bytes.fromhex(hexdata))
+    assert fragment in str(ei.value)
+    assert ei.value.check == "cbor"
+
+
+def test_depth_16_is_allowed() -> None:
+    assert cbor.loads(bytes.fromhex("81" * 15 + "00")) is not None
+
+
+@pytest.mark.parametrize("bad", [1.5, {1: 2}, {"a": {1, 2}}, 2**64, -(2**64) - 1])
+def test_encoder_refuses_what_r16_forbids(bad: object) -> None:
+    with pytest.raises(ValueError):
+        cbor.dumps_checked(bad)
+
+
+def test_record_encode_refuses_a_float_in_the_payload() -> None:
+    from handoff import record
+    from handoff.errors import BadCBOR
+
+    with pytest.raises(BadCBOR, match="R16"):
+        record.encode({"v": 1, "devices": [], "x": 1.5}, record.Producer())
