@@ -1,0 +1,1 @@
+"""The device model (bus, device, driver, class, topology) and its collectors."""
