@@ -1,0 +1,305 @@
+"""The scenario API: a scenario is data (a first-kernel script and capture hooks); running it
+builds the guest, boots both kernels in QEMU and returns stages, timings and result files."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import pyinstall, qemu, results, rootfs
+from .config import CACHE_DIR, CAPTURE_APPEND, FIRST_CMDLINE, GUEST_SCRIPTS, SCENARIOS_DIR
+from .qemu import Stage, StageTime
+
+# Seconds allowed from the previous stage (see timeout_scale).
+FIRST_STAGES = (("first-init", 90), ("first-root", 60), ("first-drivers", 60), ("first-script", 30))
+CAPTURE_STAGES = (
+    ("capture-init", 90),
+    ("pre-udev-done", 60),
+    ("drivers-loaded", 60),
+    ("results-mounted", 30),
+    ("pre-pivot-done", 120),
+    ("vmcore-saved", 120),
+    ("capture-done", 60),
+)
+SCRIPT_STAGE_TIMEOUT = 60.0
+OVERALL_TIMEOUT = 240.0
+RUNS_DIR = CACHE_DIR / "runs"
+RESULTS_DISK_MB = 768  # room for a full ELF vmcore of the 512 MiB guest
+
+
+def timeout_scale() -> float:
+    """HANDOFF_E2E_TIMEOUT_SCALE stretches every timeout, for a slower machine."""
+    return float(os.environ.get("HANDOFF_E2E_TIMEOUT_SCALE", "1"))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One round trip: what the first kernel runs, and what the capture initrd adds.
+
+    first_script: busybox sh run with `set -e` as root in the first kernel, after the
+        drivers are loaded. lib.sh's helpers are available (stage, info, fail, dump_config,
+        crash); it must end by calling `crash`. Environment: E2E_OUT (a directory on the
+        results disk), CAPTURE_KERNEL, CAPTURE_INITRD, CAPTURE_APPEND; PATH starts with
+        /opt/handoff/bin.
+    capture_hooks: "pre-udev/NN-name.sh" or "pre-pivot/NN-name.sh" -> text, sourced by the
+        capture /init in sorted order; pre-udev runs before any driver loads and may write
+        to E2E_OUT (tmpfs, copied to the results disk); pre-pivot runs with the results disk
+        at E2E_RESULTS and may save the dump there (a file named vmcore*).
+    script_stages: the names the first script marks with `stage NAME`, in order, before
+        `crash` (each within its timeout, default 60 s); pre_udev_stages and
+        pre_pivot_stages likewise for the hooks of each directory.
+    files: extra files for the first kernel's root, absolute guest path -> content.
+    """
+
+    name: str
+    first_script: str
+    capture_hooks: dict[str, str] = field(default_factory=dict)
+    extra_cmdline: str = ""
+    capture_append: str = CAPTURE_APPEND
+    with_handoff: bool = True
+    vmcore: str = "full"  # full | head | none: what /init saves if no hook saved a dump
+    script_stages: tuple[str, ...] = ()
+    pre_udev_stages: tuple[str, ...] = ()
+    pre_pivot_stages: tuple[str, ...] = ()
+    timeouts: dict[str, float] = field(default_factory=dict)
+    overall_timeout: float = OVERALL_TIMEOUT
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def from_dir(cls, path: Path | str, **overrides: Any) -> Scenario:
+        """Load scenarios/<name>/: first.sh, hooks/<dir>/*.sh, optional scenario.toml whose
+        keys are this class's fields."""
+        path = Path(path)
+        if not path.is_absolute() and not path.exists():
+            path = SCENARIOS_DIR / path
+        opts: dict[str, Any] = {"name": path.name}
+        toml = path / "scenario.toml"
+        if toml.exists():
+            opts.update(tomllib.loads(toml.read_text()))
+        for key in ("script_stages", "pre_udev_stages", "pre_pivot_stages"):
+            if key in opts:
+                opts[key] = tuple(opts[key])
+        hooks = {
+            str(p.relative_to(path / "hooks")): p.read_text()
+            for p in sorted((path / "hooks").glob("*/*.sh"))
+        }
+        opts.update(first_script=(path / "first.sh").read_text(), capture_hooks=hooks)
+        opts.update(overrides)
+        return cls(**opts)
+
+    def stages(self) -> list[Stage]:
+        scale = timeout_scale()
+        plan = [
+            *FIRST_STAGES,
+            *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.script_stages],
+            ("crash", SCRIPT_STAGE_TIMEOUT),
+            CAPTURE_STAGES[0],
+            *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.pre_udev_stages],
+            *CAPTURE_STAGES[1:4],
+            *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.pre_pivot_stages],
+            *CAPTURE_STAGES[4:],
+        ]
+        return [Stage(n, self.timeouts.get(n, t) * scale) for n, t in plan]
+
+
+@dataclass
+class Result:
+    """What one run produced. `files` maps "first/..." and "capture/..." to host paths."""
+
+    scenario: str
+    stages: list[StageTime]
+    infos: list[str]
+    serial_log: str
+    out_dir: Path
+    files: dict[str, Path]
+    prepare_s: float
+    qemu_s: float
+    kernel: str
+    phases: dict[str, float] = field(default_factory=dict)  # host seconds per phase
+
+    def read(self, name: str) -> bytes:
+        return self.files[name].read_bytes()
+
+    def text(self, name: str) -> str:
+        return self.read(name).decode()
+
+    def stage(self, name: str) -> StageTime:
+        return next(s for s in self.stages if s.name == name)
+
+    def timings(self) -> dict[str, object]:
+        rows, prev = [], 0.0
+        for s in self.stages:
+            rows.append(
+                {
+                    "stage": s.name,
+                    "at_s": round(s.host_s, 3),
+                    "delta_s": round(s.host_s - prev, 3),
+                    "guest_uptime_ms": s.guest_ms,
+                }
+            )
+            prev = s.host_s
+        return {
+            "scenario": self.scenario,
+            "kernel": self.kernel,
+            "prepare_s": round(self.prepare_s, 3),
+            "qemu_s": round(self.qemu_s, 3),
+            "host_phases_s": self.phases,
+            "stages": rows,
+            "infos": self.infos,
+        }
+
+    def table(self) -> str:
+        t = self.timings()
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items())
+        lines = [f"scenario {self.scenario} (kernel {self.kernel}): {phases}"]
+        for row in t["stages"]:  # type: ignore[attr-defined]
+            guest = "" if row["guest_uptime_ms"] is None else f"(guest {row['guest_uptime_ms']} ms)"
+            lines.append(
+                f"  {row['stage']:<18} at {row['at_s']:7.2f} s  +{row['delta_s']:6.2f} s  {guest}"
+            )
+        return "\n".join(lines)
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _root_image(sc: Scenario, pkgs: rootfs.Packages, base: Path, run: Path) -> Path:
+    """Base tree (hard links into the cache) + this run's scripts, capture initrd, handoff."""
+    stage_dir = run / "root"
+    subprocess.run(["cp", "-al", str(base), str(stage_dir)], check=True)
+    overlay: dict[str, str | bytes] = {
+        "etc/e2e/lib.sh": (GUEST_SCRIPTS / "lib.sh").read_text(),
+        "etc/e2e/first.sh": sc.first_script,
+        "etc/e2e/capture-append": sc.capture_append + "\n",
+        **{p.lstrip("/"): c for p, c in sc.files.items()},
+    }
+    for rel, content in overlay.items():
+        rootfs.write_file(stage_dir / rel, content)
+    rootfs.write_file(
+        stage_dir / "sbin/e2e-first-init", (GUEST_SCRIPTS / "first-init.sh").read_text(), 0o755
+    )
+    rootfs.capture_initrd(pkgs, sc.capture_hooks, sc.vmcore, stage_dir / "boot/capture-initrd.img")
+    if sc.with_handoff:
+        pyinstall.install(stage_dir / "opt/handoff")
+        rootfs.check_libraries(stage_dir, "opt/handoff")
+    image = run / "root.raw"
+    rootfs.make_ext4(stage_dir, image, rootfs.tree_size_mb(stage_dir) * 5 // 4 + 64, "e2eroot")
+    shutil.rmtree(stage_dir)
+    return image
+
+
+def run(sc: Scenario) -> Result:
+    """Build everything `sc` needs (cached where possible), boot it, return the Result.
+
+    Raises qemu.StageError naming the stage that failed, with the console's last lines."""
+    t0 = time.monotonic()
+    phases: dict[str, float] = {}
+    mark = [t0]
+
+    def phase(name: str) -> None:
+        mark.append(time.monotonic())
+        phases[name] = round(mark[-1] - mark[-2], 3)
+
+    run_dir = RUNS_DIR / sc.name
+    with _lock(RUNS_DIR / f"{sc.name}.lock"):
+        # Builds share the cache, so they take turns; the QEMU runs themselves need not.
+        with _lock(CACHE_DIR / ".lock"):
+            pkgs = rootfs.prepare_packages()
+            phase("packages")
+            kernel = rootfs.vmlinux_for(pkgs)
+            initrd = rootfs.first_initramfs(pkgs)
+            base = rootfs.base_tree(pkgs)
+            phase("cached-trees")
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            disks = {
+                "root": _root_image(sc, pkgs, base, run_dir),
+                "results": run_dir / "results.raw",
+                "nvme": run_dir / "nvme.raw",
+            }
+        rootfs.make_ext4(None, disks["results"], RESULTS_DISK_MB, "e2eres")
+        with disks["nvme"].open("wb") as f:
+            f.truncate(64 << 20)
+        cmdline = f"{FIRST_CMDLINE} {sc.extra_cmdline}".strip()
+        argv = qemu.argv(kernel, initrd, cmdline, disks)
+        (run_dir / "qemu-argv.txt").write_text(shlex.join(argv) + "\n")  # copy-pasteable
+        phase("run-images")
+        prepare_s = time.monotonic() - t0
+        try:
+            outcome = qemu.run(
+                argv, sc.stages(), run_dir / "serial.log", sc.overall_timeout * timeout_scale()
+            )
+        except qemu.StageError as e:
+            _salvage(disks["results"], run_dir)
+            e.add_note(
+                f"serial console: {run_dir / 'serial.log'}; what the guests wrote: "
+                f"{run_dir / 'out'}; QEMU command: {run_dir / 'qemu-argv.txt'}"
+            )
+            raise
+        phase("qemu")
+        files = results.extract(disks["results"], ("first", "capture"), run_dir / "out")
+        disks["results"].unlink()  # the vmcore is in out/ now; the root image is rebuilt
+        disks["root"].unlink()
+        phase("extract-results")
+    result = Result(
+        sc.name,
+        outcome.stages,
+        outcome.infos,
+        "\n".join(outcome.lines),
+        run_dir / "out",
+        files,
+        prepare_s,
+        outcome.wall_s,
+        pkgs.release,
+        phases,
+    )
+    timings = CACHE_DIR / f"timings-{sc.name}.json"
+    timings.write_text(json.dumps(result.timings(), indent=1) + "\n")
+    return result
+
+
+def _salvage(image: Path, run_dir: Path) -> None:
+    """Best effort: keep whatever the guest wrote before failing, for the post-mortem."""
+    try:
+        results.extract(image, ("first", "capture"), run_dir / "out")
+    except (results.ResultsError, OSError):
+        pass
+
+
+def run_scenario(
+    first_kernel_script: str,
+    capture_hooks: dict[str, str] | None = None,
+    *,
+    name: str = "adhoc",
+    extra_cmdline: str = "",
+    **options: Any,
+) -> Result:
+    """Run a scenario given as strings; `options` are further Scenario fields."""
+    return run(
+        Scenario(
+            name=name,
+            first_script=first_kernel_script,
+            capture_hooks=dict(capture_hooks or {}),
+            extra_cmdline=extra_cmdline,
+            **options,
+        )
+    )
