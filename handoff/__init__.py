@@ -26,6 +26,13 @@ def read(path: str) -> "list[Found]":
     return read_path(path)
 
 
+def read_bytes(data: bytes, name: str = "<bytes>") -> "list[Found]":
+    """Find and validate every handoff record in ``data`` (any supported container)."""
+    from handoff.sources import read_bytes as _read_bytes
+
+    return _read_bytes(data, name)
+
+
 def __getattr__(name: str) -> Any:
     # Lazy submodule access keeps `import handoff` cheap for the CLI.
     if name in {"record", "errors", "sources", "payload"}:

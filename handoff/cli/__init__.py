@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HandoffError as e:
         _report(e)
         return e.exit_code
+    except BrokenPipeError:  # `handoff ... | head`: not an error (and an OSError subclass)
+        return EXIT_OK
     except OSError as e:
         # Library code lets OSError through with its errno and path; say it in one line.
         where = f"{e.filename}: " if e.filename else ""
@@ -102,8 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("handoff: interrupted\n")
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
     return EXIT_OK if rc is None else int(rc)
 
 

@@ -1,0 +1,327 @@
+"""``handoff inspect``: say what a file is and show every handoff record in it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DESCRIPTION = """\
+Recognise FILE by its content - a raw record, a note file, a two-slot region, an initrd
+(concatenated cpio archives, raw or gzip/xz/bzip2/lzma/zstd), an ELF vmcore, or a makedumpfile
+kdump-compressed or flattened dump - and show each handoff record in it: format version,
+checksum results, producer, generation and device table. For a dump, also VMCOREINFO
+(OSRELEASE, crash time) and the restore report notes. Reads only headers and notes of a dump,
+never its memory, so a 64 GiB vmcore is as quick as a small one.
+"""
+
+EPILOG = """\
+exit codes:
+  0  every record found is valid
+  1  a record is corrupt (the message names the failed check and offset), or the
+     container is malformed
+  2  FILE does not exist or is not a file
+  3  FILE holds no handoff record
+  4  FILE cannot be read (permission), or a needed tool (zstd) is missing
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="show what a file is and the handoff records in it",
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", metavar="FILE", help="a record, note file, region, initrd or dump")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+def _time_ns(ns: int) -> str:
+    import datetime as dt
+
+    if ns <= 0:
+        return "unknown"
+    try:
+        t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{ns} ns"
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 1_000_000_000:09d}Z"
+
+
+def _time_s(s: int | None) -> str | None:
+    return None if s is None else _time_ns(s * 1_000_000_000).replace(".000000000Z", "Z")
+
+
+def checks(err: Any) -> dict[str, str]:
+    """What the two checksums of §8 say, given the error a record failed with (None: valid)."""
+    if err is None:
+        return {"header_crc": "ok", "payload_digest": "ok"}
+    c, msg = err.check, str(err)
+    if c == "magic":
+        return {"header_crc": "not checked", "payload_digest": "not checked"}
+    if c == "truncated":
+        crc = "not checked" if f"of {128} bytes" in msg else "ok"
+        return {"header_crc": crc, "payload_digest": "not checked"}
+    if c == "algorithm":
+        if "header check" in msg:
+            return {"header_crc": "unsupported", "payload_digest": "not checked"}
+        return {"header_crc": "ok", "payload_digest": "unsupported"}
+    if c == "header_crc":
+        return {"header_crc": "mismatch", "payload_digest": "not checked"}
+    if c in ("version", "header_size", "payload_size"):
+        return {"header_crc": "ok", "payload_digest": "not checked"}
+    if c == "digest":
+        return {"header_crc": "ok", "payload_digest": "mismatch"}
+    return {"header_crc": "ok", "payload_digest": "ok"}
+
+
+def _snap(s: Any) -> str | None:
+    if not isinstance(s, dict):
+        return None
+    size, n = s.get("size"), s.get("len")
+    return str(size) if n == size else f"{n}/{size}"
+
+
+def device_rows(devices: list[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for d in devices:
+        if not isinstance(d, dict):
+            continue
+        ids: dict[str, Any] = d["ids"] if isinstance(d.get("ids"), dict) else {}
+        bus = d.get("bus")
+        early = d.get("early")
+        rows.append({
+            "addr": d.get("addr") if bus == "pci" else f"{bus}:{d.get('addr')}",
+            "ids": (f"{ids['vendor']:04x}:{ids['device']:04x}"
+                    if "vendor" in ids and "device" in ids else None),
+            "class": f"{ids['class']:06x}" if "class" in ids else None,
+            "driver": d.get("driver"),
+            "early": early.get("src") if isinstance(early, dict) else None,
+            "live": _snap(d.get("live")),
+            "policy": d.get("policy"),
+        })
+    return rows
+
+
+def record_doc(f: Any) -> dict[str, Any]:
+    from handoff.sources.model import error_json
+
+    doc: dict[str, Any] = {"kind": f.kind, "location": f.location.to_json(),
+                           "where": str(f.location), "valid": f.ok,
+                           "checks": checks(f.error)}
+    if f.error is not None:
+        doc["error"] = error_json(f.error)
+        return doc
+    r = f.record
+    doc.update({
+        "version": r.version, "header_size": r.header_size, "payload_size": r.payload_size,
+        "generation": r.generation, "created_ns": r.created_ns,
+        "created": _time_ns(r.created_ns),
+        "producer": {"kernel_release": r.kernel_release, "hostname": r.hostname,
+                     "boot_id": r.boot_id, "machine_id": r.machine_id},
+        "devices": device_rows(r.devices),
+    })
+    return doc
+
+
+def container_doc(c: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": c.kind, "description": c.describe(), "size": c.size,
+                         "details": c.details, "notes": [n.to_json() for n in c.notes]}
+    if c.vmcoreinfo is not None:
+        v = c.vmcoreinfo.essentials()
+        v["crashtime_utc"] = _time_s(v["crashtime"])
+        d["vmcoreinfo"] = v
+    if c.reports:
+        d["reports"] = [dict(r.to_json(), summary=r.summary()) for r in c.reports]
+    if c.slots:
+        d["slots"] = [s.to_json() for s in c.slots]
+    if c.archives:
+        d["archives"] = c.archives
+    if c.problems:
+        d["problems"] = [{"message": p.message, "offset": p.offset} for p in c.problems]
+    return d
+
+
+# -- text output ---------------------------------------------------------------------------------
+
+
+def _print_container(c: Any, out: Any) -> None:
+    from handoff.cli._output import table
+
+    w = out.write
+    w(f"{c.name}: {c.describe()}, {_size(c.size)}\n")
+    d = c.details
+    if "elf_class" in d:
+        w(f"  ELF{d['elf_class']} {d['byte_order']}-endian {d['e_type']} {d['machine']}: "
+          f"{d['phnum']} program headers ({d['pt_note']} PT_NOTE, {d['pt_load']} PT_LOAD, "
+          f"{_size(d['memory'])} of memory)\n")
+    if "header_version" in d:
+        w(f"  kdump header version {d['header_version']}, block size {d['block_size']}, "
+          f"dump level {d['dump_level']}, {d['nr_cpus']} CPUs, {d['machine']}, "
+          f"kernel {d['release']} on {d['nodename']}, dumped {_time_s(d['timestamp'])}"
+          + (" (INCOMPLETE dump)" if d.get("incomplete") else "") + "\n")
+        if "note_area" in d:
+            w(f"  note area: {d['note_area']}\n")
+    if c.kind == "flattened":
+        w(f"  offsets below are {d['offsets']}; {d['chunks_scanned']} chunks read\n")
+    for a in c.archives:
+        method = a["compression"] or "uncompressed"
+        extra = "" if a.get("examined", True) else " (not examined)"
+        w(f"  cpio archive {a['index']} at offset {a['offset']}: {method}, "
+          f"{a['members']} members{extra}\n")
+    for s in c.slots:
+        w(f"  slot {s.slot} at offset {s.offset} ({s.size} bytes): {s.describe()}\n")
+    if c.notes:
+        w("  notes:\n")
+        rows = [[n.owner, n.type_name, n.size, n.offset] + ([n.member] if n.member else [])
+                for n in c.notes]
+        members = any(n.member for n in c.notes)
+        heads = ["OWNER", "TYPE", "SIZE", "OFFSET"] + (["MEMBER"] if members else [])
+        for line in table(heads, [r + [None] * (len(heads) - len(r)) for r in rows]).splitlines():
+            w(f"    {line}\n")
+    if c.vmcoreinfo is not None:
+        v = c.vmcoreinfo
+        parts = [f"OSRELEASE {v.osrelease or '?'}"]
+        if v.crashtime is not None:
+            parts.append(f"crashed {_time_s(v.crashtime)} (CRASHTIME {v.crashtime})")
+        else:
+            parts.append("no CRASHTIME")
+        if v.pagesize:
+            parts.append(f"PAGESIZE {v.pagesize}")
+        if v.build_id:
+            parts.append(f"BUILD-ID {v.build_id}")
+        w("  VMCOREINFO: " + ", ".join(parts) + "\n")
+    for r in c.reports:
+        w(f"  restore report at offset {r.offset}: {r.summary()}\n")
+    for p in c.problems:
+        w(f"  problem: {p.message}\n")
+
+
+def _print_record(i: int, n: int, f: Any, out: Any) -> None:
+    from handoff.cli._output import table
+
+    w = out.write
+    ck = checks(f.error)
+    if f.error is not None:
+        e = f.error
+        w(f"\nrecord {i} of {n} at {f.location}: INVALID: {e} "
+          f"(check {e.check}, offset {e.offset})\n")
+        w(f"  header CRC: {ck['header_crc']}; payload digest: {ck['payload_digest']}\n")
+        return
+    r = f.record
+    w(f"\nrecord {i} of {n} at {f.location}: valid\n")
+    w(f"  format      {r.version} (header {r.header_size} bytes, payload {r.payload_size} bytes)\n")
+    w(f"  checks      header CRC-32C {ck['header_crc']}, payload SHA-256 {ck['payload_digest']}\n")
+    w(f"  producer    kernel {r.kernel_release or '?'} on {r.hostname or '?'}\n")
+    w(f"  boot id     {r.boot_id or 'unknown'}\n")
+    w(f"  machine id  {r.machine_id or 'unknown'}\n")
+    w(f"  created     {_time_ns(r.created_ns)}\n")
+    w(f"  generation  {r.generation}\n")
+    rows = device_rows(r.devices)
+    w(f"  devices ({len(rows)}):\n")
+    if rows:
+        keys = ["addr", "ids", "class", "driver", "early", "live", "policy"]
+        txt = table([k.upper() for k in keys], [[row[k] for k in keys] for row in rows])
+        for line in txt.splitlines():
+            w(f"    {line}\n")
+
+
+# -- command -------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # `handoff inspect X | head`: stop quietly (Python docs, "Note on SIGPIPE").
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    from handoff import errors as E
+    from handoff.cli._output import emit_json
+
+    path = args.path
+    doc: dict[str, Any] = {"path": path}
+
+    def fail(code: int, msg: str, hint: str | None, err: dict[str, Any]) -> int:
+        sys.stderr.write(f"handoff: error: {msg}\n")
+        if hint:
+            sys.stderr.write(f"handoff: hint: {hint}\n")
+        if args.json:
+            doc.update({"result": err.get("result", "error"), "exit_code": code, "error": err})
+            emit_json("inspect", doc)
+        return code
+
+    if not os.path.lexists(path) or (os.path.islink(path) and not os.path.exists(path)):
+        return fail(E.EXIT_USAGE, f"{path}: no such file", "check the path",
+                    {"type": "FileNotFoundError", "message": "no such file", "result": "usage"})
+    from handoff import sources
+    from handoff.sources.model import error_json
+
+    try:
+        c = sources.scan_path(path)
+    except IsADirectoryError:
+        return fail(E.EXIT_USAGE, f"{path}: not a regular file", "give a file, not a directory",
+                    {"type": "IsADirectoryError", "message": "not a file", "result": "usage"})
+    except PermissionError as e:
+        return fail(E.EXIT_ENVIRONMENT, f"{path}: {e.strerror}", "run as root or fix permissions",
+                    {"type": "PermissionError", "message": str(e.strerror),
+                     "result": "environment"})
+    except OSError as e:
+        return fail(E.EXIT_ENVIRONMENT, f"{path}: {e.strerror or e}", None,
+                    {"type": type(e).__name__, "message": str(e), "result": "environment"})
+    except E.BadContainer as e:
+        where = ""
+        if e.offset is not None and f"offset {e.offset}" not in str(e):
+            where = f" (offset {e.offset})"
+        return fail(E.EXIT_INVALID, f"{path}: {e}{where}", e.hint,
+                    dict(error_json(e), result="bad-container"))
+
+    doc["container"] = container_doc(c)
+    doc["records"] = [record_doc(f) for f in c.found]
+    if not args.json:
+        _print_container(c, sys.stdout)
+        for i, f in enumerate(c.found, 1):
+            _print_record(i, len(c.found), f, sys.stdout)
+    try:
+        found = sources.records_of(c)
+    except E.HandoffError as e:
+        code = e.exit_code
+        result = {E.EXIT_NO_RECORD: "no-record", E.EXIT_ENVIRONMENT: "environment"}.get(
+            code, "bad-container")
+        msg = str(e)
+        off = getattr(e, "offset", None)
+        if off is not None and f"offset {off}" not in msg:
+            msg += f" (offset {off})"
+        if not args.json:
+            sys.stdout.flush()
+        return fail(code, msg, e.hint, dict(error_json(e), result=result))
+    bad = [f for f in found if f.error is not None]
+    code = E.EXIT_INVALID if bad else E.EXIT_OK
+    if args.json:
+        doc.update({"result": "invalid" if bad else "ok", "exit_code": code})
+        emit_json("inspect", doc)
+    else:
+        sys.stdout.flush()
+        for f in bad:
+            err = f.error
+            assert err is not None
+            sys.stderr.write(f"handoff: error: corrupt record at {f.location}: {err} "
+                             f"(check {err.check}, offset {err.offset})\n")
+    return code

@@ -1,0 +1,286 @@
+"""Minimal ELF core reader: ELF header, program headers and PT_NOTE notes, never PT_LOAD data.
+
+A vmcore can be tens of GiB; everything here reads only the header ranges it needs through a
+``Blob`` (``size`` and ``pread``), bounds every count, size and offset against the file before
+reading, and turns every malformation into :class:`handoff.errors.BadContainer` with the offset.
+pyelftools is deliberately not used: it renames note types by number regardless of the owner
+(STYLE.md) and importing it costs more than parsing the few structures needed here. Tests use it
+as an independent oracle.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from handoff.errors import BadContainer
+
+ELF_MAGIC = b"\x7fELF"
+ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+ET_CORE = 4
+PT_LOAD = 1
+PT_NOTE = 4
+PN_XNUM = 0xFFFF  # e_phnum escape: the real count is shdr[0].sh_info (large vmcores)
+EM_NAMES = {3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390", 40: "arm", 62: "x86-64",
+            183: "aarch64", 243: "riscv", 258: "loongarch"}
+
+# Bounds on hostile input. A real vmcore has a few hundred PT_LOADs at most, and its notes are a
+# few KiB per CPU; a record is at most 16 MiB + 4 KiB (R8, R9).
+MAX_PHNUM = 1 << 20
+MAX_NOTE_BYTES = 64 << 20  # total bytes of PT_NOTE segments read
+MAX_NOTES = 1 << 16
+NOTE_ALIGN = 4  # R24 and every Linux core-file writer: name and desc padded to 4 bytes
+
+
+class Blob(Protocol):
+    """Random-access bytes: a file, a buffer, or a reassembled view of one."""
+
+    size: int
+
+    def pread(self, offset: int, length: int) -> bytes: ...
+
+
+def read_exact(blob: Blob, offset: int, length: int, what: str) -> bytes:
+    """Read ``length`` bytes at ``offset`` or raise BadContainer naming ``what``."""
+    if offset < 0 or length < 0 or offset > blob.size or length > blob.size - offset:
+        raise BadContainer(
+            f"{what} at offset {offset} ({length} bytes) extends past the end of the file "
+            f"({blob.size} bytes)",
+            offset=offset,
+        )
+    data = blob.pread(offset, length)
+    if len(data) != length:
+        raise BadContainer(f"{what} at offset {offset}: short read", offset=offset)
+    return data
+
+
+@dataclass(frozen=True)
+class Note:
+    """One ELF note. ``desc_offset`` is the descriptor's offset in the file (or note buffer)."""
+
+    name: bytes  # owner, without the terminating NUL
+    type: int
+    desc: bytes = field(repr=False)
+    offset: int  # of the note header
+    desc_offset: int
+
+    @property
+    def owner(self) -> str:
+        return self.name.decode("latin-1")
+
+
+_NHDR = {"<": struct.Struct("<III"), ">": struct.Struct(">III")}
+
+
+def iter_notes(
+    buf: bytes | memoryview, base: int = 0, *, endian: str = "<", strict: bool = True
+) -> Iterator[Note]:
+    """Iterate the notes in ``buf`` (a PT_NOTE segment or a note file).
+
+    ``base`` is the file offset of ``buf[0]``, used in notes and error messages. An all-zero
+    header ends the iteration (padding after the last note, as kernels leave in note buffers);
+    with ``strict``, anything else that does not parse is an error.
+    """
+    nhdr = _NHDR[endian]
+    n = len(buf)
+    pos = 0
+    count = 0
+    while pos < n:
+        if n - pos < 12:
+            if not strict or not any(buf[pos:]):
+                return
+            raise BadContainer(
+                f"truncated note header at offset {base + pos} ({n - pos} of 12 bytes)",
+                offset=base + pos,
+            )
+        namesz, descsz, ntype = nhdr.unpack_from(buf, pos)
+        if namesz == 0 and descsz == 0 and ntype == 0:
+            if strict and any(buf[pos:]):
+                raise BadContainer(
+                    f"empty note at offset {base + pos} followed by data", offset=base + pos
+                )
+            return
+        count += 1
+        if count > MAX_NOTES:
+            raise BadContainer(f"more than {MAX_NOTES} notes", offset=base + pos)
+        name_at = pos + 12
+        name_end = name_at + namesz
+        desc_at = name_at + _pad(namesz)
+        desc_end = desc_at + descsz
+        if desc_at > n or desc_end > n:
+            what = "name" if name_end > n else "descriptor"
+            raise BadContainer(
+                f"note at offset {base + pos} claims a {namesz}-byte name and a {descsz}-byte "
+                f"descriptor ({what} extends past the end of its {n}-byte segment)",
+                offset=base + pos,
+            )
+        name = bytes(buf[name_at:name_end])
+        if namesz and name[-1:] == b"\x00":
+            name = name[:-1]
+        yield Note(name, ntype, bytes(buf[desc_at:desc_end]), base + pos, base + desc_at)
+        pos = desc_at + _pad(descsz)
+
+
+def _pad(n: int) -> int:
+    return (n + NOTE_ALIGN - 1) & ~(NOTE_ALIGN - 1)
+
+
+@dataclass(frozen=True)
+class Phdr:
+    type: int
+    flags: int
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+    align: int
+
+
+@dataclass
+class ElfCore:
+    """What inspect needs from an ELF file: the header facts, segment summary and notes."""
+
+    elf_class: int  # 32 or 64
+    endian: str  # "<" or ">"
+    e_type: int
+    machine: int
+    phnum: int
+    notes: list[Note]
+    note_segments: list[Phdr]
+    load_count: int
+    load_memsz: int
+
+    @property
+    def type_name(self) -> str:
+        return ET_NAMES.get(self.e_type, f"type {self.e_type:#x}")
+
+    @property
+    def machine_name(self) -> str:
+        return EM_NAMES.get(self.machine, f"machine {self.machine}")
+
+
+_EHDR64 = "16sHHIQQQIHHHHHH"
+_EHDR32 = "16sHHIIIIIHHHHHH"
+_PHDR64 = "IIQQQQQQ"  # type, flags, offset, vaddr, paddr, filesz, memsz, align
+_PHDR32 = "IIIIIIII"  # type, offset, vaddr, paddr, filesz, memsz, flags, align
+_SHDR0_64 = "IIQQQQIIQQ"
+_SHDR0_32 = "IIIIIIIIII"
+
+
+def is_elf(head: bytes) -> bool:
+    return head[:4] == ELF_MAGIC
+
+
+def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfCore:
+    """Parse the ELF header, program headers and (with ``read_notes``) the PT_NOTE notes.
+
+    With ``hole_ok`` (a flattened dump, whose view may not hold every program header), program
+    headers that cannot be read are skipped instead of refused.
+    """
+    ident = read_exact(blob, 0, 16, "ELF identification")
+    if ident[:4] != ELF_MAGIC:
+        raise BadContainer("not an ELF file (bad magic)", offset=0)
+    cls, data = ident[4], ident[5]
+    if cls not in (1, 2):
+        raise BadContainer(f"ELF class {cls} is neither ELFCLASS32 nor ELFCLASS64", offset=4)
+    if data not in (1, 2):
+        raise BadContainer(f"ELF data encoding {data} is neither LSB nor MSB", offset=5)
+    e = "<" if data == 1 else ">"
+    is64 = cls == 2
+    ehs = struct.Struct(e + (_EHDR64 if is64 else _EHDR32))
+    h = ehs.unpack(read_exact(blob, 0, ehs.size, "ELF header"))
+    e_type, machine = h[1], h[2]
+    phoff, shoff = h[5], h[6]
+    phentsize, phnum, shentsize = h[9], h[10], h[11]
+    phs = struct.Struct(e + (_PHDR64 if is64 else _PHDR32))
+    if phnum == PN_XNUM:
+        shs = struct.Struct(e + (_SHDR0_64 if is64 else _SHDR0_32))
+        if shentsize < shs.size:
+            raise BadContainer(
+                f"e_phnum is PN_XNUM but e_shentsize {shentsize} is too small", offset=shoff
+            )
+        phnum = shs.unpack(read_exact(blob, shoff, shs.size, "section header 0"))[7]
+    if phnum and phentsize < phs.size:
+        raise BadContainer(
+            f"e_phentsize {phentsize} is smaller than a program header ({phs.size} bytes)",
+            offset=0x36 if is64 else 0x2A,
+        )
+    if phnum > MAX_PHNUM:
+        raise BadContainer(f"e_phnum {phnum} is absurd (limit {MAX_PHNUM})", offset=phoff)
+    if not hole_ok and phnum and (phoff > blob.size or phnum * phentsize > blob.size - phoff):
+        raise BadContainer(
+            f"{phnum} program headers of {phentsize} bytes at offset {phoff} extend past the "
+            f"end of the file ({blob.size} bytes)",
+            offset=phoff,
+        )
+    note_segs: list[Phdr] = []
+    loads = 0
+    load_memsz = 0
+    chunk = max(1, (64 << 10) // max(phentsize, 1))  # read the table 64 KiB at a time
+    for first in range(0, phnum, chunk):
+        count = min(chunk, phnum - first)
+        at = phoff + first * phentsize
+        if hole_ok:
+            try:
+                table = read_exact(blob, at, count * phentsize, "program headers")
+            except BadContainer:
+                continue
+        else:
+            table = read_exact(blob, at, count * phentsize, "program headers")
+        for i in range(count):
+            v = phs.unpack_from(table, i * phentsize)
+            if is64:
+                p = Phdr(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
+            else:
+                p = Phdr(v[0], v[6], v[1], v[2], v[3], v[4], v[5], v[7])
+            if p.type == PT_LOAD:
+                loads += 1
+                load_memsz += p.memsz
+            elif p.type == PT_NOTE:
+                note_segs.append(p)
+    notes: list[Note] = []
+    if read_notes:
+        total = 0
+        for p in note_segs:
+            total += p.filesz
+            if total > MAX_NOTE_BYTES:
+                raise BadContainer(
+                    f"PT_NOTE segments total more than {MAX_NOTE_BYTES >> 20} MiB", offset=p.offset
+                )
+            seg = read_exact(blob, p.offset, p.filesz, "PT_NOTE segment")
+            notes.extend(iter_notes(seg, p.offset, endian=e))
+    return ElfCore(
+        elf_class=64 if is64 else 32,
+        endian=e,
+        e_type=e_type,
+        machine=machine,
+        phnum=phnum,
+        notes=notes,
+        note_segments=note_segs,
+        load_count=loads,
+        load_memsz=load_memsz,
+    )
+
+
+# Note types whose meaning depends on the owner name (STYLE.md: never match on type alone).
+_NOTE_TYPES: dict[tuple[bytes, int], str] = {
+    (b"CORE", 1): "NT_PRSTATUS",
+    (b"CORE", 2): "NT_PRFPREG",
+    (b"CORE", 3): "NT_PRPSINFO",
+    (b"CORE", 4): "NT_TASKSTRUCT",
+    (b"CORE", 6): "NT_AUXV",
+    (b"CORE", 0x53494749): "NT_SIGINFO",
+    (b"CORE", 0x46494C45): "NT_FILE",
+    (b"LINUX", 0x202): "NT_X86_XSTATE",
+    (b"VMCOREINFO", 0): "VMCOREINFO",
+    (b"Xen", 0x1000000): "XEN_ELFNOTE_CRASH_INFO",
+    (b"HANDOFF", 0x48440001): "NT_HANDOFF_RECORD",
+    (b"HANDOFF", 0x48440002): "NT_HANDOFF_REPORT",
+}
+
+
+def note_type_name(name: bytes, ntype: int) -> str:
+    return _NOTE_TYPES.get((name, ntype), f"{ntype:#x}")

@@ -1,0 +1,289 @@
+"""makedumpfile's dump formats: kdump-compressed ("KDUMP   ") and flattened ("makedumpfile").
+
+Layouts follow makedumpfile's diskdump_mod.h and makedumpfile.h (LP64 targets):
+
+- kdump-compressed: ``struct disk_dump_header`` at offset 0, ``struct kdump_sub_header`` at
+  ``block_size`` (DISKDUMP_HEADER_BLOCKS = 1). The sub-header grew over time; a field is read
+  only if ``header_version`` says it is there (vmcoreinfo from 3, notes from 4, eraseinfo from
+  5, 64-bit pfns from 6). The note area holds the original vmcore's ELF notes.
+- flattened (``makedumpfile -F``): a 4096-byte header with the signature, then a stream of
+  chunks, each a big-endian (offset, size) pair and ``size`` bytes to place at ``offset`` of the
+  dump, ended by (-1, -1). :class:`FlatView` reassembles only the byte ranges asked for,
+  scanning chunk headers lazily and boundedly; page data is never read.
+
+Nothing here reads page data or bitmaps.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from handoff.elfcore import MAX_NOTE_BYTES, Blob, Note, iter_notes, read_exact
+from handoff.errors import BadContainer
+
+KDUMP_SIGNATURE = b"KDUMP   "
+DISKDUMP_SIGNATURE = b"DISKDUMP"
+FLAT_SIGNATURE = b"makedumpfile"
+FLAT_HEADER_SIZE = 4096  # MAX_SIZE_MDF_HEADER
+TYPE_FLAT_HEADER = 1
+VERSION_FLAT_HEADER = 1
+DUMP_DH_COMPRESSED_INCOMPLETE = 0x8
+
+MAX_HEADER_VERSION = 1000
+MIN_BLOCK_SIZE = 512
+MAX_BLOCK_SIZE = 1 << 20
+MAX_VMCOREINFO = 1 << 20
+MAX_FLAT_CHUNKS = 1 << 20  # chunk headers scanned before giving up on a range
+_32BIT_MACHINES = {"i386", "i486", "i586", "i686", "arm", "armv7l", "armv6l", "mips", "ppc", "s390"}
+
+# struct disk_dump_header, LP64: timeval is 8-aligned, so 6 pad bytes follow utsname.
+_DDH = "8si65s65s65s65s65s65s6xqqIiiIIIIIIi"
+# struct kdump_sub_header, LP64.
+_SUB = "QiiQQqQqQqQQQQ"
+DDH_SIZE = struct.calcsize("<" + _DDH)
+SUB_SIZE = struct.calcsize("<" + _SUB)
+assert DDH_SIZE == 464 and SUB_SIZE == 104
+
+
+@dataclass
+class KdumpHeader:
+    header_version: int
+    endian: str
+    sysname: str
+    nodename: str
+    release: str
+    version: str
+    machine: str
+    timestamp: int  # tv_sec of struct timeval
+    status: int
+    block_size: int
+    sub_hdr_size: int
+    bitmap_blocks: int
+    nr_cpus: int
+    phys_base: int = 0
+    dump_level: int | None = None
+    max_mapnr: int | None = None
+    offset_vmcoreinfo: int | None = None
+    size_vmcoreinfo: int | None = None
+    offset_note: int | None = None
+    size_note: int | None = None
+    notes: list[Note] = field(default_factory=list)
+    vmcoreinfo: bytes | None = field(default=None, repr=False)
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.status & DUMP_DH_COMPRESSED_INCOMPLETE)
+
+
+def _cstr(b: bytes) -> str:
+    return b.split(b"\x00", 1)[0].decode("utf-8", "replace")
+
+
+def is_kdump(head: bytes) -> bool:
+    return head[:8] == KDUMP_SIGNATURE
+
+
+def is_flattened(head: bytes) -> bool:
+    return head[:16] == FLAT_SIGNATURE + bytes(4)
+
+
+def parse(blob: Blob, *, read_notes: bool = True) -> KdumpHeader:
+    """Parse a kdump-compressed dump's headers and note area."""
+    raw = read_exact(blob, 0, DDH_SIZE, "kdump header")
+    if raw[:8] == DISKDUMP_SIGNATURE:
+        raise BadContainer(
+            "this is an old diskdump (\"DISKDUMP\") dump, which handoff does not read", offset=0
+        )
+    if raw[:8] != KDUMP_SIGNATURE:
+        raise BadContainer("not a kdump-compressed dump (bad signature)", offset=0)
+    # The header is in the dumped machine's byte order; header_version tells which.
+    e = "<"
+    (ver,) = struct.unpack_from("<i", raw, 8)
+    if not 0 <= ver <= MAX_HEADER_VERSION:
+        (bver,) = struct.unpack_from(">i", raw, 8)
+        if not 0 <= bver <= MAX_HEADER_VERSION:
+            raise BadContainer(f"kdump header_version {ver} is absurd", offset=8)
+        e = ">"
+    h = struct.unpack(e + _DDH, raw)
+    machine = _cstr(h[6])
+    if machine in _32BIT_MACHINES:
+        raise BadContainer(
+            f"kdump-compressed dump of a 32-bit machine ({machine}) is not supported", offset=12
+        )
+    kh = KdumpHeader(
+        header_version=h[1], endian=e, sysname=_cstr(h[2]), nodename=_cstr(h[3]),
+        release=_cstr(h[4]), version=_cstr(h[5]), machine=machine, timestamp=h[8],
+        status=h[10], block_size=h[11], sub_hdr_size=h[12], bitmap_blocks=h[13], nr_cpus=h[19],
+    )
+    bs = kh.block_size
+    if bs < MIN_BLOCK_SIZE or bs > MAX_BLOCK_SIZE or bs & (bs - 1):
+        raise BadContainer(
+            f"kdump block_size {bs} is not a power of two in [{MIN_BLOCK_SIZE}, {MAX_BLOCK_SIZE}]",
+            offset=428,
+        )
+    if kh.sub_hdr_size < 1 or kh.sub_hdr_size > (1 << 20):
+        raise BadContainer(f"kdump sub_hdr_size {kh.sub_hdr_size} blocks is absurd", offset=432)
+    if kh.header_version < 1:
+        return kh
+    sub = struct.unpack(e + _SUB, read_exact(blob, bs, SUB_SIZE, "kdump sub-header"))
+    kh.phys_base, kh.dump_level = sub[0], sub[1]
+    if kh.header_version >= 6:
+        kh.max_mapnr = sub[13]
+    if kh.header_version >= 3:
+        kh.offset_vmcoreinfo, kh.size_vmcoreinfo = sub[5], sub[6]
+        if kh.size_vmcoreinfo:
+            _check_range(kh.offset_vmcoreinfo, kh.size_vmcoreinfo, bs, MAX_VMCOREINFO,
+                         "VMCOREINFO", bs + 32)
+            kh.vmcoreinfo = read_exact(blob, kh.offset_vmcoreinfo, kh.size_vmcoreinfo,
+                                       "kdump VMCOREINFO")
+    if kh.header_version >= 4:
+        kh.offset_note, kh.size_note = sub[7], sub[8]
+        if kh.size_note and read_notes:
+            _check_range(kh.offset_note, kh.size_note, bs, MAX_NOTE_BYTES, "note area",
+                         bs + 48)
+            buf = read_exact(blob, kh.offset_note, kh.size_note, "kdump note area")
+            kh.notes = list(iter_notes(buf, kh.offset_note, endian=e))
+    return kh
+
+
+def _check_range(off: int, size: int, bs: int, cap: int, what: str, field_at: int) -> None:
+    # makedumpfile puts both right after the sub-header, but note injection (handoff capture)
+    # may move the note area elsewhere, as readers such as crash and libkdumpfile allow: only
+    # the size cap and the file bounds (read_exact) apply, and the main header block is off
+    # limits.
+    if size > cap:
+        raise BadContainer(f"kdump {what} size {size} exceeds {cap} bytes", offset=field_at)
+    if off < bs:
+        raise BadContainer(
+            f"kdump {what} at offset {off} overlaps the main header (block size {bs})",
+            offset=field_at,
+        )
+
+
+class FlatView:
+    """The dump inside a flattened file, reassembled on demand from its chunk stream.
+
+    ``pread`` scans chunk headers only until the requested range is covered (later chunks
+    override earlier ones among those scanned) and reads only the overlapping bytes.
+    The logical size is unknown until the end, so ``size`` is a large bound: callers must
+    cap their own reads, as elfcore and :func:`parse` do.
+    """
+
+    size = 1 << 62
+
+    def __init__(self, blob: Blob) -> None:
+        head = read_exact(blob, 0, 32, "flattened header")
+        if not is_flattened(head):
+            raise BadContainer("not a makedumpfile flattened file (bad signature)", offset=0)
+        ftype, fver = struct.unpack_from(">qq", head, 16)
+        if ftype != TYPE_FLAT_HEADER:
+            raise BadContainer(f"flattened header type {ftype} is not 1", offset=16)
+        if fver != VERSION_FLAT_HEADER:
+            raise BadContainer(
+                f"flattened format version {fver} is not 1 (this reader reads version 1)",
+                offset=24,
+            )
+        self.blob = blob
+        self.chunks: list[tuple[int, int, int]] = []  # (dump offset, size, file offset)
+        self.pos = FLAT_HEADER_SIZE
+        self.done = False
+        self.why = ""  # why scanning stopped
+        self._win_at = 0
+        self._win = b""
+
+    def _header(self, at: int) -> bytes:
+        if not (self._win_at <= at and at + 16 <= self._win_at + len(self._win)):
+            self._win_at = at
+            self._win = self.blob.pread(at, min(64 << 10, max(self.blob.size - at, 0)))
+        o = at - self._win_at
+        return self._win[o : o + 16]
+
+    def _scan(self, budget: int) -> None:
+        for _ in range(budget):
+            if self.done:
+                return
+            if len(self.chunks) >= MAX_FLAT_CHUNKS:
+                self.done = True
+                self.why = f"gave up after {len(self.chunks)} chunks"
+                return
+            at = self.pos
+            if at >= self.blob.size:
+                self.done = True  # no end marker: makedumpfile was interrupted, or a head copy
+                self.why = "the file ends without an end marker"
+                return
+            hdr = self._header(at)
+            if len(hdr) < 16:
+                self.done = True
+                self.why = f"the file ends inside the chunk header at offset {at}"
+                return
+            off, size = struct.unpack(">qq", hdr)
+            if off == -1 and size == -1:
+                self.done = True
+                self.why = "the stream ends"
+                return
+            if off < 0 or size < 0 or size > (1 << 62) - off:
+                raise BadContainer(
+                    f"flattened chunk at offset {at} has offset {off} and size {size}", offset=at
+                )
+            have = self.blob.size - at - 16
+            if size > have:
+                # A truncated copy: keep what is there; ranges it misses are reported by pread.
+                self.chunks.append((off, have, at + 16))
+                self.pos = self.blob.size
+                self.done = True
+                self.why = (f"the file ends inside the chunk at offset {at}, which claims "
+                            f"{size} bytes")
+                return
+            self.chunks.append((off, size, at + 16))
+            self.pos = at + 16 + size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        end = offset + length
+        spans: list[tuple[int, int]] = []  # parts of [offset, end) seen so far, merged lazily
+        seen = 0
+        budget = 16  # headers come first in makedumpfile's stream: look a little, then more
+        while True:
+            for o, s, _ in self.chunks[seen:]:
+                if o < end and o + s > offset:
+                    spans.append((max(o, offset), min(o + s, end)))
+            seen = len(self.chunks)
+            spans = _merge(spans)
+            if spans and spans[0][0] <= offset and spans[0][1] >= end:
+                break
+            if self.done:
+                raise BadContainer(
+                    f"dump bytes [{offset}, {end}) are not in the flattened stream ({self.why})",
+                    offset=offset,
+                )
+            self._scan(budget)
+            budget = min(budget * 2, 4096)
+        out = bytearray(length)
+        for o, s, src in self.chunks:  # in stream order: a later chunk overrides an earlier one
+            a, b = max(o, offset), min(o + s, end)
+            if a < b:
+                out[a - offset : b - offset] = self.blob.pread(src + (a - o), b - a)
+        return bytes(out)
+
+    def head(self, length: int) -> bytes:
+        """The first bytes of the dump, as many as the stream has up to ``length``."""
+        for n in (length, 8):
+            try:
+                return self.pread(0, n)
+            except BadContainer:
+                if not self.done:
+                    raise  # a malformed chunk, not a short stream
+                continue
+        raise BadContainer("the flattened stream holds no data at offset 0",
+                           offset=FLAT_HEADER_SIZE)
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out

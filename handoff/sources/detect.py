@@ -1,0 +1,215 @@
+"""Recognise a container by its content and collect what it holds into a :class:`Container`."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from handoff import elfcore, kdump
+from handoff import record as R
+from handoff.elfcore import Blob, read_exact
+from handoff.errors import BadContainer
+from handoff.sources import initrd as I
+from handoff.sources import records as S
+from handoff.sources.blob import SubBlob
+from handoff.sources.model import Container, Found, Location
+
+SNIFF = 64
+MAX_LEADING_ZEROS = 1 << 20  # an initrd may start with NUL padding; look this far for it
+
+
+def sniff(head: bytes) -> str:
+    """Container kind from the first bytes; "elf" is an ELF file that is not a core dump."""
+    if not head:
+        return "empty"
+    if head[:8] == R.MAGIC:
+        return "raw"
+    if head[:8] == S.REGION_MAGIC:
+        return "region"
+    if head[:4] == elfcore.ELF_MAGIC:
+        if len(head) >= 18 and head[5] in (1, 2):
+            e_type = int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
+            return "elf-vmcore" if e_type == elfcore.ET_CORE else "elf"
+        return "elf-vmcore"  # let the parser say what is wrong
+    if head[:8] in (kdump.KDUMP_SIGNATURE, kdump.DISKDUMP_SIGNATURE):
+        return "kdump-compressed"
+    if kdump.is_flattened(head):
+        return "flattened"
+    if I.looks_like_initrd(head):
+        return "initrd"
+    if _note_like(head):
+        return "note"
+    return "unknown"
+
+
+def _note_like(head: bytes) -> bool:
+    """A plausible first ELF note: a short printable NUL-terminated owner name (§6)."""
+    if len(head) < 16:
+        return False
+    namesz, _descsz, _type = struct.unpack_from("<III", head)
+    if not 1 <= namesz <= len(head) - 12:
+        return False
+    name = head[12 : 12 + namesz]
+    return name[-1] == 0 and all(0x20 < c < 0x7F for c in name[:-1])
+
+
+def scan_blob(
+    blob: Blob,
+    name: str,
+    *,
+    ctx: I.Context | None = None,
+    member_loc: dict[str, Any] | None = None,
+    base: int | None = 0,
+) -> Container:
+    """Recognise ``blob`` and collect its records, notes and metadata.
+
+    ``member_loc`` describes the cpio member ``blob`` is (None at top level); ``base`` is the
+    file offset of ``blob[0]``, or None when it is decompressed data with no file offset.
+    Structural errors raise BadContainer; an initrd's problems are kept in ``problems``.
+    """
+    ctx = ctx or I.Context()
+    head = blob.pread(0, SNIFF)
+    kind = sniff(head)
+    if kind == "unknown" and head and not any(head):
+        zs = I.BlobStream(blob, 0)
+        zs.skip_zeros(MAX_LEADING_ZEROS)
+        after = sniff(blob.pread(zs.pos, SNIFF))
+        if zs.pos < min(blob.size, MAX_LEADING_ZEROS) and after == "initrd":
+            kind = "initrd"
+    c = Container(kind, name, blob.size)
+    loc = dict(member_loc or {})
+    off0 = base or 0
+    in_file = base is not None
+    if kind == "raw":
+        rec, err = S.parse_at(blob, 0, blob.size, exact=True, base=off0)
+        where = {**loc, ("offset" if in_file else "member_offset"): off0 if in_file else 0}
+        if member_loc is not None:
+            where["within"] = "raw"
+        c.found.append(Found("raw" if member_loc is None else "initrd", Location(**where),
+                             rec, err))
+    elif kind == "note":
+        if blob.size > elfcore.MAX_NOTE_BYTES:
+            raise BadContainer(
+                f"note file of {blob.size} bytes is larger than {elfcore.MAX_NOTE_BYTES >> 20} MiB",
+                offset=0,
+            )
+        buf = read_exact(blob, 0, blob.size, "note file")
+        notes = list(elfcore.iter_notes(buf, off0 if in_file else 0))
+        if member_loc is not None:
+            loc["within"] = "note"
+        _add_notes(c, notes, "note" if member_loc is None else "initrd", loc, in_file,
+                   member_loc)
+    elif kind == "region":
+        if member_loc is not None:
+            loc["within"] = "region"
+        c.slots, c.found = S.parse_region(blob, "region" if member_loc is None else "initrd",
+                                          loc, base)
+    elif kind == "elf-vmcore":
+        core = elfcore.parse(blob)
+        _elf_details(c, core)
+        _add_notes(c, core.notes, "elf-vmcore", loc, in_file, member_loc)
+    elif kind == "elf":
+        core = elfcore.parse(blob, read_notes=False)
+        _elf_details(c, core)
+        if member_loc is None:
+            raise BadContainer(
+                f"{name} is an ELF {core.type_name} file, not a core dump (vmcore)", offset=16
+            )
+    elif kind == "kdump-compressed":
+        kh = kdump.parse(blob)
+        _kdump_details(c, kh)
+        _add_notes(c, kh.notes, "kdump-compressed", loc, in_file, member_loc)
+        _kdump_vmcoreinfo(c, kh)
+    elif kind == "flattened":
+        _scan_flattened(c, blob, loc, member_loc)
+    elif kind == "initrd":
+        I.scan_initrd(blob, c, ctx, base)
+    elif kind == "unknown":
+        c.details["first_bytes"] = head[:8].hex(" ") if any(head[:8]) else "zero bytes"
+    for f in c.found:
+        f.container = c
+        if kind in ("elf-vmcore", "kdump-compressed", "flattened"):
+            f.reports = c.reports
+            f.vmcoreinfo = c.vmcoreinfo
+    return c
+
+
+def _add_notes(c: Container, notes: list[elfcore.Note], kind: str, loc: dict[str, Any],
+               in_file: bool, member_loc: dict[str, Any] | None) -> None:
+    member = member_loc.get("member") if member_loc else None
+    infos, found, reports, vmci = S.from_notes(notes, kind, member=member, loc=loc,
+                                               in_file=in_file)
+    c.notes.extend(infos)
+    c.found.extend(found)
+    c.reports.extend(reports)
+    if vmci is not None and c.vmcoreinfo is None:
+        c.vmcoreinfo = vmci
+
+
+def _elf_details(c: Container, core: elfcore.ElfCore) -> None:
+    c.details.update({
+        "elf_class": core.elf_class,
+        "byte_order": "little" if core.endian == "<" else "big",
+        "e_type": core.type_name,
+        "machine": core.machine_name,
+        "phnum": core.phnum,
+        "pt_note": len(core.note_segments),
+        "pt_load": core.load_count,
+        "memory": core.load_memsz,
+    })
+
+
+def _kdump_details(c: Container, kh: kdump.KdumpHeader) -> None:
+    c.details.update({
+        "header_version": kh.header_version,
+        "byte_order": "little" if kh.endian == "<" else "big",
+        "release": kh.release,
+        "nodename": kh.nodename,
+        "machine": kh.machine,
+        "timestamp": kh.timestamp,
+        "block_size": kh.block_size,
+        "dump_level": kh.dump_level,
+        "nr_cpus": kh.nr_cpus,
+        "incomplete": kh.incomplete,
+    })
+    if kh.header_version < 4:
+        c.details["note_area"] = f"none (header_version {kh.header_version} < 4)"
+
+
+def _kdump_vmcoreinfo(c: Container, kh: kdump.KdumpHeader) -> None:
+    if c.vmcoreinfo is None and kh.vmcoreinfo:
+        from handoff import vmcoreinfo
+
+        c.vmcoreinfo = vmcoreinfo.parse(kh.vmcoreinfo)
+
+
+def _scan_flattened(c: Container, blob: Blob, loc: dict[str, Any],
+                    member_loc: dict[str, Any] | None) -> None:
+    view = kdump.FlatView(blob)
+    head = view.head(SNIFF)
+    inner = sniff(head)
+    c.details["offsets"] = "in the reassembled dump"
+    if inner == "kdump-compressed":
+        c.details["inner"] = "kdump-compressed"
+        kh = kdump.parse(view)
+        _kdump_details(c, kh)
+        _add_notes(c, kh.notes, "flattened", loc, True, member_loc)
+        _kdump_vmcoreinfo(c, kh)
+    elif inner in ("elf-vmcore", "elf"):
+        c.details["inner"] = "ELF"
+        core = elfcore.parse(view, hole_ok=True)
+        _elf_details(c, core)
+        if core.e_type != elfcore.ET_CORE:
+            raise BadContainer(f"the flattened dump holds an ELF {core.type_name}, not a core",
+                               offset=kdump.FLAT_HEADER_SIZE)
+        _add_notes(c, core.notes, "flattened", loc, True, member_loc)
+    else:
+        raise BadContainer(
+            "the flattened dump holds neither a kdump-compressed nor an ELF dump "
+            f"(starts with {head[:8].hex(' ')})",
+            offset=kdump.FLAT_HEADER_SIZE,
+        )
+    c.details["chunks_scanned"] = len(view.chunks)
+
+
+__all__ = ["SubBlob", "scan_blob", "sniff"]

@@ -1,0 +1,283 @@
+"""Initrds: concatenated cpio archives, each raw newc or compressed, as init/initramfs.c reads them.
+
+The kernel's ``unpack_to_rootfs()`` skips NUL bytes between archives, reads an uncompressed
+archive only where it starts on a 4-byte boundary, and otherwise picks a decompressor by magic.
+Inside decompressed output, archives may follow each other with NUL padding. This module
+follows the same rules and looks inside every member *by content* (a record, note file, region
+or nested initrd), never by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoff import cpio
+from handoff.elfcore import Blob
+from handoff.errors import BadContainer
+from handoff.sources.blob import BytesBlob, SubBlob
+from handoff.sources.model import Container, Problem
+
+MAX_DECOMPRESSED = 1 << 30  # total decompressed output across one scan
+MAX_MEMBER = 64 << 20  # a compressed member read into memory to look inside
+MAX_DEPTH = 3  # initrd inside a cpio member inside ...
+MAX_ZERO_RUN = 1 << 30
+SNIFF = 64
+
+# (magic, name): the kernel's decompress_method() table (lib/decompress.c).
+MAGICS = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x1f\x9e", "gzip"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bzip2"),
+    (b"\x5d\x00\x00", "lzma"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x89LZO", "lzo"),
+    (b"\x02\x21\x4c\x18", "lz4"),
+)
+SUPPORTED = ("gzip", "xz", "bzip2", "lzma", "zstd")
+
+
+def compression_of(head: bytes) -> str | None:
+    for magic, name in MAGICS:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def looks_like_initrd(head: bytes) -> bool:
+    return head[:5] == b"07070" or compression_of(head) is not None
+
+
+class MissingTool(BadContainer):
+    """A helper program (zstd) is needed to look inside part of the input."""
+
+
+def find_zstd() -> str | None:
+    import shutil
+
+    return shutil.which("zstd")
+
+
+@dataclass
+class Context:
+    """State shared by one scan: the decompression budget and nesting depth."""
+
+    limit: int = field(default_factory=lambda: MAX_DECOMPRESSED)
+    budget: int = -1
+    depth: int = 0
+    _zstd: str | None | bool = False  # False: not looked up yet
+
+    def __post_init__(self) -> None:
+        if self.budget < 0:
+            self.budget = self.limit
+
+    def zstd(self) -> str | None:
+        if self._zstd is False:
+            self._zstd = find_zstd()
+        return self._zstd  # type: ignore[return-value]
+
+
+__all__ = ["BlobStream", "Context", "compression_of", "looks_like_initrd", "scan_initrd"]
+
+
+class BlobStream:
+    """A cpio :class:`handoff.cpio.Stream` over a blob, from ``pos``."""
+
+    def __init__(self, blob: Blob, pos: int) -> None:
+        self.blob = blob
+        self.pos = pos
+
+    def read(self, n: int) -> bytes:
+        out = self.blob.pread(self.pos, n)
+        self.pos += len(out)
+        return out
+
+    def skip(self, n: int) -> int:
+        k = max(0, min(n, self.blob.size - self.pos))
+        self.pos += k
+        return k
+
+    def peek(self, n: int) -> bytes:
+        return self.blob.pread(self.pos, n)
+
+    def skip_zeros(self, limit: int = MAX_ZERO_RUN) -> int:
+        start = self.pos
+        while self.pos - start < limit:
+            w = self.blob.pread(self.pos, 1 << 16)
+            if not w:
+                break
+            nz = len(w) - len(w.lstrip(b"\x00"))
+            self.pos += nz
+            if nz < len(w):
+                break
+        return self.pos - start
+
+
+def scan_initrd(blob: Blob, c: Container, ctx: Context, base: int | None = 0) -> None:
+    """Walk the archives of an initrd, filling ``c`` (archives, found, notes, problems).
+
+    A structural problem stops the walk, as it stops the kernel; it is kept in ``c.problems``
+    (the caller decides whether it is fatal) and records found before it are kept. ``base`` is
+    the file offset of ``blob[0]``, or None if ``blob`` is decompressed data.
+    """
+    from handoff.sources.decompress import Decompressed, zstd_frames_length
+
+    pos = 0
+    index = 0
+    try:
+        while pos < blob.size:
+            zs = BlobStream(blob, pos)
+            zs.skip_zeros()
+            pos = zs.pos
+            if pos >= blob.size:
+                break
+            head = blob.pread(pos, 8)
+            method = compression_of(head)
+            index += 1
+            if head[:5] == b"07070":
+                if pos % 4:
+                    raise BadContainer(
+                        f"uncompressed cpio archive at offset {pos} is not 4-byte aligned: the "
+                        "kernel ignores it (\"invalid magic at start of compressed archive\")",
+                        offset=pos,
+                    )
+                bs = BlobStream(blob, pos)
+                info = _archive_info(index, pos, None)
+                c.archives.append(info)
+                _walk_archives(bs, c, ctx, info, raw=blob, base=base, single=True)
+                pos = bs.pos
+            elif method == "zstd" and ctx.zstd() is None:
+                length = zstd_frames_length(blob, pos)
+                info = _archive_info(index, pos, method)
+                info["examined"] = False
+                info["compressed_size"] = length
+                c.archives.append(info)
+                c.problems.append(Problem(
+                    f"zstd-compressed archive at offset {pos}: the zstd program is not installed, "
+                    "so handoff cannot look inside it (install zstd)", pos))
+                c.missing_tools.append("zstd")
+                pos += length
+            elif method in SUPPORTED:
+                ds = Decompressed(blob, pos, method, ctx)
+                info = _archive_info(index, pos, method)
+                c.archives.append(info)
+                try:
+                    _walk_archives(ds, c, ctx, info)
+                    ds.drain()
+                finally:
+                    ds.close()
+                assert ds.end is not None
+                info["compressed_size"] = ds.end - pos
+                pos = ds.end
+            elif method:
+                raise BadContainer(
+                    f"{method}-compressed archive at offset {pos}: handoff does not read {method}",
+                    offset=pos,
+                )
+            else:
+                raise BadContainer(
+                    f"junk at offset {pos} of the initrd (not a cpio archive or a known "
+                    f"compression: {head[:4].hex()})",
+                    offset=pos,
+                )
+    except BadContainer as e:
+        c.problems.append(Problem(str(e), e.offset))
+
+
+def _archive_info(index: int, offset: int, method: str | None) -> dict[str, Any]:
+    return {"index": index, "offset": offset, "compression": method, "members": 0,
+            "unsafe_names": []}
+
+
+def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], *,
+                   raw: Blob | None = None, base: int | None = None, single: bool = False) -> None:
+    """Archives in one stream; a decompressed stream may hold several, NUL-padded.
+
+    ``raw`` is the blob the stream reads as is (an uncompressed archive), so member data can be
+    examined in place; ``base`` is its file offset, if any.
+    """
+    while True:
+        s.skip_zeros()
+        head = s.peek(6)
+        if not head:
+            return
+        if head[:5] != b"07070":
+            raise BadContainer(
+                f"junk within the {info['compression']} archive at offset {info['offset']} "
+                f"(decompressed offset {s.pos})",
+                offset=info["offset"],
+            )
+        reader = cpio.ArchiveReader(s)
+        for m in reader.members():
+            info["members"] += 1
+            why = m.unsafe
+            if why:
+                info["unsafe_names"].append(m.name)
+                c.problems.append(Problem(
+                    f"refused cpio member {m.name!r} at offset {m.offset} ({why}); not examined",
+                    m.offset))
+                continue
+            if not m.is_file or m.size == 0:
+                continue
+            loc = {"member": m.name, "archive": info["index"], "archive_offset": info["offset"],
+                   "compression": info["compression"]}
+            if raw is not None:
+                sub: Blob = SubBlob(raw, m.data_offset, m.size)
+                _look_inside(sub, c, ctx, loc, None if base is None else base + m.data_offset)
+            else:
+                head = reader.read_data(SNIFF)
+                if not _interesting(head):
+                    continue
+                if m.size > MAX_MEMBER:
+                    c.problems.append(Problem(
+                        f"cpio member {m.name!r} is {m.size} bytes, more than the "
+                        f"{MAX_MEMBER}-byte examination limit; not examined", m.offset))
+                    continue
+                data = head + reader.read_data(m.size - len(head))
+                _look_inside(BytesBlob(data), c, ctx, loc, None)
+        if single:
+            return
+
+
+def _interesting(head: bytes) -> bool:
+    from handoff.sources.detect import sniff
+
+    return sniff(head) not in ("unknown", "empty", "elf")
+
+
+def _look_inside(sub: Blob, c: Container, ctx: Context, loc: dict[str, Any],
+                 file_offset: int | None) -> None:
+    """Examine one member by content; its own problems are reported, never fatal."""
+    from handoff.sources.detect import scan_blob, sniff
+
+    kind = sniff(sub.pread(0, SNIFF))
+    if kind in ("unknown", "empty", "elf"):
+        return
+    if ctx.depth >= MAX_DEPTH:
+        c.problems.append(Problem(f"cpio member {loc['member']!r}: containers nested deeper "
+                                  f"than {MAX_DEPTH}; not examined", file_offset))
+        return
+    ctx.depth += 1
+    try:
+        inner = scan_blob(sub, loc["member"], ctx=ctx, member_loc=loc, base=file_offset)
+    except BadContainer as e:
+        if isinstance(e, MissingTool):
+            c.missing_tools.append("zstd")
+        c.problems.append(Problem(f"cpio member {loc['member']!r}: {e}", e.offset))
+        return
+    finally:
+        ctx.depth -= 1
+    if inner.kind == "unknown":
+        return
+    for f in inner.found:
+        f.container = c
+        c.found.append(f)
+    c.notes.extend(inner.notes)
+    c.reports.extend(inner.reports)
+    c.slots.extend(inner.slots)
+    c.problems.extend(Problem(f"cpio member {loc['member']!r}: {p}", p.offset)
+                      for p in inner.problems)
+    c.missing_tools.extend(inner.missing_tools)
+    if inner.vmcoreinfo is not None and c.vmcoreinfo is None:
+        c.vmcoreinfo = inner.vmcoreinfo

@@ -1,0 +1,196 @@
+"""Records inside containers: a record at an offset, records in notes, the two-slot region (§7)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from handoff import errors as E
+from handoff import record as R
+from handoff.elfcore import Blob, Note, note_type_name, read_exact
+from handoff.sources.model import Found, Location, NoteInfo, Report, SlotStatus
+
+MAX_RECORD = R.MAX_HEADER_SIZE + R.MAX_PAYLOAD_SIZE  # R8 + R9: nothing bigger can be valid
+MAX_REPORT = 4 << 20
+
+REGION_MAGIC = b"HDOFREGN"
+REGION_VERSION_MAJOR = 1
+REGION_HEADER_SIZE = 64
+# §7: magic, major, minor, header_size, region_size, slot_size, slot0, slot1, reserved, crc
+REGION = struct.Struct("<8sHHIQQQQ12sI")
+assert REGION.size == REGION_HEADER_SIZE
+
+
+def _shift(e: E.InvalidRecord, base: int) -> E.InvalidRecord:
+    if e.offset is not None:
+        e.offset += base
+    else:
+        e.offset = base
+    return e
+
+
+def parse_at(
+    blob: Blob, offset: int, limit: int, *, exact: bool = False, base: int | None = None
+) -> tuple[R.Record | None, E.InvalidRecord | None]:
+    """Validate the record at ``blob[offset:]``, reading at most ``limit`` bytes.
+
+    Reads the fixed header first and then only the length it declares (capped), so a slot or
+    file larger than the record costs nothing. Error offsets are made absolute with ``base``
+    (default ``offset``). With ``exact``, bytes after the record up to ``limit`` are refused.
+    """
+    base = offset if base is None else base
+    limit = max(0, min(limit, blob.size - offset))
+    head = blob.pread(offset, min(R.FIXED_HEADER_SIZE, limit))
+    want = len(head)
+    if len(head) == R.FIXED_HEADER_SIZE and head[:8] == R.MAGIC:
+        hs, ps = R.FIXED.unpack(head)[3:5]  # untrusted until parse() checks the CRC: cap only
+        want = min(limit, max(hs + ps, R.FIXED_HEADER_SIZE), MAX_RECORD)
+    buf = head if want == len(head) else blob.pread(offset, want)
+    try:
+        rec = R.parse(buf, 0)
+    except E.InvalidRecord as e:
+        return None, _shift(e, base)
+    if exact and limit > rec.size:
+        return None, E.TrailingData(
+            f"{limit - rec.size} byte(s) follow the record", check="trailing",
+            offset=base + rec.size,
+        )
+    return rec, None
+
+
+def record_in_desc(desc: bytes, base: int) -> tuple[R.Record | None, E.InvalidRecord | None]:
+    """The record that is a note's descriptor (R24). Up to 3 zero bytes of padding may follow
+    it inside the descriptor; anything else is trailing data."""
+    try:
+        rec = R.parse(desc, 0)
+    except E.InvalidRecord as e:
+        return None, _shift(e, base)
+    extra = desc[rec.size :]
+    if extra and (len(extra) > 3 or any(extra)):
+        return None, E.TrailingData(
+            f"{len(extra)} byte(s) follow the record in its note descriptor",
+            check="trailing", offset=base + rec.size,
+        )
+    return rec, None
+
+
+def parse_report(desc: bytes, offset: int) -> Report:
+    if len(desc) > MAX_REPORT:
+        return Report(offset, len(desc), error=f"larger than {MAX_REPORT} bytes")
+    try:
+        return Report(offset, len(desc), data=json.loads(desc.decode("utf-8")))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        return Report(offset, len(desc), error=f"not UTF-8 JSON: {str(e)[:80]}")
+
+
+def from_notes(
+    notes: Sequence[Note], kind: str, *, member: str | None = None,
+    loc: dict[str, Any] | None = None, in_file: bool = True,
+) -> tuple[list[NoteInfo], list[Found], list[Report], Any]:
+    """Turn a note list into note summaries, records, reports and VMCOREINFO."""
+    from handoff import vmcoreinfo
+
+    infos: list[NoteInfo] = []
+    found: list[Found] = []
+    reports: list[Report] = []
+    vmci = None
+    for i, n in enumerate(notes):
+        infos.append(NoteInfo(n.owner, n.type, note_type_name(n.name, n.type), len(n.desc),
+                              n.offset, member))
+        if n.name == b"HANDOFF" and n.type == R.NT_HANDOFF_RECORD:
+            rec, err = record_in_desc(n.desc, n.desc_offset)
+            where = dict(loc or {})
+            if in_file:
+                where["offset"] = n.desc_offset
+            else:
+                where["member_offset"] = n.desc_offset
+            found.append(Found(kind, Location(note=i, **where), rec, err))
+        elif n.name == b"HANDOFF" and n.type == R.NT_HANDOFF_REPORT:
+            reports.append(parse_report(n.desc, n.desc_offset))
+        elif n.name == b"VMCOREINFO" and vmci is None:
+            vmci = vmcoreinfo.parse(n.desc)
+    return infos, found, reports, vmci
+
+
+def parse_region(blob: Blob, kind: str = "region", loc: dict[str, Any] | None = None,
+                 base: int | None = 0) -> tuple[list[SlotStatus], list[Found]]:
+    """Validate a two-slot region (§7) and pick its current record (R25).
+
+    ``base`` is the file offset of the region (None inside a compressed cpio member, where
+    offsets are member offsets). A region's own errors are relative to the region.
+    """
+    off0 = base or 0
+    raw = read_exact(blob, 0, REGION_HEADER_SIZE, "region header")
+    (magic, major, minor, hsize, rsize, ssize, s0, s1, _reserved, crc) = REGION.unpack(raw)
+    if magic != REGION_MAGIC:
+        raise E.RegionError("not a two-slot region (bad magic)", offset=0)
+    want = R.crc32c(raw[:60])
+    if want != crc:
+        raise E.RegionError(
+            f"region header checksum mismatch: stored {crc:#010x}, computed {want:#010x}",
+            offset=60,
+        )
+    if major != REGION_VERSION_MAJOR:
+        raise E.RegionError(
+            f"region is format {major}.{minor}, this reader reads {REGION_VERSION_MAJOR}.x",
+            offset=8,
+        )
+    if hsize < REGION_HEADER_SIZE or hsize % 8 or hsize > 4096:
+        raise E.RegionError(f"region header_size {hsize} is not a multiple of 8 in [64, 4096]",
+                            offset=12)
+    if rsize > blob.size:
+        raise E.RegionError(
+            f"region_size {rsize} is larger than the {blob.size} bytes present (truncated region)",
+            offset=16,
+        )
+    if ssize == 0 or ssize % 8:
+        raise E.RegionError(f"slot_size {ssize} is not a positive multiple of 8", offset=24)
+    for i, s in enumerate((s0, s1)):
+        if s < hsize or s % 8 or s > rsize or ssize > rsize - s:
+            raise E.RegionError(
+                f"slot {i} [{s}, {s + ssize}) is misaligned or outside the region "
+                f"[{hsize}, {rsize})",
+                offset=32 + 8 * i,
+            )
+    if abs(s0 - s1) < ssize:
+        raise E.RegionError(f"slots at {s0} and {s1} of {ssize} bytes overlap", offset=32)
+    slots: list[SlotStatus] = []
+    records: list[tuple[int, R.Record | None, E.InvalidRecord | None]] = []
+    for i, s in enumerate((s0, s1)):
+        head = blob.pread(s, 8)
+        if head != R.MAGIC:
+            # R26 step 1 zeroes the fixed header of the slot being rewritten; a never-written
+            # slot of reserved memory may hold anything. Neither is a record.
+            slots.append(SlotStatus(i, off0 + s, ssize, "empty"))
+            records.append((i, None, None))
+            continue
+        rec, err = parse_at(blob, s, ssize, base=off0 + s)
+        if rec is not None:
+            slots.append(SlotStatus(i, off0 + s, ssize, "valid", generation=rec.generation))
+        else:
+            slots.append(SlotStatus(i, off0 + s, ssize, "invalid", error=err))
+        records.append((i, rec, err))
+    valid = [(i, r) for i, r, _ in records if r is not None]
+    found: list[Found] = []
+
+    def where(i: int) -> Location:
+        d = dict(loc or {})
+        d["slot"] = i
+        if base is not None:
+            d["offset"] = off0 + (s0, s1)[i]
+        else:
+            d["member_offset"] = (s0, s1)[i]
+        return Location(**d)
+
+    if valid:
+        # R25: larger generation wins; equal generations, slot 0 wins (max keeps the first).
+        best_i, best = max(valid, key=lambda t: (t[1].generation, -t[0]))
+        slots[best_i].chosen = True
+        found.append(Found(kind, where(best_i), best, None))
+    else:
+        for i, _, err in records:
+            if err is not None:
+                found.append(Found(kind, where(i), None, err))
+    return slots, found
