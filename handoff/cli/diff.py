@@ -1,0 +1,62 @@
+"""``handoff diff``: a record's saved config space versus a sysfs tree now, decoded."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+DESCRIPTION = """\
+Compare the config space a record saved (its early and/or live snapshot of each device) with
+the devices of a sysfs tree now, and name every difference: header fields, capability
+registers and the meaning of their bits (COMMAND: Bus Master 1 -> 0; MSI-X Message Control:
+Enable 1 -> 0; BARs as addresses). Devices that vanished, changed identity or appeared are
+listed too. Reads only.
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("diff", help="compare a record with the devices now",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--record", metavar="SRC",
+                   help="record source (default /handoff/record.note)")
+    p.add_argument("--sysfs-root", metavar="DIR", default="/sys",
+                   help="sysfs tree to compare with (default /sys)")
+    p.add_argument("--against", choices=("early", "live", "both"), default="both",
+                   help="which saved snapshot to compare (default both)")
+    p.add_argument("--all", action="store_true", help="also list devices without differences")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from handoff.cli.restore import load_record
+    from handoff.diff import diff_record, render
+    from handoff.errors import EnvironmentProblem
+    from handoff.restore.apply import scan
+    from handoff.sysfs import SysfsTree
+
+    rec, notes = load_record(args.record)
+    for n in notes:
+        sys.stderr.write(f"handoff: note: {n}\n")
+    tree = SysfsTree(Path(args.sysfs_root))
+    if not tree.pci_devices.is_dir():
+        raise EnvironmentProblem(f"{tree.pci_devices} is not a directory",
+                                 hint="--sysfs-root takes the directory holding bus/pci")
+    current = scan(tree)
+    which = ("early", "live") if args.against == "both" else (args.against,)
+    results = {w: diff_record(rec.payload, current, w) for w in which}
+    if args.json:
+        from handoff.cli._output import emit_json
+
+        emit_json("diff", {"record": {"generation": rec.generation,
+                                      "kernel_release": rec.kernel_release,
+                                      "boot_id": rec.boot_id},
+                           "against": {w: [d.to_json() for d in r]
+                                       for w, r in results.items()}})
+    else:
+        print("\n\n".join(render(r, w, show_same=args.all) for w, r in results.items()))
+    return 0

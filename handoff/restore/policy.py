@@ -1,0 +1,341 @@
+"""Restore policy: which action each device gets, from a TOML file and written-down defaults.
+
+A policy file (docs/policy.md) holds an ordered list of rules; the first rule whose criteria
+all match a device decides its action. Devices no rule matches get the action the record
+carries (chosen at save time, by the same defaults), else :func:`default_action`. Mistakes
+in the file are a :class:`~handoff.errors.UsageError` naming the line and the key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handoff.devices.model import PciDevice
+from handoff.errors import UsageError
+
+QUIESCE, RESET, RESTORE_EARLY, RESTORE_LIVE, SKIP = (
+    "quiesce", "reset", "restore-early", "restore-live", "skip")
+ACTIONS = (QUIESCE, RESET, RESTORE_EARLY, RESTORE_LIVE, SKIP)
+# drivers/pci/pci.c pci_reset_fn_methods[] names, as sysfs reset_method accepts them.
+RESET_METHODS = ("device_specific", "acpi", "flr", "af_flr", "pm", "bus", "cxl_bus")
+POLICY_VERSION = 1
+
+_MODULE = re.compile(r"^[A-Za-z0-9_\-]+$")
+_ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+_ADDR_GLOB = re.compile(r"^[0-9a-f:.*?\[\]\-]+$")
+_HEXW = re.compile(r"^([0-9a-fx]{4}|\*)$")
+
+
+@dataclass(frozen=True)
+class ClassPattern:
+    """A class-code pattern: ``value`` and ``mask`` over base << 16 | sub << 8 | prog-if."""
+
+    value: int
+    mask: int
+    text: str
+
+    def matches(self, class_code: int) -> bool:
+        return class_code & self.mask == self.value
+
+
+def parse_class(text: str) -> ClassPattern:
+    """``"0x0108xx"``, ``"0108"`` (base and sub-class), ``"01"``, ``"01:08"`` or
+    ``"01:08:02"``; ``x`` is a wildcard hex digit and ``*`` a wildcard byte."""
+    t = text.strip().lower()
+    if ":" in t:
+        parts = t.split(":")
+        if not 1 <= len(parts) <= 3 or not all(re.fullmatch(r"[0-9a-fx]{2}|\*", p) for p in parts):
+            raise ValueError(f"class {text!r} is not BB[:SS[:PP]] (hex, 'xx' or '*' per byte)")
+        digits = "".join("xx" if p == "*" else p for p in parts)
+    else:
+        digits = t.removeprefix("0x")
+        if len(digits) not in (2, 4, 6) or not re.fullmatch(r"[0-9a-fx]+", digits):
+            raise ValueError(f"class {text!r} is not 2, 4 or 6 hex digits ('x' = any digit), "
+                             "e.g. \"0x0108xx\" or \"01:08\"")
+    digits = digits.ljust(6, "x")
+    value = mask = 0
+    for ch in digits:
+        value, mask = value << 4, mask << 4
+        if ch != "x":
+            value |= int(ch, 16)
+            mask |= 0xF
+    return ClassPattern(value, mask, text)
+
+
+@dataclass(frozen=True)
+class IdPattern:
+    vendor: int | None
+    device: int | None
+    text: str
+
+    def matches(self, vendor: int, device: int) -> bool:
+        return ((self.vendor is None or self.vendor == vendor)
+                and (self.device is None or self.device == device))
+
+
+def parse_id(text: str) -> IdPattern:
+    """``"8086:10d3"``; either half may be ``*`` (or ``xxxx``)."""
+    parts = text.strip().lower().split(":")
+    if len(parts) != 2 or not all(_HEXW.match(p) for p in parts):
+        raise ValueError(f"id {text!r} is not VVVV:DDDD (4 hex digits or '*' each)")
+    v, d = (None if p in ("*", "xxxx") else int(p, 16) for p in parts)
+    return IdPattern(v, d, text)
+
+
+def parse_address(text: str) -> str:
+    """A full address ``"0000:01:00.0"``, one without domain (``"01:00.0"``), or a glob."""
+    t = text.strip().lower()
+    if t.count(":") == 1:
+        t = "0000:" + t
+    if any(c in t for c in "*?["):
+        if not _ADDR_GLOB.match(t):
+            raise ValueError(f"address pattern {text!r} has characters other than hex, ':', "
+                             "'.', and the glob characters * ? [ ]")
+        return t
+    if not _ADDR.match(t):
+        raise ValueError(f"address {text!r} is not DDDD:BB:DD.F (e.g. \"0000:03:00.0\")")
+    return t
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int  # 1-based position among the rules
+    line: int  # line of its [[rule]] header in the file, 0 when not from a file
+    action: str
+    address: str | None = None
+    id: IdPattern | None = None
+    cls: ClassPattern | None = None
+    driver: str | None = None
+    reset_method: str | None = None
+    why: str | None = None
+
+    def matches(self, dev: PciDevice) -> bool:
+        if self.address is not None and not fnmatch.fnmatchcase(dev.addr, self.address):
+            return False
+        if self.id is not None and not self.id.matches(dev.ids.vendor, dev.ids.device):
+            return False
+        if self.cls is not None and not self.cls.matches(dev.ids.class_code):
+            return False
+        return self.driver is None or self.driver == (dev.driver or "")
+
+    def describe(self) -> str:
+        crit = [f"{k}={v}" for k, v in (
+            ("address", self.address), ("id", self.id and self.id.text),
+            ("class", self.cls and self.cls.text), ("driver", self.driver)) if v is not None]
+        where = f" (line {self.line})" if self.line else ""
+        return f"rule {self.index}{where}: {' '.join(crit)}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    why: str
+    rule: Rule | None = None
+    reset_method: str | None = None
+    source: str = "default"  # "rule", "policy default", "record" or "default"
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...] = ()
+    blacklist: tuple[str, ...] = ()
+    default: str | None = None  # action for devices no rule matches (None: record, defaults)
+    source: str = "built-in defaults"
+
+    def decide(self, dev: PciDevice, recorded: str | None = None) -> Decision:
+        """Rule, then the policy's ``default``, then the record's action, then defaults."""
+        for r in self.rules:
+            if r.matches(dev):
+                why = r.why or f"policy {r.describe()}"
+                return Decision(r.action, why, r, r.reset_method, "rule")
+        if self.default is not None:
+            return Decision(self.default, f"policy default = {self.default!r}",
+                            source="policy default")
+        d = default_decision(dev, blacklist=self.blacklist)
+        if recorded in ACTIONS:
+            why = d.why if d.action == recorded else "chosen at save time"
+            return Decision(recorded, f"recorded: {why}", source="record")
+        return d
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "rules": len(self.rules),
+                "blacklist": list(self.blacklist), "default": self.default}
+
+
+def _bus_master(dev: PciDevice) -> bool | None:
+    data = dev.live.data
+    return bool(data[4] & 0x04) if len(data) > 4 else None
+
+
+def default_decision(dev: PciDevice, *, blacklist: Iterable[str] = ()) -> Decision:
+    """The built-in defaults (docs/policy.md, "Default policy"), first match wins."""
+    cls = dev.ids.class_code
+    restore = RESTORE_EARLY if dev.early is not None else RESTORE_LIVE
+    snap = "early" if dev.early is not None else "live (no early snapshot in the record)"
+    if dev.header_type == 1 or cls >> 8 in (0x0604, 0x0609):
+        return Decision(restore, f"PCI-to-PCI bridge: bus numbers and windows route "
+                                 f"everything below it; restore the {snap} state")
+    if dev.driver and dev.driver in set(blacklist):
+        return Decision(QUIESCE, f"its driver {dev.driver} is blacklisted in the capture "
+                                 "kernel: nothing will drive it, stop its DMA and INTx")
+    if cls >> 16 == 0x01:
+        return Decision(restore, f"storage controller: the dump may be written through it; "
+                                 f"restore the {snap} state")
+    if cls >> 16 == 0x06:
+        return Decision(SKIP, "host, ISA or other chipset bridge: left alone")
+    if cls >> 16 == 0x03:
+        return Decision(SKIP, "display controller: may carry the console, left alone")
+    bm = _bus_master(dev)
+    if bm or bm is None:
+        return Decision(QUIESCE, "bus-mastering device with no driver yet in the capture "
+                                 "kernel: stop its DMA and INTx until a driver takes it")
+    return Decision(SKIP, "not bus-mastering: nothing to stop")
+
+
+def default_action(device: PciDevice, *, blacklist: Iterable[str] = ()) -> str:
+    """The default action for ``device`` (also what ``handoff save`` records)."""
+    return default_decision(device, blacklist=blacklist).action
+
+
+# --- the file ------------------------------------------------------------------------------
+
+_TOP_KEYS = ("version", "blacklist", "default", "rule")
+_RULE_KEYS = ("address", "id", "class", "driver", "action", "reset_method", "why")
+
+
+def load_policy(path: str | Path) -> Policy:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read policy file {p}: {e}",
+                         hint="pass --policy with a readable TOML file") from None
+    return parse_policy(text, str(p))
+
+
+def parse_policy(text: str, name: str = "<policy>") -> Policy:
+    """Parse a policy file's text; errors name ``name:line`` and the key."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        where = f"{name}:{m.group(1)}" if m else name
+        raise UsageError(f"{where}: not valid TOML: {e}",
+                         hint="fix the syntax; see docs/policy.md for the format") from None
+    loc = _Locator(text, name)
+    for key in doc:
+        if key not in _TOP_KEYS:
+            raise loc.error(None, key, f"unknown key (expected one of {', '.join(_TOP_KEYS)})")
+    version = doc.get("version", POLICY_VERSION)
+    if version != POLICY_VERSION:
+        raise loc.error(None, "version", f"policy version {version!r} is not {POLICY_VERSION}")
+    bl = doc.get("blacklist", [])
+    if not isinstance(bl, list) or not all(isinstance(m, str) and _MODULE.match(m) for m in bl):
+        raise loc.error(None, "blacklist", "expected a list of module names "
+                                           "(e.g. blacklist = [\"mlx5_core\"])")
+    default = doc.get("default")
+    if default is not None and default != "auto" and default not in ACTIONS:
+        raise loc.error(None, "default", f"unknown action {default!r} "
+                                         f"(expected auto or one of {', '.join(ACTIONS)})")
+    raw_rules = doc.get("rule", [])
+    if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
+        raise loc.error(None, "rule", "rules are tables: write each one as [[rule]]")
+    rules = tuple(_rule(i, r, loc) for i, r in enumerate(raw_rules))
+    return Policy(rules, tuple(bl), None if default in (None, "auto") else default, name)
+
+
+def _rule(i: int, r: dict[str, Any], loc: _Locator) -> Rule:
+    for key, v in r.items():
+        if key not in _RULE_KEYS:
+            raise loc.error(i, key, f"unknown key (expected one of {', '.join(_RULE_KEYS)})")
+        if not isinstance(v, str):
+            raise loc.error(i, key, f"expected a string, got {type(v).__name__}")
+    if "action" not in r:
+        raise loc.error(i, None, "missing key 'action' "
+                                 f"(one of {', '.join(ACTIONS)})")
+    action = r["action"]
+    if action not in ACTIONS:
+        raise loc.error(i, "action", f"unknown action {action!r} "
+                                     f"(expected one of {', '.join(ACTIONS)})")
+    if not any(k in r for k in ("address", "id", "class", "driver")):
+        raise loc.error(i, None, "a rule needs at least one of address, id, class, driver "
+                                 "(use the top-level 'default' for every other device)")
+    kw: dict[str, Any] = {}
+    for key, parse in (("address", parse_address), ("id", parse_id), ("class", parse_class)):
+        if key in r:
+            try:
+                kw["cls" if key == "class" else key] = parse(r[key])
+            except ValueError as e:
+                raise loc.error(i, key, str(e)) from None
+    rm = r.get("reset_method")
+    if rm is not None:
+        if action != RESET:
+            raise loc.error(i, "reset_method", "only a rule with action = \"reset\" takes "
+                                               "a reset_method")
+        if rm not in RESET_METHODS:
+            raise loc.error(i, "reset_method", f"unknown reset method {rm!r} "
+                                               f"(expected one of {', '.join(RESET_METHODS)})")
+    return Rule(i + 1, loc.rule_line(i), action, driver=r.get("driver"), reset_method=rm,
+                why=r.get("why"), **kw)
+
+
+@dataclass
+class _Locator:
+    """Finds the line of a key by scanning the text: tomllib reports lines only for syntax."""
+
+    text: str
+    name: str
+    _rules: list[int] = field(default_factory=list)  # line of each [[rule]] header
+    _top_end: int = 0
+
+    def __post_init__(self) -> None:
+        lines = self.text.splitlines()
+        self._top_end = len(lines)
+        for n, line in enumerate(lines, 1):
+            s = line.strip()
+            if s.startswith("["):
+                self._top_end = min(self._top_end, n - 1)
+                if re.match(r"^\[\[\s*rule\s*\]\]", s):
+                    self._rules.append(n)
+        self.lines = lines
+
+    def rule_line(self, i: int) -> int:
+        return self._rules[i] if i < len(self._rules) else 0
+
+    def key_line(self, rule: int | None, key: str | None) -> int:
+        if rule is None:
+            start, end = 0, self._top_end
+        else:
+            start = self.rule_line(rule)
+            later = [n for n in self._rules if n > start] + [
+                n for n, ln in enumerate(self.lines, 1) if n > start and ln.strip().startswith("[")]
+            end = min(later) - 1 if later else len(self.lines)
+            if key is None:
+                return start
+        if key is None:
+            return 0
+        pat = re.compile(rf"^\s*(\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=")
+        for n in range(start + 1 if rule is not None else 1, end + 1):
+            if pat.match(self.lines[n - 1]):
+                return n
+        for n, line in enumerate(self.lines, 1):  # e.g. [[rule]] written as a table header
+            if re.match(rf"^\s*\[+\s*{re.escape(key)}\s*\]+", line):
+                return n
+        return start
+
+    def error(self, rule: int | None, key: str | None, msg: str) -> UsageError:
+        line = self.key_line(rule, key)
+        where = f"{self.name}:{line}" if line else self.name
+        what = f"rule {rule + 1}" if rule is not None else "top level"
+        k = f", key {key!r}" if key else ""
+        return UsageError(f"{where}: {what}{k}: {msg}",
+                          hint="fix the policy file; docs/policy.md describes every key")
+
+
+DEFAULT_POLICY = Policy()

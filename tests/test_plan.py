@@ -1,0 +1,465 @@
+"""Restore planning: identity, matching, actions, register rules and the Linux PCI core order.
+
+Records are made by the save engine from fake sysfs trees built out of the real QEMU dumps
+(tests/fixtures/qemu-q35-kdump), and planned onto trees built from the capture-kernel dumps.
+Helpers here are shared with test_restore.py and test_diff.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import elfwriter
+import fakesysfs as F
+import recordgen as G
+
+from handoff import record as REC
+from handoff.devices.model import PciDevice
+from handoff.record import Record
+from handoff.restore import pciregs as R
+from handoff.restore.apply import scan
+from handoff.restore.environment import Environment
+from handoff.restore.match import (
+    GONE,
+    MATCHED,
+    MISMATCH,
+    UNREADABLE,
+    VANISHED,
+    Identity,
+    check_identity,
+    identity_from,
+    match_device,
+    parse_cmdline,
+)
+from handoff.restore.plan import DO_RESET, REFUSE, SKIP_OP, WRITE, Plan, make_plan
+from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action, parse_policy
+from handoff.sysfs import SysfsTree
+
+BOOT = str(G.BOOT_ID)
+RELEASE = "6.1.0-56-amd64"
+IDENT = Identity(RELEASE, BOOT, 1, ("test",))
+NVME, E1000, VNET, VBLK, PORT1, PORT3, AHCI = (
+    "0000:01:00.0", "0000:00:05.0", "0000:02:00.0", "0000:03:00.0", "0000:00:01.0",
+    "0000:00:03.0", "0000:00:1f.2")
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+def fixture(addr: str, src: Path = F.Q35) -> bytearray:
+    return bytearray((src / f"{addr}.bin").read_bytes())
+
+
+def put(cfg: bytearray, off: int, width: int, value: int) -> bytearray:
+    cfg[off:off + width] = value.to_bytes(width, "little")
+    return cfg
+
+
+def get(cfg: bytes, off: int, width: int) -> int:
+    return int.from_bytes(cfg[off:off + width], "little")
+
+
+def saved_devices(tmp: Path, src: Path = F.Q35, *, early: Mapping[str, bytes] | None = None,
+                  no_early: Iterable[str] = (), **tree_kw: Any) -> list[PciDevice]:
+    """The devices ``handoff save`` collects from a tree of ``src``; early = live (the
+    first kernel's state) unless ``early`` overrides it or ``no_early`` drops it."""
+    from handoff.devices.model import Snapshot
+    from handoff.save import collect_devices
+
+    root = F.build_tree(tmp / "saved-sys", src, **tree_kw)
+    res = collect_devices(SysfsTree(root), running_kernel=False, privileged=True)
+    for d in res.devices:
+        if d.addr in set(no_early):
+            d.early = None
+        else:
+            data = (early or {}).get(d.addr, d.live.data)
+            d.early = Snapshot("collector", d.live.size, bytes(data))
+        d.policy = default_action(d)
+    return res.devices
+
+
+def record_of(devices: list[PciDevice], *, generation: int = 1, boot_id: str = BOOT,
+              release: str = RELEASE) -> bytes:
+    from handoff.save import build_payload
+
+    return G.make_record(build_payload(devices), generation=generation,
+                         boot_id=uuid.UUID(boot_id).bytes, kernel_release=release)
+
+
+def parsed(data: bytes) -> Record:
+    return REC.parse(data, exact=True)
+
+
+def capture_tree(tmp: Path, src: Path = F.Q35_CAPTURE, name: str = "sys",
+                 **kw: Any) -> SysfsTree:
+    return SysfsTree(F.build_tree(tmp / name, src, **kw))
+
+
+def plan_for(tmp: Path, *, policy: Policy = DEFAULT_POLICY, ident: Identity = IDENT,
+             saved: list[PciDevice] | None = None, tree: SysfsTree | None = None,
+             env: Environment | None = None, force: bool = False,
+             **rec_kw: Any) -> tuple[Plan, SysfsTree]:
+    saved = saved if saved is not None else saved_devices(tmp)
+    tree = tree or capture_tree(tmp)
+    rec = parsed(record_of(saved, **rec_kw))
+    return make_plan(rec, scan(tree), policy=policy, identity=ident, force=force,
+                     env=env), tree
+
+
+def writes(plan: Plan) -> list[tuple[str, str, int, int, int]]:
+    return [(d.addr, s.reg, s.offset, s.width, s.value) for d, s in plan.ordered()
+            if s.op == WRITE and s.value is not None]
+
+
+def dev(plan: Plan, addr: str) -> Any:
+    return next(d for d in plan.devices if d.addr == addr)
+
+
+# --- the QEMU before/after pair ---------------------------------------------------------
+
+def test_qemu_pair_plans_exactly_two_quiesce_writes(tmp_path: Path) -> None:
+    plan, _ = plan_for(tmp_path)
+    assert plan.check.ok and not plan.check.problems
+    assert writes(plan) == [(VNET, "COMMAND", 4, 2, 0x0503), (E1000, "COMMAND", 4, 2, 0x0503)]
+    # MSI-X Enable was cleared by the capture kernel's PCI core and must stay clear.
+    for addr, off in ((NVME, 0x42), (VBLK, 0xDE), ("0000:04:00.0", 0xDE)):
+        (s,) = [s for s in dev(plan, addr).steps if s.reg == "MSI-X Message Control"]
+        assert (s.op, s.offset, s.value) == (SKIP_OP, off, None)
+        assert "MSI-X is left disabled" in s.why and s.detail == "Enable: now 0, saved 1"
+    assert dev(plan, NVME).decision.action == "restore-early"
+    assert dev(plan, NVME).status == "nothing"
+    assert dev(plan, "0000:00:00.0").status == "skip"
+
+
+def test_quiesce_pass_runs_first_deepest_first(tmp_path: Path) -> None:
+    pol = parse_policy('[[rule]]\nclass = "0604"\naction = "quiesce"\n'
+                       '[[rule]]\naddress = "0000:01:00.0"\naction = "quiesce"\n')
+    plan, _ = plan_for(tmp_path, policy=pol)
+    order = [(d.addr, s.phase) for d, s in plan.ordered() if s.op == WRITE]
+    assert {a for a, _ in order[:2]} == {NVME, VNET}  # behind root ports: first
+    assert all(p == "quiesce" for _, p in order)
+    assert order.index((NVME, "quiesce")) < order.index((PORT1, "quiesce"))
+
+
+# --- ordering: bridges, windows, BARs, COMMAND last ---------------------------------------
+
+def _firmware_less(tmp: Path) -> SysfsTree:
+    """The capture tree, but the nvme's BARs and COMMAND and root port 1's bus numbers and
+    windows lost (RW bits cleared, hardwired bits kept), as after a power cycle."""
+    nvme = fixture(NVME, F.Q35_CAPTURE)
+    put(nvme, 0x10, 4, get(nvme, 0x10, 4) & 0xF)
+    put(nvme, 0x14, 4, 0)
+    put(nvme, 0x04, 2, 0x0403)  # decoding on, Bus Master off
+    port = fixture(PORT1, F.Q35_CAPTURE)
+    put(port, 0x18, 4, 0)
+    put(port, 0x1C, 2, get(port, 0x1C, 2) & 0x0F0F)
+    put(port, 0x20, 4, 0)
+    put(port, 0x24, 4, get(port, 0x24, 4) & 0x000F000F)
+    return capture_tree(tmp, config_override={NVME: bytes(nvme), PORT1: bytes(port)})
+
+
+def test_bridge_before_endpoint_and_command_last(tmp_path: Path) -> None:
+    plan, _ = plan_for(tmp_path, tree=_firmware_less(tmp_path))
+    w = writes(plan)
+    port = [x for x in w if x[0] == PORT1]
+    nvme = [x for x in w if x[0] == NVME]
+    assert w.index(port[-1]) < w.index(nvme[0])  # the bridge is finished first
+    assert [x[1] for x in port] == ["COMMAND", "Bus Numbers", "I/O Base/Limit",
+                                    "Memory Base/Limit", "Prefetchable Base/Limit", "COMMAND"]
+    saved = fixture(PORT1)
+    assert port[0][4] == get(saved, 4, 2) & ~0x7  # decode and Bus Master off first
+    assert [x[4] for x in port[1:]] == [get(saved, 0x18, 4), get(saved, 0x1C, 2),
+                                        get(saved, 0x20, 4), get(saved, 0x24, 4),
+                                        get(saved, 4, 2)]
+    # nvme: BAR0 is 64-bit; its upper half (0x14) was zero and stays zero: one BAR write,
+    # then COMMAND last (decoding is switched off first because it was on).
+    assert [x[1:3] for x in nvme] == [("COMMAND", 4), ("BAR0", 0x10), ("COMMAND", 4)]
+    (bar,) = [s for s in dev(plan, NVME).steps if s.reg == "BAR0"]
+    assert bar.retries == 10 and bar.value == get(fixture(NVME), 0x10, 4)
+    assert nvme[-1][4] == get(fixture(NVME), 4, 2)
+
+
+def test_window_sequences_follow_setup_bus(tmp_path: Path) -> None:
+    """32-bit I/O and 64-bit prefetchable windows: the upper halves are parked first."""
+    saved = fixture(PORT3)
+    put(saved, 0x1C, 2, 0x2121)  # 32-bit I/O, base 0x2000, limit 0x2fff (+ upper 16)
+    put(saved, 0x30, 4, 0x00010001)
+    put(saved, 0x24, 4, 0xFFF1FFF1 & 0xC011C001)
+    put(saved, 0x28, 4, 0x1)
+    put(saved, 0x2C, 4, 0x1)
+    now = bytearray(saved)
+    put(now, 0x1C, 2, 0x0101)
+    put(now, 0x30, 4, 0)
+    put(now, 0x24, 4, 0x00010001 | 0xFFF0)
+    put(now, 0x28, 4, 0x2)
+    put(now, 0x2C, 4, 0x2)
+    sv = saved_devices(tmp_path, config_override={PORT3: bytes(saved)})
+    tree = capture_tree(tmp_path, config_override={PORT3: bytes(now)})
+    plan, _ = plan_for(tmp_path, saved=sv, tree=tree)
+    got = [(s.reg, s.value, s.transient) for s in dev(plan, PORT3).steps if s.op == WRITE]
+    cmd = get(saved, 4, 2)
+    assert got == [
+        ("COMMAND", cmd & ~0x7, True),
+        ("I/O Base/Limit Upper 16", 0x0000FFFF, True),
+        ("I/O Base/Limit", 0x2121, False),
+        ("I/O Base/Limit Upper 16", 0x00010001, False),
+        ("Prefetchable Limit Upper 32", 0, True),
+        ("Prefetchable Base/Limit", 0xC011C001, False),
+        ("Prefetchable Base Upper 32", 1, False),
+        ("Prefetchable Limit Upper 32", 1, False),
+        ("COMMAND", cmd, False),
+    ]
+
+
+# --- bits that are never written --------------------------------------------------------
+
+def test_status_ro_and_action_bits(tmp_path: Path) -> None:
+    saved_nvme, now_nvme = fixture(NVME), fixture(NVME, F.Q35_CAPTURE)
+    put(now_nvme, 0x06, 2, get(now_nvme, 6, 2) | 0xF900)  # every W1C error bit set
+    put(now_nvme, 0x8A, 2, 0x000F)  # PCIe Device Status: errors detected
+    put(saved_nvme, 0x88, 2, get(saved_nvme, 0x88, 2) | 0x8000 | (1 << 5))  # FLR + MPS 256
+    put(saved_nvme, 0x90, 2, get(saved_nvme, 0x90, 2) | 0x0030)  # Retrain + Link Disable
+    saved_port, now_port = fixture(PORT1), fixture(PORT1, F.Q35_CAPTURE)
+    put(saved_port, 0x3E, 2, get(saved_port, 0x3E, 2) | 0x0040 | 0x0001)  # SBR + PERR
+    put(now_port, 0x1E, 2, get(now_port, 0x1E, 2) | 0x2000)  # Secondary Status W1C
+    sv = saved_devices(tmp_path, config_override={NVME: bytes(saved_nvme),
+                                                   PORT1: bytes(saved_port)})
+    tree = capture_tree(tmp_path, config_override={NVME: bytes(now_nvme),
+                                                   PORT1: bytes(now_port)})
+    pol = parse_policy('default = "restore-live"\n')
+    plan, _ = plan_for(tmp_path, saved=sv, tree=tree, policy=pol)
+    w = {(a, off): (width, v) for a, _, off, width, v in writes(plan)}
+    assert (NVME, 0x06) not in w and (NVME, 0x8A) not in w and (PORT1, 0x1E) not in w
+    width, devctl = w[(NVME, 0x88)]
+    assert width == 2 and not devctl & 0x8000 and devctl & 0xE0 == 0x20  # MPS yes, FLR no
+    assert (NVME, 0x90) not in w  # only Retrain Link/Link Disable differed: never written
+    (lnk,) = [s for s in dev(plan, NVME).steps if s.reg == "PCIe Link Control"]
+    assert lnk.op == SKIP_OP and "Link Disable" in lnk.detail and "retrains the link" in lnk.why
+    assert w[(PORT1, 0x3E)] == (2, get(now_port, 0x3E, 2) | 0x0001)  # PERR yes, SBR no
+    (st,) = [s for s in dev(plan, NVME).steps if s.reg == "STATUS"]
+    assert st.op == SKIP_OP and "status bits are RO or W1C" in st.why
+    for s in dev(plan, NVME).steps:  # a write never sets a W1C status bit
+        assert not (s.op == WRITE and s.reg == "PCIe Device Control" and s.value & 0x8000)
+
+
+def test_msi_enable_is_never_set(tmp_path: Path) -> None:
+    saved = fixture(AHCI)
+    msi = R.find_caps(bytes(saved))
+    off = next(c.offset for c in msi if c.id == R.CAP_MSI and not c.extended)
+    put(saved, off + 2, 2, get(saved, off + 2, 2) | 1)  # MSI Enable in the saved state
+    put(saved, off + 4, 4, 0xFEE00000)
+    sv = saved_devices(tmp_path, config_override={AHCI: bytes(saved)})
+    plan, _ = plan_for(tmp_path, saved=sv)
+    steps = {s.reg: s for s in dev(plan, AHCI).steps}
+    assert steps["MSI Message Control"].op == SKIP_OP
+    assert steps["MSI Message Control"].detail == "Enable: now 0, saved 1"
+    assert steps["MSI Message Address"].op == SKIP_OP
+    assert not [s for s in dev(plan, AHCI).steps if s.op == WRITE]
+
+
+def test_vendor_specific_bytes_are_named_not_written(tmp_path: Path) -> None:
+    saved = fixture(VNET)
+    put(saved, 0x84 + 8, 4, 0x12345678)  # inside the VirtIO CommonCfg vendor capability
+    sv = saved_devices(tmp_path, config_override={VNET: bytes(saved)})
+    plan, _ = plan_for(tmp_path, saved=sv, policy=parse_policy('default = "restore-live"'))
+    (s,) = [s for s in dev(plan, VNET).steps if s.reg.startswith("Vendor Specific")]
+    assert (s.reg, s.op, s.offset) == ("Vendor Specific +0x8", SKIP_OP, 0x8C)
+    assert "vendor specific" in s.why
+
+
+# --- policy, snapshots, resets, lockdown ---------------------------------------------------
+
+def test_restore_early_needs_an_early_snapshot(tmp_path: Path) -> None:
+    sv = saved_devices(tmp_path, no_early=[NVME])
+    pol = parse_policy('[[rule]]\ndriver = "nvme"\naction = "restore-early"\n')
+    plan, _ = plan_for(tmp_path, saved=sv, policy=pol)
+    d = dev(plan, NVME)
+    assert d.status == "refused" and "no early snapshot" in d.why
+    plan, _ = plan_for(tmp_path, saved=sv)  # the defaults fall back to the live state
+    assert dev(plan, NVME).decision.action == "restore-live"
+
+
+def test_partial_early_snapshot_restores_what_it_has(tmp_path: Path) -> None:
+    early = {PORT1: fixture(PORT1)[:256]}  # earlydump prints 256 bytes
+    sv = saved_devices(tmp_path, early=early)
+    now = fixture(PORT1, F.Q35_CAPTURE)
+    put(now, 0x108, 4, 0xFFFFFFFF)  # AER Uncorrectable Error Mask beyond the 256 bytes
+    put(now, 0x5C, 2, 0)  # PCIe Device Control inside them
+    plan, _ = plan_for(tmp_path, saved=sv,
+                       tree=capture_tree(tmp_path, config_override={PORT1: bytes(now)}))
+    d = dev(plan, PORT1)
+    assert [s.reg for s in d.steps if s.op == WRITE] == ["PCIe Device Control"]
+    assert any("beyond the 256 saved bytes" in n for n in d.notes)
+
+
+def test_reset_method_choice(tmp_path: Path) -> None:
+    tree = capture_tree(tmp_path, reset_methods={VNET: "flr pm", VBLK: None,
+                                                  "0000:04:00.0": "flr pm"})
+    pol = parse_policy('[[rule]]\naddress = "0000:02:00.0"\naction = "reset"\n'
+                       '[[rule]]\naddress = "0000:04:00.0"\naction = "reset"\n'
+                       'reset_method = "bus"\n'
+                       '[[rule]]\naddress = "0000:03:00.0"\naction = "reset"\n')
+    plan, _ = plan_for(tmp_path, tree=tree, policy=pol)
+    (r,) = [s for s in dev(plan, VNET).steps if s.phase == "reset"]
+    assert (r.op, r.method) == (DO_RESET, "flr")
+    assert [s.phase for s in dev(plan, VNET).steps] == ["quiesce", "reset"]
+    (r,) = [s for s in dev(plan, "0000:04:00.0").steps if s.phase == "reset"]
+    assert r.op == REFUSE and "'bus' is not offered" in r.why
+    (r,) = [s for s in dev(plan, VBLK).steps if s.phase == "reset"]
+    assert r.op == REFUSE and "no reset method" in r.why
+    phases = [s.phase for _, s in plan.ordered()]
+    assert phases == sorted(phases, key=["quiesce", "reset", "restore"].index)
+
+
+def test_lockdown_refuses_config_writes_in_the_plan(tmp_path: Path) -> None:
+    env = Environment("integrity", False, True)
+    tree = capture_tree(tmp_path, reset_methods={VNET: "flr"})
+    pol = parse_policy('[[rule]]\naddress = "0000:02:00.0"\naction = "reset"\n')
+    plan, _ = plan_for(tmp_path, tree=tree, policy=pol, env=env)
+    assert writes(plan) == []
+    q = [s for s in dev(plan, E1000).steps]
+    assert [(s.op, s.status) for s in q] == [(REFUSE, "refused")]
+    assert "lockdown (integrity)" in q[0].why and dev(plan, E1000).status == "refused"
+    assert [s.op for s in dev(plan, VNET).steps] == [REFUSE, DO_RESET]  # the reset stays
+
+
+# --- identity --------------------------------------------------------------------------
+
+class _Rec:
+    def __init__(self, release: str = RELEASE, boot: str = BOOT, gen: int = 3) -> None:
+        self.kernel_release, self.boot_id, self.generation = release, boot, gen
+
+
+def test_identity_checks() -> None:
+    assert check_identity(_Rec(gen=3), Identity(RELEASE, BOOT, 3)).problems == []
+    assert check_identity(_Rec(), Identity(RELEASE, None, None)).ok
+    p = check_identity(_Rec(release="6.1.0-55-amd64"), Identity(RELEASE, BOOT, 3))
+    assert not p.ok and "made by kernel '6.1.0-55-amd64'" in p.problems[0]
+    p = check_identity(_Rec(), Identity(None, str(uuid.uuid4()), None))
+    assert not p.ok and p.problems[0].startswith("stale record: made in boot")
+    p = check_identity(_Rec(gen=2), Identity(RELEASE, BOOT, 3))
+    assert p.problems == [("stale record: generation 2 is older than generation 3, which the "
+                           "capture kernel was loaded with")]
+    assert "newer" in check_identity(_Rec(gen=4), Identity(RELEASE, BOOT, 3)).problems[0]
+    p = check_identity(_Rec(boot=""), Identity(None, BOOT, None))
+    assert not p.ok and "carries no boot id" in p.problems[0]
+    p = check_identity(_Rec(), Identity())
+    assert not p.ok and "cannot tell which kernel crashed" in p.problems[0]
+    f = check_identity(_Rec(gen=2), Identity(RELEASE, BOOT, 3), force=True)
+    assert f.ok and f.forced and f.problems
+
+
+def test_identity_from_proc(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "cmdline").write_text(f'console=ttyS0 handoff.boot_id={BOOT.upper()} '
+                                  f'handoff.generation=7 reset_devices "a=b c"\n')
+    (proc / "vmcore").write_bytes(elfwriter.core_bytes(
+        elfwriter.default_notes(vmci=elfwriter.vmcoreinfo(RELEASE))))
+    ident = identity_from(proc)
+    assert (ident.kernel_release, ident.boot_id, ident.generation) == (RELEASE, BOOT, 7)
+    assert len(ident.sources) == 3
+    assert parse_cmdline('x=1 "a=b c" y')["a"] == "b c"
+    (proc / "vmcore").write_bytes(b"not an elf")
+    (proc / "cmdline").write_text("handoff.generation=x\n")
+    ident = identity_from(proc)
+    assert ident.kernel_release is None and not ident.known
+    assert any("cannot read VMCOREINFO" in n for n in ident.notes)
+    assert any("not a number" in n for n in ident.notes)
+
+
+def test_identity_refusal_refuses_every_device(tmp_path: Path) -> None:
+    plan, _ = plan_for(tmp_path, generation=2)
+    assert not plan.check.ok and writes(plan) == []
+    assert all(d.status == "refused" and "stale record" in d.why for d in plan.devices)
+    plan, _ = plan_for(tmp_path, generation=2, force=True)
+    assert plan.check.forced and len(writes(plan)) == 2
+
+
+# --- matching --------------------------------------------------------------------------
+
+def _current(tmp: Path, **kw: Any) -> dict[str, PciDevice]:
+    return scan(capture_tree(tmp, **kw))
+
+
+def test_matching_verdicts(tmp_path: Path) -> None:
+    saved = {d.addr: d for d in saved_devices(tmp_path)}
+    other = fixture(E1000, F.Q35_CAPTURE)
+    put(other, 0x02, 2, 0x10D3)  # another device id at 00:05.0
+    cur = _current(tmp_path, config_override={E1000: bytes(other), VNET: b"\xff" * 4096,
+                                              VBLK: fixture(VBLK)[:48]},
+                   only=[a for a in saved if a != AHCI])
+    assert match_device(saved[NVME], cur[NVME]).status == MATCHED
+    assert match_device(saved[AHCI], cur.get(AHCI)).status == VANISHED
+    m = match_device(saved[E1000], cur[E1000])
+    assert m.status == MISMATCH and "device 0x100e -> 0x10d3" in m.reasons[0]
+    m = match_device(saved[VNET], cur[VNET])
+    assert m.status == GONE and "all-ones" in m.reasons[0]
+    assert match_device(saved[VBLK], cur[VBLK]).status == UNREADABLE
+
+
+def test_serial_number_and_renumbering(tmp_path: Path) -> None:
+    import dataclasses
+
+    saved = {d.addr: d for d in saved_devices(tmp_path)}
+    cur = _current(tmp_path)
+    s = dataclasses.replace(saved[VBLK], dsn=0x1111)
+    c = dataclasses.replace(cur[VBLK], dsn=0x2222)
+    m = match_device(s, c)
+    assert m.status == MISMATCH and "serial number" in m.reasons[0]
+    assert match_device(s, dataclasses.replace(cur[VBLK], dsn=None)).ok  # one side only
+    moved = dataclasses.replace(saved[VBLK], addr="0000:04:00.0")
+    other = dataclasses.replace(cur["0000:04:00.0"], ids=dataclasses.replace(
+        cur["0000:04:00.0"].ids, subdevice=0x9999))
+    m = match_device(moved, other, {**cur, "0000:04:00.0": other})
+    assert m.status == MISMATCH and "is at 0000:03:00.0 (renumbered?)" in m.reasons[1]
+
+
+def test_vanished_and_appeared_in_the_plan(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(F.Q35_CAPTURE, src)
+    shutil.copy(src / f"{E1000}.bin", src / "0000:00:06.0.bin")
+    (src / f"{VNET}.bin").unlink()
+    plan, _ = plan_for(tmp_path, tree=capture_tree(tmp_path, src))
+    d = dev(plan, VNET)
+    assert (d.status, d.match.status) == ("refused", VANISHED) and not d.steps
+    assert [a.addr for a in plan.appeared] == ["0000:00:06.0"]
+    assert all(a != "0000:00:06.0" for a, *_ in writes(plan))
+
+
+def test_plan_json_is_complete(tmp_path: Path) -> None:
+    import json
+
+    plan, _ = plan_for(tmp_path)
+    doc = json.loads(json.dumps(plan.to_json()))
+    e = next(d for d in doc["devices"] if d["addr"] == E1000)
+    assert e["action"] == "quiesce" and e["steps"][0]["current"] == "0x0107"
+    assert e["steps"][0]["value"] == "0x0503" and e["steps"][0]["off"] == 4
+    assert doc["identity_check"]["ok"] is True
+
+
+def test_registers_tables_are_consistent() -> None:
+    for regs in (R.TYPE0, R.TYPE1, R.PCIE_REGS, R.AER_REGS, R.PM_REGS, R.MSIX_REGS):
+        for r in regs:
+            seen = 0
+            for f in r.fields:
+                assert not seen & f.mask, (r.name, f.name)
+                assert f.mask <= r.full, (r.name, f.name)
+                seen |= f.mask
+            assert r.rw_mask & r.w1c_mask == 0
+            if r.rule in (R.NEVER, R.DRIVER):
+                assert r.why, r.name
+    assert struct.calcsize("<I") == 4
+
+
+def test_a_record_naming_an_address_twice_is_refused_there(tmp_path: Path) -> None:
+    sv = saved_devices(tmp_path)
+    twin = next(d for d in sv if d.addr == E1000)
+    plan, _ = plan_for(tmp_path, saved=sv + [twin])
+    bad = [d for d in plan.devices if d.addr == E1000]
+    assert len(bad) == 2 and all(d.status == "refused" and not d.steps for d in bad)
+    assert writes(plan) == [(VNET, "COMMAND", 4, 2, 0x0503)]
