@@ -1,0 +1,383 @@
+"""The plugin contract: what a device plugin declares (match rules, hooks) and what its steps
+report (register accesses and an outcome).
+
+This is a contract with third-party code: a plugin written against ``API_VERSION`` 1 keeps
+working as long as it stays 1. Adding optional fields or hooks does not bump it; changing the
+meaning of a field, a hook's arguments or a step body's contract does.
+
+A plugin is planned and run in two stages, so a dry run can show what it would do:
+
+1. a *hook* (``save``, ``quiesce``, ``reset``, ``restore``, ``verify``) looks only at the device
+   model (ids, config snapshot, the plugin's saved ext section) and returns ``PluginStep``\\ s;
+2. the runner calls each step's *body* with a :class:`~handoff.plugins.context.StepContext`,
+   the only way a body touches the device (register reads, writes and bounded polls through
+   the device's BARs), so every access is logged, bounded in time and can be revoked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from handoff.errors import HandoffError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handoff.devices.model import PciDevice
+    from handoff.plugins.context import StepContext
+
+API_VERSION = 1
+
+SAVE, QUIESCE, RESET, RESTORE, VERIFY = "save", "quiesce", "reset", "restore", "verify"
+PHASES = (SAVE, QUIESCE, RESET, RESTORE, VERIFY)
+READ_ONLY_PHASES = (SAVE, VERIFY)  # steps of these phases may not write a register
+
+OK, FAILED, REFUSED, TIMEOUT, PLANNED = "ok", "failed", "refused", "timeout", "planned"
+OUTCOMES = (OK, FAILED, REFUSED, TIMEOUT, PLANNED)
+
+# An ext-section key (payload.cddl ``ext``): lower case, so two plugins cannot differ by case.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class PluginError(HandoffError):
+    """A plugin step could not do what it set out to do."""
+
+
+class StepFailed(PluginError):
+    """The device did not behave as the step needs (raised by step bodies)."""
+
+
+class StepTimeout(PluginError):
+    """A bounded wait ran out, or the step ran past its time bound."""
+
+
+class StepAbandoned(StepTimeout):
+    """The runner gave up on this step; its register access has been revoked."""
+
+
+class WriteRefused(PluginError):
+    """A save or verify step tried to write a register: those phases only read."""
+
+
+# --- match rules --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdRule:
+    """Vendor and device id; ``device`` None is any device of the vendor, ``device_last`` makes
+    ``device..device_last`` an inclusive range."""
+
+    vendor: int
+    device: int | None = None
+    device_last: int | None = None
+
+    def matches(self, vendor: int, device: int) -> bool:
+        if vendor != self.vendor:
+            return False
+        if self.device is None:
+            return True
+        last = self.device if self.device_last is None else self.device_last
+        return self.device <= device <= last
+
+    def __str__(self) -> str:
+        if self.device is None:
+            return f"{self.vendor:04x}:*"
+        if self.device_last is None or self.device_last == self.device:
+            return f"{self.vendor:04x}:{self.device:04x}"
+        return f"{self.vendor:04x}:{self.device:04x}-{self.device_last:04x}"
+
+
+@dataclass(frozen=True)
+class ClassRule:
+    """A class code (base << 16 | sub << 8 | prog-if) compared under ``mask``."""
+
+    value: int
+    mask: int = 0xFFFFFF
+
+    def matches(self, class_code: int) -> bool:
+        return class_code & self.mask == self.value & self.mask
+
+    def __str__(self) -> str:
+        digits = []
+        for shift in range(20, -4, -4):
+            m = (self.mask >> shift) & 0xF
+            if m == 0xF:
+                digits.append(f"{(self.value >> shift) & 0xF:x}")
+            elif m == 0:
+                digits.append("x")
+            else:
+                return f"{self.value:06x}/{self.mask:06x}"
+        return "".join(digits)
+
+
+_ID = re.compile(r"^([0-9a-f]{4}):(\*|[0-9a-f]{4})(?:-([0-9a-f]{4}))?$")
+_CLASS = re.compile(r"^(?:0x)?([0-9a-fx]{2}|[0-9a-fx]{4}|[0-9a-fx]{6})$")
+
+
+def parse_id(text: str) -> IdRule:
+    """``"8086:100e"``, ``"1af4:1040-107f"`` (inclusive) or ``"8086:*"``."""
+    m = _ID.match(text.strip().lower())
+    if not m:
+        raise ValueError(f"id {text!r} is not VVVV:DDDD, VVVV:DDDD-DDDD or VVVV:*")
+    vendor = int(m.group(1), 16)
+    if m.group(2) == "*":
+        if m.group(3):
+            raise ValueError(f"id {text!r}: a range needs a first device id, not '*'")
+        return IdRule(vendor)
+    first = int(m.group(2), 16)
+    last = int(m.group(3), 16) if m.group(3) else None
+    if last is not None and last < first:
+        raise ValueError(f"id {text!r}: range ends before it starts")
+    return IdRule(vendor, first, last)
+
+
+def parse_class(text: str) -> ClassRule:
+    """``"010802"`` (exact), ``"0108xx"`` or ``"0108"`` (any prog-if), ``"01"``; ``x`` is a
+    wildcard hex digit."""
+    m = _CLASS.match(text.strip().lower())
+    if not m:
+        raise ValueError(f"class {text!r} is not 2, 4 or 6 hex digits ('x' = any digit)")
+    digits = m.group(1).ljust(6, "x")
+    value = mask = 0
+    for ch in digits:
+        value, mask = value << 4, mask << 4
+        if ch != "x":
+            value |= int(ch, 16)
+            mask |= 0xF
+    return ClassRule(value, mask)
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which devices a plugin is offered: one matching rule is enough. ``ids`` and ``classes``
+    compare the device's ids; ``caps`` are standard capability ids (PCI 3.0 §6.7) of which the
+    device's config snapshot must hold one; ``any_device`` offers every device. The plugin's
+    ``accepts`` then decides on a device it was offered."""
+
+    ids: tuple[IdRule, ...] = ()
+    classes: tuple[ClassRule, ...] = ()
+    caps: tuple[int, ...] = ()
+    any_device: bool = False
+
+    @classmethod
+    def of(cls, ids: Sequence[str] = (), classes: Sequence[str] = (), caps: Sequence[int] = (),
+           any_device: bool = False) -> Match:
+        return cls(tuple(parse_id(i) for i in ids), tuple(parse_class(c) for c in classes),
+                   tuple(caps), any_device)
+
+    def matches(self, device: PciDevice) -> bool:
+        if self.any_device:
+            return True
+        ids = device.ids
+        if any(r.matches(ids.vendor, ids.device) for r in self.ids) or \
+                any(r.matches(ids.class_code) for r in self.classes):
+            return True
+        if self.caps:
+            from handoff.devices.capabilities import walk_standard
+
+            return any(c.id in self.caps for c in walk_standard(device.live.data).caps)
+        return False
+
+    def describe(self) -> list[str]:
+        """One string per rule: ``"id 8086:100e"``, ``"class 010802"``, ``"capability 0x11"``,
+        ``"any device"``."""
+        if self.any_device:
+            return ["any device"]
+        return ([f"id {r}" for r in self.ids] + [f"class {r}" for r in self.classes]
+                + [f"capability {c:#04x}" for c in self.caps])
+
+
+# --- steps and results ----------------------------------------------------------------------
+
+StepBody = Callable[["StepContext"], "str | None"]
+
+
+@dataclass
+class PluginStep:
+    """One planned unit of a plugin's work on one device.
+
+    A hook builds it with ``name``, ``why``, ``body`` and optionally ``timeout_s`` (None: the
+    plugin's ``step_timeout_s``) and ``assume``: the values register reads return in a dry run,
+    keyed by ``(bar, offset)`` (a dry run never reads the device; say what the step is for, e.g.
+    "CC.EN is 1"). The runner fills in ``plugin``, ``addr``, ``phase``, ``device`` and ``state``
+    (the plugin's saved ext section, or None) itself. ``problem`` set means planning failed:
+    running the step reports it and touches nothing.
+    """
+
+    name: str
+    why: str
+    body: StepBody | None
+    timeout_s: float | None = None
+    assume: Mapping[tuple[int, int], int] = field(default_factory=dict)
+    plugin: str = ""
+    addr: str = ""
+    phase: str = ""
+    device: PciDevice | None = None
+    state: Mapping[str, Any] | None = None
+    ext_version: int = 1
+    problem: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.plugin}:{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"plugin": self.plugin, "addr": self.addr, "phase": self.phase,
+                             "step": self.name, "why": self.why, "timeout_s": self.timeout_s}
+        if self.problem:
+            d["problem"] = self.problem
+        return d
+
+
+def _hex(v: int | None, width: int) -> str | None:
+    return None if v is None else f"{v:#0{2 + 2 * width}x}"
+
+
+@dataclass(frozen=True)
+class Access:
+    """One register access: ``op`` is read, write or poll (a bounded series of reads, logged
+    once with the last value read); ``value`` is what was read or written (None when a dry run
+    did not read); ``result`` says what happened ("ok", "not written (dry run)", ...)."""
+
+    bar: int
+    offset: int
+    width: int
+    op: str
+    value: int | None
+    result: str
+    name: str | None = None
+
+    def as_tuple(self) -> tuple[int, int, int, str, int | None, str]:
+        return (self.bar, self.offset, self.width, self.op, self.value, self.result)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"bar": self.bar, "off": f"{self.offset:#x}", "width": self.width,
+                             "op": self.op, "value": _hex(self.value, self.width),
+                             "result": self.result}
+        if self.name:
+            d["reg"] = self.name
+        return d
+
+    def __str__(self) -> str:
+        reg = self.name or f"{self.offset:#x}"
+        val = _hex(self.value, self.width) or "?"
+        return f"BAR{self.bar}+{self.offset:#x} {reg} {self.op} {val}: {self.result}"
+
+
+@dataclass
+class StepResult:
+    """What running one :class:`PluginStep` did. ``outcome`` is one of :data:`OUTCOMES`; a dry
+    run's steps end ``planned``. ``ext`` is the section a save step recorded (with its "v")."""
+
+    plugin: str
+    addr: str
+    phase: str
+    step: str
+    why: str
+    outcome: str
+    message: str
+    accesses: list[Access] = field(default_factory=list)
+    dropped: int = 0  # accesses not logged (the log is capped per step)
+    elapsed_s: float = 0.0
+    ext: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (OK, PLANNED)
+
+    @property
+    def label(self) -> str:
+        return f"{self.plugin}:{self.step}"
+
+    def line(self) -> str:
+        """A short line for the restore report: ``nvme:disable-controller ok``, or with the
+        message when it did not go well."""
+        text = f"{self.label} {self.outcome}"
+        if self.outcome not in (OK, PLANNED) and self.message:
+            return f"{text}: {self.message}"
+        return text
+
+    def to_json(self, max_accesses: int | None = None) -> dict[str, Any]:
+        acc = self.accesses if max_accesses is None else self.accesses[:max_accesses]
+        d: dict[str, Any] = {
+            "plugin": self.plugin, "addr": self.addr, "phase": self.phase, "step": self.step,
+            "why": self.why, "outcome": self.outcome, "message": self.message,
+            "elapsed_s": round(self.elapsed_s, 6),
+            "accesses": [a.to_json() for a in acc]}
+        more = self.dropped + len(self.accesses) - len(acc)
+        if more:
+            d["more_accesses"] = more
+        if self.notes:
+            d["notes"] = list(self.notes)
+        if self.ext is not None:
+            d["ext"] = self.ext
+        return d
+
+
+# --- the plugin base class ------------------------------------------------------------------
+
+
+class Plugin:
+    """Base class of every device plugin (built-in or from the ``handoff.plugins`` entry-point
+    group). Subclasses set the class attributes and override the hooks they implement; a hook
+    returns the steps for one device and never touches the device itself.
+
+    ``name`` is the key of the plugin's section in a device's ``ext`` map, so it is unique
+    among installed plugins. ``ext_version`` is the section's ``"v"``: bump it when a key
+    changes meaning or a key a restore relies on goes away (adding keys does not bump it; readers
+    ignore keys they do not know). ``reads_ext`` says which versions a hook can use; others reach
+    the hook as ``state=None``. ``order`` sorts plugins that match the same device (lower runs
+    first; device-specific plugins use the default 50, generic ones such as msix run later).
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0"
+    description: ClassVar[str] = ""
+    match: ClassVar[Match] = Match()
+    requires: ClassVar[str] = ""  # what accepts() checks beyond ``match``, in words
+    api_version: ClassVar[int] = API_VERSION
+    ext_version: ClassVar[int] = 1
+    order: ClassVar[int] = 50
+    step_timeout_s: ClassVar[float] = 5.0
+
+    def accepts(self, device: PciDevice) -> str | None:
+        """None to take a device ``match`` offered, else why not (shown by ``handoff plugins``)."""
+        return None
+
+    def reads_ext(self, v: int) -> bool:
+        return v == self.ext_version
+
+    def save(self, device: PciDevice,
+             state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
+        """Steps that read device state into the ext section (``ctx.record``); read only."""
+        return ()
+
+    def quiesce(self, device: PciDevice,
+                state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
+        """Steps that stop the device's own engines (queues, interrupts, DMA it would start)."""
+        return ()
+
+    def reset(self, device: PciDevice,
+              state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
+        """Steps that reset the device through its registers."""
+        return ()
+
+    def restore(self, device: PciDevice,
+                state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
+        """Steps that put saved register state back."""
+        return ()
+
+    def verify(self, device: PciDevice,
+               state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
+        """Steps that check (read only) that the earlier phases took effect."""
+        return ()
+
+    def hooks(self) -> tuple[str, ...]:
+        """The phases this plugin implements (hooks overridden from :class:`Plugin`)."""
+        return tuple(p for p in PHASES
+                     if getattr(type(self), p, None) is not getattr(Plugin, p))
+
+    def __repr__(self) -> str:
+        return f"<plugin {self.name} {self.version}>"

@@ -1,0 +1,454 @@
+"""Register access through a PCI device's BARs (sysfs ``resourceN``), and bounded polling.
+
+``resourceN`` is mmapped: sysfs offers no read() or write() for memory BARs (EIO, measured in
+/work/shared/facts/lockdown-measured.md). The file's size is the BAR's size, on real sysfs
+(the kernel sizes the bin attribute to pci_resource_len()) as on a copied tree where
+``resourceN`` is a regular file, so the same code runs on both.
+
+The kernel refuses the mapping in two measured cases, and each gets its own exception and a
+message that says what to do: EPERM under kernel lockdown (LOCKDOWN_PCI_ACCESS in
+pci_mmap_resource()), and EINVAL when a bound driver has claimed the region
+(CONFIG_IO_STRICT_DEVMEM: iomem_is_exclusive()).
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import mmap
+import os
+import re
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Self
+
+from handoff.errors import EnvironmentProblem, HandoffError
+from handoff.sysfs import SysfsTree
+
+WIDTHS = (1, 2, 4, 8)
+MAX_BARS = 6  # resource0..resource5; the expansion ROM is "rom", never mapped here
+IORESOURCE_IO = 0x100  # include/linux/ioport.h
+
+LOCKDOWN_MESSAGE = "BAR mapping refused (kernel lockdown?)"
+CLAIMED_MESSAGE = "BAR is claimed by a bound driver; unbind it or run before drivers load"
+
+_ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+
+
+class BarError(HandoffError):
+    """A BAR could not be opened or accessed. ``bar`` and ``path`` say which."""
+
+    def __init__(self, message: str, *, bar: int | None = None, path: str | None = None,
+                 errno_: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.bar = bar
+        self.path = path
+        self.errno = errno_
+
+
+class BarUnavailable(BarError):
+    """No such BAR to map: not assigned, an I/O-port BAR, not readable by this user, ..."""
+
+
+class BarMappingRefused(BarError, EnvironmentProblem):
+    """mmap of ``resourceN`` failed with EPERM: kernel lockdown refuses BAR access."""
+
+
+class BarClaimed(BarError, EnvironmentProblem):
+    """mmap of ``resourceN`` failed with EINVAL: a bound driver owns the region."""
+
+
+class BarBoundsError(BarError, ValueError):
+    """An access lies outside the BAR, is misaligned, or has an unsupported width.
+    Nothing was read or written."""
+
+    def __init__(self, message: str, *, bar: int | None, offset: int, width: int,
+                 size: int | None) -> None:
+        super().__init__(message, bar=bar)
+        self.offset = offset
+        self.width = width
+        self.size = size
+
+
+class BarReadOnly(BarError):
+    """A write through a BAR that was opened for reading only."""
+
+
+def check_access(bar: int | None, offset: int, width: int, size: int | None) -> None:
+    """Refuse an access that is not 1, 2, 4 or 8 bytes, not naturally aligned, or not inside
+    ``size`` bytes (None: size unknown, alignment still checked)."""
+    name = f"BAR{bar}" if bar is not None else "the BAR"
+    if width not in WIDTHS:
+        raise BarBoundsError(f"{name}: access width {width} is not 1, 2, 4 or 8 bytes",
+                             bar=bar, offset=offset, width=width, size=size)
+    if offset < 0 or offset % width:
+        raise BarBoundsError(f"{name}: offset {offset:#x} is not {width}-byte aligned "
+                             "(registers are accessed at their natural alignment)",
+                             bar=bar, offset=offset, width=width, size=size)
+    if size is not None and offset + width > size:
+        raise BarBoundsError(f"{name}: access of {width} byte(s) at {offset:#x} is past the end "
+                             f"of the BAR ({size:#x} bytes)",
+                             bar=bar, offset=offset, width=width, size=size)
+
+
+class RegisterFile(Protocol):
+    """The seam under :class:`BarAccessor`: an mmapped ``resourceN`` in production, a register
+    model with side effects in tests. Callers have already checked bounds and alignment."""
+
+    size: int
+    writable: bool
+
+    def read(self, offset: int, width: int) -> int: ...
+
+    def write(self, offset: int, width: int, value: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_SWAP = sys.byteorder != "little"  # PCI registers are little-endian
+
+
+def _le(value: int, width: int) -> int:
+    return int.from_bytes(value.to_bytes(width, "big"), "little") if _SWAP else value
+
+
+class MmapFile:
+    """A mapped ``resourceN``. Each access is ONE load or store of exactly ``width`` bytes:
+    device registers must see the width they are defined for (NVMe CAP is a qword, an MSI-X
+    Vector Control a dword), and a plain slice of an mmap is a memcpy that may split or merge
+    accesses. Indexing a memoryview cast to B/H/I/Q compiles to a single sized load/store
+    (CPython memoryobject.c: unpack_single/pack_single copy ``sizeof(type)`` bytes)."""
+
+    def __init__(self, mm: mmap.mmap, size: int, writable: bool) -> None:
+        self._mm = mm
+        self.size = size
+        self.writable = writable
+        self._base = memoryview(mm)
+        self._views = {w: self._base[:size - size % w].cast(f)  # type: ignore[call-overload]
+                       for w, f in _FORMATS.items() if size >= w}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, writable: bool, bar: int | None = None,
+             driver: str | None = None,
+             mmap_fn: Callable[..., mmap.mmap] = mmap.mmap) -> MmapFile:
+        """Open and map ``path`` whole; errors become the BarError subclasses above."""
+        p = os.fspath(path)
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            fd = os.open(p, flags)
+        except OSError as e:
+            raise _open_error(e, p, bar) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise BarUnavailable(f"{p} is not a regular file: not a BAR resource",
+                                     bar=bar, path=p)
+            size = st.st_size
+            if size <= 0:
+                raise BarUnavailable(f"{p} is empty: BAR{bar} has no size", bar=bar, path=p)
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            try:
+                mm = mmap_fn(fd, size, flags=mmap.MAP_SHARED, prot=prot)
+            except OSError as e:
+                raise _mmap_error(e, p, bar, driver) from None
+            except ValueError as e:
+                raise BarUnavailable(f"{p}: cannot map: {e}", bar=bar, path=p) from None
+        finally:
+            os.close(fd)  # the mapping stays valid without the descriptor
+        return cls(mm, size, writable)
+
+    def read(self, offset: int, width: int) -> int:
+        return _le(int(self._views[width][offset // width]), width)
+
+    def write(self, offset: int, width: int, value: int) -> None:
+        self._views[width][offset // width] = _le(value, width)
+
+    def close(self) -> None:
+        for v in self._views.values():
+            v.release()
+        self._base.release()
+        self._mm.close()
+
+
+def _open_error(e: OSError, path: str, bar: int | None) -> BarError:
+    if e.errno == errno.ENOENT:
+        return BarUnavailable(f"{path} does not exist: BAR{bar} is not implemented or not "
+                              "assigned", bar=bar, path=path, errno_=e.errno)
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return BarUnavailable(f"{path}: cannot open: {e.strerror}", bar=bar, path=path,
+                              errno_=e.errno, hint="BAR access needs root (CAP_SYS_ADMIN)")
+    if e.errno == errno.ELOOP:
+        return BarUnavailable(f"{path} is a symbolic link: refused", bar=bar, path=path,
+                              errno_=e.errno)
+    return BarUnavailable(f"{path}: cannot open: {e.strerror}", bar=bar, path=path,
+                          errno_=e.errno)
+
+
+def _mmap_error(e: OSError, path: str, bar: int | None, driver: str | None) -> BarError:
+    if e.errno == errno.EPERM:
+        return BarMappingRefused(
+            f"{path}: {LOCKDOWN_MESSAGE}", bar=bar, path=path, errno_=e.errno,
+            hint="under lockdown only the kernel's own resets (sysfs reset, remove/rescan) "
+                 "reach the device; see /sys/kernel/security/lockdown")
+    if e.errno == errno.EINVAL:
+        who = f" ({driver})" if driver else ""
+        return BarClaimed(f"{path}: {CLAIMED_MESSAGE}{who}", bar=bar, path=path,
+                          errno_=e.errno,
+                          hint="run handoff before the driver binds (capture kernel, before "
+                               "udev), or unbind it through sysfs driver/unbind")
+    return BarUnavailable(f"{path}: mmap failed: {e.strerror}", bar=bar, path=path,
+                          errno_=e.errno)
+
+
+class BarAccessor:
+    """Bounds-checked, width-exact register access to one BAR over a :class:`RegisterFile`.
+
+    Accesses are serialised by a lock so that :meth:`close` never races one; after close every
+    access raises. Values are little-endian integers of ``width`` bytes.
+    """
+
+    def __init__(self, regs: RegisterFile, *, bar: int | None = None,
+                 path: str | None = None) -> None:
+        self.regs = regs
+        self.bar = bar
+        self.path = path
+        self.size = regs.size
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def writable(self) -> bool:
+        return self.regs.writable
+
+    def read(self, offset: int, width: int) -> int:
+        check_access(self.bar, offset, width, self.size)
+        with self._lock:
+            self._live()
+            return self.regs.read(offset, width)
+
+    def write(self, offset: int, width: int, value: int) -> None:
+        check_access(self.bar, offset, width, self.size)
+        if not 0 <= value < 1 << (8 * width):
+            raise ValueError(f"value {value:#x} does not fit in {width} byte(s)")
+        if not self.regs.writable:
+            raise BarReadOnly(f"BAR{self.bar} was opened read-only: write at {offset:#x} "
+                              "refused", bar=self.bar, path=self.path)
+        with self._lock:
+            self._live()
+            self.regs.write(offset, width, value)
+
+    def _live(self) -> None:
+        if self._closed:
+            raise BarError(f"BAR{self.bar} is closed", bar=self.bar, path=self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.regs.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+OpenFile = Callable[[Path, bool, int], RegisterFile]
+
+
+class BarSource(Protocol):
+    """A device's BARs, opened on first use: :class:`SysfsBars` in production."""
+
+    def bar(self, index: int) -> BarAccessor: ...
+
+    def close(self) -> None: ...
+
+
+class SysfsBars:
+    """The BARs of one device in a sysfs tree (``/sys`` or a copy), mapped lazily and kept
+    until :meth:`close`. A BAR that failed to open fails the same way on every later use
+    without asking the kernel again (each lockdown refusal costs a log line).
+
+    ``open_file(path, writable, index)`` is the seam tests use to put a register model between
+    the accessor and the file; the default maps the file.
+    """
+
+    def __init__(self, tree: SysfsTree, addr: str, *, writable: bool = True,
+                 open_file: OpenFile | None = None,
+                 mmap_fn: Callable[..., mmap.mmap] = mmap.mmap) -> None:
+        if not _ADDR.match(addr):
+            raise BarUnavailable(f"{addr!r} is not a PCI address: refused")
+        self.tree = tree
+        self.addr = addr
+        self.writable = writable
+        self._open_file = open_file
+        self._mmap_fn = mmap_fn
+        self._open: dict[int, BarAccessor] = {}
+        self._failed: dict[int, BarError] = {}
+
+    def resource_path(self, index: int) -> Path:
+        return self.tree.device_dir(self.addr) / f"resource{index}"
+
+    def bar(self, index: int) -> BarAccessor:
+        if index in self._open:
+            return self._open[index]
+        if index in self._failed:
+            raise self._failed[index]
+        try:
+            acc = self._map(index)
+        except BarError as e:
+            self._failed[index] = e
+            raise
+        self._open[index] = acc
+        return acc
+
+    def _map(self, index: int) -> BarAccessor:
+        if not 0 <= index < MAX_BARS:
+            raise BarUnavailable(f"{self.addr}: BAR index {index} is not 0-5", bar=index)
+        flags = self._flags(index)
+        path = self.resource_path(index)
+        if flags is not None and flags & IORESOURCE_IO:
+            raise BarUnavailable(f"{self.addr}: BAR{index} is an I/O-port BAR; plugins map "
+                                 "memory BARs only", bar=index, path=str(path))
+        self._inside(path, index)
+        if self._open_file is not None:
+            regs = self._open_file(path, self.writable, index)
+        else:
+            regs = MmapFile.open(path, writable=self.writable, bar=index,
+                                 driver=self.tree.link_name(self.addr, "driver"),
+                                 mmap_fn=self._mmap_fn)
+        return BarAccessor(regs, bar=index, path=str(path))
+
+    def _flags(self, index: int) -> int | None:
+        text = self.tree.attr(self.addr, "resource")
+        if not text:
+            return None
+        lines = text.splitlines()
+        try:
+            return int(lines[index].split()[2], 16)
+        except (IndexError, ValueError):
+            return None
+
+    def _inside(self, path: Path, index: int) -> None:
+        root = Path(os.path.realpath(self.tree.root))
+        real = Path(os.path.realpath(path.parent)) / path.name
+        if root not in real.parents:
+            raise BarUnavailable(f"{path} resolves outside the sysfs tree {root}: refused",
+                                 bar=index, path=str(path))
+
+    def close(self) -> None:
+        for acc in self._open.values():
+            acc.close()
+        self._open.clear()
+
+
+class RefusedBars:
+    """BARs the caller already knows it may not map (kernel lockdown): every use raises
+    :class:`BarMappingRefused` with ``reason``, and the kernel is never asked."""
+
+    def __init__(self, reason: str = LOCKDOWN_MESSAGE) -> None:
+        self.reason = reason
+
+    def bar(self, index: int) -> BarAccessor:
+        raise BarMappingRefused(self.reason, bar=index)
+
+    def close(self) -> None:
+        pass
+
+
+# --- time bounds ------------------------------------------------------------------------------
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point on a monotonic ``clock`` (injectable, so tests run bounded waits instantly)."""
+
+    at: float
+    clock: Clock = time.monotonic
+
+    @classmethod
+    def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, clock)
+
+    @classmethod
+    def never(cls, clock: Clock = time.monotonic) -> Deadline:
+        return cls(math.inf, clock)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - self.clock())
+
+    def expired(self) -> bool:
+        return self.clock() >= self.at
+
+    def within(self, seconds: float) -> Deadline:
+        """This deadline or ``seconds`` from now, whichever comes first."""
+        return Deadline(min(self.at, self.clock() + seconds), self.clock)
+
+
+@dataclass(frozen=True)
+class PollResult:
+    ok: bool  # the predicate held on the last read
+    value: int  # the last value read
+    reads: int
+    elapsed: float  # seconds on the poll's clock
+
+
+def poll(read_fn: Callable[[], int], predicate: Callable[[int], bool], timeout_s: float,
+         interval: float = 0.005, *, clock: Clock = time.monotonic,
+         sleep: Sleep = time.sleep) -> PollResult:
+    """Read until ``predicate(value)`` holds or ``timeout_s`` has passed on ``clock``.
+
+    It always ends by its deadline: the last sleep is cut to what remains, the value is read
+    after every sleep (so a late wake-up cannot report a timeout the device did not cause, as
+    Linux's read_poll_timeout() re-reads), and the number of reads is capped at
+    ``timeout_s / interval + 2``, so a clock that stands still cannot make it spin forever.
+    """
+    if timeout_s < 0 or not math.isfinite(timeout_s):
+        raise ValueError(f"poll timeout {timeout_s!r} is not a finite number of seconds >= 0")
+    if not interval > 0:
+        raise ValueError(f"poll interval {interval!r} is not > 0")
+    start = clock()
+    deadline = start + timeout_s
+    max_reads = int(timeout_s / interval) + 2
+    reads = 0
+    while True:
+        value = read_fn()
+        reads += 1
+        if predicate(value):
+            return PollResult(True, value, reads, clock() - start)
+        now = clock()
+        if now >= deadline or reads >= max_reads:
+            return PollResult(False, value, reads, now - start)
+        sleep(min(interval, deadline - now))
+
+
+__all__ = [
+    "CLAIMED_MESSAGE",
+    "LOCKDOWN_MESSAGE",
+    "BarAccessor",
+    "BarBoundsError",
+    "BarClaimed",
+    "BarError",
+    "BarMappingRefused",
+    "BarReadOnly",
+    "BarSource",
+    "BarUnavailable",
+    "Deadline",
+    "MmapFile",
+    "PollResult",
+    "RefusedBars",
+    "RegisterFile",
+    "SysfsBars",
+    "check_access",
+    "poll",
+]

@@ -1,0 +1,147 @@
+"""virtio-pci (modern): reset the device through device_status in the common configuration.
+
+A virtio device the dead kernel drove still has its virtqueues' addresses; a reset makes it
+forget them. References are to the Virtual I/O Device (VIRTIO) specification 1.1/1.2:
+
+- §4.1.2 PCI Device Discovery: vendor 0x1af4; devices 0x1040-0x107f are modern (1.x only);
+  0x1000-0x103f are transitional and are handled here only when they expose the modern
+  capabilities (a legacy-only device is reset through its I/O BAR, which is not done here).
+- §4.1.4 Virtio Structure PCI Capabilities: vendor-specific capabilities (id 0x09) of the form
+  struct virtio_pci_cap { cap_vndr, cap_next, cap_len, cfg_type, bar, id, padding[2],
+  le32 offset, le32 length }; cfg_type 1 is VIRTIO_PCI_CAP_COMMON_CFG. The driver ignores a
+  capability whose ``bar`` is reserved (not 0-5) and uses the first one of a type it can use.
+- §4.1.4.3 Common configuration structure layout: device_status is the u8 at offset 0x14
+  (num_queues the le16 at 0x12).
+- §2.1 Device Status Field: writing 0 resets the device; and §4.1.4.3.2 Driver Requirements:
+  "After writing 0 to device_status, the driver MUST wait for a read of device_status to return
+  0 before reinitializing the device." Linux's vp_reset() (drivers/virtio/virtio_pci_modern.c)
+  waits for that without a bound; here the wait is bounded and its end is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from handoff.devices import capabilities as caps
+from handoff.devices.model import PciDevice
+from handoff.plugins.api import Match, Plugin, PluginStep, StepFailed, StepTimeout
+from handoff.plugins.context import StepContext
+
+VENDOR = 0x1AF4
+PCI_CAP_ID_VNDR = 0x09
+VIRTIO_PCI_CAP_COMMON_CFG = 1
+CAP_LEN_MIN = 16  # sizeof(struct virtio_pci_cap)
+DEVICE_STATUS = 0x14  # u8
+NUM_QUEUES = 0x12  # le16
+COMMON_LEN_MIN = DEVICE_STATUS + 1
+RESET_TIMEOUT_S = 1.0  # the spec gives no bound; a device that takes longer is reported
+
+
+@dataclass(frozen=True)
+class VirtioCap:
+    cap: int  # offset in config space
+    cfg_type: int
+    bar: int
+    offset: int
+    length: int
+
+
+def virtio_caps(config: bytes) -> list[VirtioCap]:
+    """The virtio structure capabilities of a config snapshot, in list order (bounded walk)."""
+    out = []
+    for c in caps.walk_standard(config).caps:
+        if c.id != PCI_CAP_ID_VNDR or c.offset + CAP_LEN_MIN > len(config):
+            continue
+        if config[c.offset + 2] < CAP_LEN_MIN:  # cap_len too short for a virtio_pci_cap
+            continue
+        out.append(VirtioCap(c.offset, config[c.offset + 3], config[c.offset + 4],
+                             int.from_bytes(config[c.offset + 8:c.offset + 12], "little"),
+                             int.from_bytes(config[c.offset + 12:c.offset + 16], "little")))
+    return out
+
+
+def common_cfg(config: bytes) -> VirtioCap | None:
+    """The first usable VIRTIO_PCI_CAP_COMMON_CFG (§4.1.4: reserved BAR values are ignored)."""
+    for v in virtio_caps(config):
+        if v.cfg_type == VIRTIO_PCI_CAP_COMMON_CFG and v.bar <= 5 \
+                and v.length >= COMMON_LEN_MIN:
+            return v
+    return None
+
+
+class Virtio(Plugin):
+    name = "virtio"
+    version = "1.0"
+    description = "reset a virtio-pci device: device_status = 0, then wait for it to read 0"
+    match = Match.of(ids=["1af4:1040-107f", "1af4:1000-103f"])
+    requires = "a VIRTIO_PCI_CAP_COMMON_CFG capability (modern interface)"
+    step_timeout_s = 5.0
+
+    def accepts(self, device: PciDevice) -> str | None:
+        if common_cfg(device.live.data) is not None:
+            return None
+        if len(device.live.data) < 0x40:
+            return (f"config snapshot holds {len(device.live.data)} bytes: capabilities not "
+                    "visible (run as root)")
+        if device.ids.device < 0x1040:
+            return ("legacy-only virtio device (no VIRTIO_PCI_CAP_COMMON_CFG): its reset goes "
+                    "through the I/O BAR, which plugins do not map")
+        return "no usable VIRTIO_PCI_CAP_COMMON_CFG capability"
+
+    def _common(self, device: PciDevice) -> VirtioCap:
+        c = common_cfg(device.live.data)
+        assert c is not None  # accepts() said so
+        return c
+
+    def save(self, device: PciDevice, state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
+        c = self._common(device)
+
+        def body(ctx: StepContext) -> str:
+            status = ctx.read(c.bar, c.offset + DEVICE_STATUS, 1, name="device_status")
+            nq = ctx.read(c.bar, c.offset + NUM_QUEUES, 2, name="num_queues")
+            ctx.record("common", [c.bar, c.offset, c.length])
+            ctx.record("device_status", status)
+            ctx.record("num_queues", nq)
+            return f"device_status {status:#04x}, {nq} queue(s)"
+
+        return [PluginStep("read-status", "record device_status and num_queues", body)]
+
+    def quiesce(self, device: PciDevice,
+                state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
+        c = self._common(device)
+        where = c.offset + DEVICE_STATUS
+
+        def body(ctx: StepContext) -> str:
+            before = ctx.read(c.bar, where, 1, name="device_status")
+            if before == 0xFF:
+                raise StepFailed("device_status reads 0xff: the device does not answer "
+                                 "(memory decoding off, or the device is gone)")
+            ctx.write(c.bar, where, 1, 0, name="device_status")
+            res = ctx.poll(c.bar, where, 1, mask=0xFF, want=0, timeout_s=RESET_TIMEOUT_S,
+                           name="device_status")
+            if not res.ok:
+                raise StepTimeout(f"device_status still reads {res.value:#04x} "
+                                  f"{res.elapsed:.3g} s after writing 0 (bound "
+                                  f"{RESET_TIMEOUT_S:g} s; virtio §4.1.4.3.2)")
+            return (f"device_status {before:#04x} -> 0; read 0 after {res.reads} read(s)")
+
+        # A dry run shows the case the step exists for: a device left DRIVER_OK (0x0f).
+        assume = {(c.bar, where): (state or {}).get("device_status", 0x0F) or 0x0F}
+        return [PluginStep("reset-device", f"write 0 to device_status (BAR{c.bar}+{where:#x}) "
+                           "and wait for it to read 0 (virtio §2.1, §4.1.4.3.2)", body,
+                           assume=assume)]
+
+    def verify(self, device: PciDevice,
+               state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
+        c = self._common(device)
+        where = c.offset + DEVICE_STATUS
+
+        def body(ctx: StepContext) -> str:
+            status = ctx.read(c.bar, where, 1, name="device_status")
+            if status != 0:
+                raise StepFailed(f"device_status reads {status:#04x}, not 0: not reset")
+            return "device_status reads 0"
+
+        return [PluginStep("status-zero", "device_status reads 0 (reset)", body)]

@@ -1,0 +1,214 @@
+"""Find the installed plugins: the built-ins and the ``handoff.plugins`` entry-point group.
+
+A third-party plugin that fails to import, to instantiate or to pass the checks below is a
+:class:`LoadProblem` in the registry, reported by ``handoff plugins`` and carried into the
+restore report; it never stops the other plugins from loading. Built-ins load first and keep
+their names: a plugin's name is its ext-section key, so two plugins may not share one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from handoff.plugins.api import API_VERSION, NAME_RE, Match, Plugin
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handoff.devices.model import PciDevice
+
+GROUP = "handoff.plugins"
+BUILTIN = "built-in"
+ENTRY_POINT = "entry point"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A loaded plugin and where it came from."""
+
+    plugin: Plugin
+    source: str  # BUILTIN or ENTRY_POINT
+    entry_point: str | None = None  # "name = module:attr"
+    dist: str | None = None  # distribution that declared the entry point
+    dist_version: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.plugin.name
+
+    def origin(self) -> str:
+        if self.source == BUILTIN:
+            return BUILTIN
+        d = f"{self.dist} {self.dist_version}" if self.dist else "unknown distribution"
+        return f"{d} ({self.entry_point})"
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.plugin
+        return {"name": p.name, "version": p.version, "description": p.description,
+                "source": self.source, "entry_point": self.entry_point, "dist": self.dist,
+                "dist_version": self.dist_version, "api_version": p.api_version,
+                "ext_version": p.ext_version, "order": p.order, "hooks": list(p.hooks()),
+                "matches": p.match.describe(), "requires": p.requires or None}
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    """An entry point that did not give a usable plugin, and why."""
+
+    entry_point: str
+    dist: str | None
+    error: str
+
+    def __str__(self) -> str:
+        who = f" from {self.dist}" if self.dist else ""
+        return f"plugin entry point {self.entry_point!r}{who}: {self.error}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entry_point": self.entry_point, "dist": self.dist, "error": self.error}
+
+
+@dataclass
+class Selection:
+    """The plugins offered one device: accepted, declined (with why) and those whose
+    ``accepts`` raised (with the error)."""
+
+    accepted: list[PluginInfo] = field(default_factory=list)
+    declined: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Registry:
+    """Plugins in run order (``order``, then name) and the problems met loading them."""
+
+    def __init__(self, plugins: Iterable[PluginInfo] = (),
+                 problems: Iterable[LoadProblem] = ()) -> None:
+        self.plugins = sorted(plugins, key=lambda i: (i.plugin.order, i.name))
+        self.problems = list(problems)
+
+    @classmethod
+    def of(cls, *plugins: Plugin) -> Registry:
+        """A registry of exactly these plugins (tests, or an engine that wants a subset)."""
+        infos, problems = [], []
+        for p in plugins:
+            why = check_plugin(p)
+            if why:
+                problems.append(LoadProblem(repr(p), None, why))
+            else:
+                infos.append(PluginInfo(p, BUILTIN))
+        return cls(infos, problems)
+
+    def get(self, name: str) -> PluginInfo | None:
+        return next((i for i in self.plugins if i.name == name), None)
+
+    def names(self) -> list[str]:
+        return [i.name for i in self.plugins]
+
+    def select(self, device: PciDevice) -> Selection:
+        sel = Selection()
+        for info in self.plugins:
+            if not info.plugin.match.matches(device):
+                continue
+            try:
+                why = info.plugin.accepts(device)
+            except Exception as e:  # noqa: BLE001 - a plugin bug: reported, device offered on
+                sel.errors[info.name] = f"accepts() raised {type(e).__name__}: {e}"
+                continue
+            if why is None:
+                sel.accepted.append(info)
+            else:
+                sel.declined[info.name] = str(why)
+        return sel
+
+
+def check_plugin(p: object) -> str | None:
+    """Why ``p`` cannot be used as a plugin, or None."""
+    if not isinstance(p, Plugin):
+        return (f"{type(p).__name__} is not a handoff.plugins.Plugin (subclass it and point the "
+                "entry point at the class)")
+    if not isinstance(p.name, str) or not NAME_RE.match(p.name):
+        return (f"name {p.name!r} is not a valid ext-section key (lower-case letters, digits, "
+                "'.', '_', '-'; at most 64)")
+    if not isinstance(p.match, Match):
+        return f"{p.name}: 'match' is a {type(p.match).__name__}, not a Match"
+    if not isinstance(p.api_version, int) or p.api_version > API_VERSION:
+        return (f"{p.name} needs plugin API {p.api_version}; this handoff provides "
+                f"{API_VERSION}: upgrade handoff")
+    if not isinstance(p.ext_version, int) or p.ext_version < 0:
+        return f"{p.name}: ext_version {p.ext_version!r} is not an unsigned integer"
+    if not p.hooks():
+        return f"{p.name} implements no hook (save, quiesce, reset, restore or verify)"
+    return None
+
+
+def builtin_plugins() -> list[Plugin]:
+    from handoff.plugins.builtin import BUILTINS
+
+    return [cls() for cls in BUILTINS]
+
+
+def load(*, builtins: bool = True, entry_points: bool = True, group: str = GROUP,
+         extra: Iterable[Plugin] = ()) -> Registry:
+    """Load the built-ins, then every entry point of ``group``, then ``extra``."""
+    infos: list[PluginInfo] = []
+    problems: list[LoadProblem] = []
+    taken: dict[str, str] = {}
+
+    def add(info: PluginInfo, where: str) -> None:
+        why = check_plugin(info.plugin)
+        if why is None and info.name in taken:
+            why = f"name {info.name!r} is already taken by {taken[info.name]}"
+        if why is not None:
+            problems.append(LoadProblem(where, info.dist, why))
+            return
+        taken[info.name] = info.origin()
+        infos.append(info)
+
+    if builtins:
+        for p in builtin_plugins():
+            add(PluginInfo(p, BUILTIN), f"built-in {p.name}")
+    if entry_points:
+        _load_entry_points(group, add, problems)
+    for p in extra:
+        add(PluginInfo(p, BUILTIN), repr(p))
+    return Registry(infos, problems)
+
+
+def _load_entry_points(group: str, add: Any, problems: list[LoadProblem]) -> None:
+    from importlib import metadata
+
+    try:
+        eps = list(metadata.entry_points(group=group))
+    except Exception as e:  # noqa: BLE001 - broken metadata on sys.path is reported
+        problems.append(LoadProblem(f"[{group}]", None,
+                                    f"listing entry points failed: {type(e).__name__}: {e}"))
+        return
+    seen: set[tuple[str, str]] = set()
+    for ep in eps:
+        if (ep.name, ep.value) in seen:  # one distribution found twice on sys.path
+            continue
+        seen.add((ep.name, ep.value))
+        dist = getattr(ep, "dist", None)
+        dname = getattr(dist, "name", None)
+        dver = getattr(dist, "version", None)
+        where = f"{ep.name} = {ep.value}"
+        try:
+            obj = ep.load()
+            plugin = obj() if isinstance(obj, type) else obj
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - one broken plugin is reported
+            problems.append(LoadProblem(where, dname, f"loading failed: {type(e).__name__}: {e}"))
+            continue
+        add(PluginInfo(plugin, ENTRY_POINT, where, dname, dver), where)
+
+
+_default: Registry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry(*, refresh: bool = False) -> Registry:
+    """The process-wide registry (built-ins and entry points), loaded once."""
+    global _default
+    with _default_lock:
+        if _default is None or refresh:
+            _default = load()
+        return _default
