@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from handoff.record import Record
     from handoff.restore.plan import Plan
 
-DEFAULT_RECORD = "/handoff/record.note"  # spec §6: handoff/record.note in the capture initrd
+from handoff.paths import CAPTURE_RECORD as DEFAULT_RECORD
 
 DESCRIPTION = """\
 Apply a handoff record to the PCI devices of this (capture) kernel. Each saved device is

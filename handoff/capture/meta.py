@@ -1,0 +1,78 @@
+"""The small JSON file saved beside a dump: where it came from, what it holds, and who made it.
+
+Written atomically (temporary file, fsync, rename, fsync of the directory), so a reader finds
+either no metadata or a whole document, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from typing import Any
+
+META_NAME = "handoff-capture.json"
+SCHEMA_VERSION = 1
+
+
+def iso_time(t: float) -> str:
+    """UTC, second resolution, e.g. "2024-05-01T12:00:00Z"."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tool_versions(makedumpfile: str | None = None) -> dict[str, str]:
+    """Versions worth knowing when the dump is read years later."""
+    from handoff import __version__
+
+    out = {
+        "handoff": __version__,
+        "python": platform.python_version(),
+        "capture_kernel": os.uname().release,
+    }
+    if makedumpfile:
+        out["makedumpfile"] = makedumpfile
+    return out
+
+
+def write_meta(directory: str, doc: dict[str, Any], name: str = META_NAME) -> str:
+    """Write ``doc`` (plus ``schema_version`` and ``kind``) to ``directory/name``; return the
+    path. Replaces an older file of that name atomically."""
+    body = {"schema_version": SCHEMA_VERSION, "kind": "handoff-capture"}
+    body.update(doc)
+    data = (json.dumps(body, indent=2, sort_keys=False) + "\n").encode()
+    path = os.path.join(directory, name)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(directory)
+    return path
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        doc = json.loads(f.read(1 << 20))
+    if not isinstance(doc, dict) or doc.get("kind") != "handoff-capture":
+        raise ValueError(f"{path} is not a handoff capture metadata file")
+    return doc
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename or a new file in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,355 @@
+"""`handoff capture` as a library call: save the vmcore, inject the record and report, describe.
+
+The dump comes first. A missing or corrupt record, an unreadable report, a missing makedumpfile
+or a failed injection never cost the dump: each is recorded in the result (``warnings`` and
+``exit_code``) after the dump is saved and fsynced.
+
+Files, in ``DIR/<UTC timestamp>/`` (or ``DIR/`` with ``subdir=False``):
+``vmcore.incomplete`` while saving and injecting, renamed to ``vmcore`` when done (so a
+``vmcore`` is always whole), and ``handoff-capture.json`` (:mod:`handoff.capture.meta`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoff import errors as E
+from handoff import paths
+from handoff.capture import meta as M
+from handoff.capture import save as S
+from handoff.capture.inject import InjectResult, inject_notes
+from handoff.record import NT_HANDOFF_RECORD, NT_HANDOFF_REPORT, Record
+
+DEFAULT_VMCORE = paths.VMCORE
+DEFAULT_RECORD = paths.CAPTURE_RECORD
+# Where the capture hooks have `handoff restore` write its report; used when it exists and no
+# report is named.
+DEFAULT_REPORT = paths.CAPTURE_REPORT
+DUMP_NAME = "vmcore"
+INCOMPLETE_SUFFIX = ".incomplete"
+DEFAULT_MAKEDUMPFILE_ARGS = ("-c", "-d", "31")  # Debian kdump-tools' MAKEDUMP_ARGS
+MAX_REPORT = 4 << 20  # what handoff.sources reads back (records.MAX_REPORT)
+
+
+@dataclass
+class CaptureResult:
+    directory: str
+    dump: str  # final path of the dump
+    method: str
+    argv: tuple[str, ...] = ()
+    save: S.SaveResult | None = None  # None in a dry run
+    inject: InjectResult | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] | None = None
+    meta: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    exit_code: int = E.EXIT_OK
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "directory": self.directory,
+            "dump": self.dump,
+            "method": self.method,
+            "argv": list(self.argv),
+            "save": self.save.as_dict() if self.save else None,
+            "notes": self.inject.as_dict() if self.inject else None,
+            "record": self.record,
+            "report": self.report,
+            "meta": self.meta,
+            "warnings": self.warnings,
+            "exit_code": self.exit_code,
+        }
+
+
+def load_record(path: str | None) -> tuple[Record | None, dict[str, Any]]:
+    """The newest valid record in ``path`` (default: the capture initrd's), never raising.
+
+    ``info["status"]`` is "ok", "missing" (no file, or no record in it) or "invalid".
+    """
+    from handoff.sources import read_path
+
+    src = path or DEFAULT_RECORD
+    info: dict[str, Any] = {"source": src}
+    if not os.path.exists(src):
+        info.update(status="missing", error=f"no record file at {src}")
+        return None, info
+    try:
+        found = read_path(src)
+    except E.NoRecordFound as e:
+        info.update(status="missing", error=str(e))
+        return None, info
+    except (E.HandoffError, OSError) as e:
+        info.update(status="invalid", error=str(e))
+        return None, info
+    good = sorted((f for f in found if f.record is not None), key=lambda f: f.record.generation)  # type: ignore[union-attr]
+    if not good:
+        bad = next((f.error for f in found if f.error is not None), None)
+        info.update(status="invalid", error=str(bad) if bad else "no valid record")
+        if bad is not None:
+            info["check"] = bad.check
+        return None, info
+    rec = good[-1].record
+    assert rec is not None
+    info.update(
+        status="ok",
+        location=str(good[-1].location),
+        generation=rec.generation,
+        size=rec.size,
+        sha256=M.sha256_hex(rec.raw),
+        kernel_release=rec.kernel_release,
+        hostname=rec.hostname,
+        boot_id=rec.boot_id,
+        created_ns=rec.created_ns,
+        devices=len(rec.devices),
+    )
+    if len(found) > 1:
+        info["records_in_source"] = len(found)
+    return rec, info
+
+
+def load_report(path: str) -> tuple[bytes | None, dict[str, Any]]:
+    """The restore report's exact bytes, if they are a UTF-8 JSON document of sane size."""
+    info: dict[str, Any] = {"source": path}
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_REPORT + 1)
+    except FileNotFoundError:
+        info.update(status="missing", error=f"no report file at {path}")
+        return None, info
+    except OSError as e:
+        info.update(status="invalid", error=f"cannot read {path}: {e.strerror}")
+        return None, info
+    if len(data) > MAX_REPORT:
+        info.update(status="invalid", error=f"{path} is larger than {MAX_REPORT >> 20} MiB")
+        return None, info
+    try:
+        json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        info.update(status="invalid", error=f"{path} is not a UTF-8 JSON document ({e})")
+        return None, info
+    info.update(status="ok", size=len(data), sha256=M.sha256_hex(data))
+    return data, info
+
+
+def _make_dir(dump_dir: str, subdir: bool, now: float) -> str:
+    try:
+        os.makedirs(dump_dir, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise E.EnvironmentProblem(
+            f"cannot create the dump directory {dump_dir}: {e.strerror}",
+            hint="pass --dump-dir on a mounted, writable file system",
+        ) from None
+    if not subdir:
+        for name in (DUMP_NAME, DUMP_NAME + INCOMPLETE_SUFFIX):
+            if os.path.lexists(os.path.join(dump_dir, name)):
+                raise E.UsageError(
+                    f"{os.path.join(dump_dir, name)} already exists; a dump is never overwritten",
+                    hint="move it away, or drop --no-subdir to save into a timestamped directory",
+                )
+        return dump_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    for i in range(1000):
+        d = os.path.join(dump_dir, stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            os.mkdir(d, 0o700)
+            return d
+        except FileExistsError:
+            continue
+    raise E.EnvironmentProblem(f"cannot find a free directory name under {dump_dir}")
+
+
+def capture(
+    *,
+    dump_dir: str,
+    vmcore: str = DEFAULT_VMCORE,
+    fmt: str = "elf",
+    makedumpfile_args: Sequence[str] | None = None,
+    record: str | None = None,
+    report: str | None = None,
+    subdir: bool = True,
+    progress: S.ProgressFn | None = None,
+    show_tool_output: bool = False,
+    dry_run: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> CaptureResult:
+    """Save ``vmcore`` into ``dump_dir`` and inject the record and restore report as notes.
+
+    Raises only before the dump exists (bad arguments, no vmcore, unwritable directory) or
+    when saving itself fails (a full disk); everything later is reported in the result.
+    """
+    if fmt not in ("elf", "kdump"):
+        raise E.UsageError(f"--format must be elf or kdump, not {fmt!r}")
+    use_mdf = fmt == "kdump" or makedumpfile_args is not None
+    mdf_args = list(
+        makedumpfile_args
+        if makedumpfile_args is not None
+        else (DEFAULT_MAKEDUMPFILE_ARGS if fmt == "kdump" else ())
+    )
+    method = "makedumpfile" if use_mdf else "sparse-copy"
+    if use_mdf:  # refuse bad options before anything is written
+        S.makedumpfile_argv("makedumpfile", mdf_args, vmcore, "DUMP", fmt=fmt)
+    if not os.path.exists(vmcore):
+        raise E.EnvironmentProblem(
+            f"no vmcore at {vmcore}",
+            hint="run `handoff capture` in the kdump capture kernel, or pass --vmcore FILE",
+        )
+    if not os.access(vmcore, os.R_OK):
+        raise E.EnvironmentProblem(f"cannot read {vmcore} (permission denied)", hint="run as root")
+
+    rec, rec_info = load_record(record)
+    report_path = (
+        report
+        if report is not None
+        else (DEFAULT_REPORT if os.path.exists(DEFAULT_REPORT) else None)
+    )
+    rep_bytes, rep_info = load_report(report_path) if report_path else (None, None)
+
+    started = clock()
+    warnings: list[str] = []
+    if dry_run:
+        d = (
+            os.path.join(dump_dir, time.strftime("%Y%m%d-%H%M%S", time.gmtime(started)))
+            if subdir
+            else dump_dir
+        )
+        dump = os.path.join(d, DUMP_NAME)
+        argv: tuple[str, ...] = ()
+        if use_mdf:
+            argv = tuple(
+                S.makedumpfile_argv(
+                    S.find_makedumpfile() or "makedumpfile",
+                    mdf_args,
+                    vmcore,
+                    dump + INCOMPLETE_SUFFIX,
+                    fmt=fmt,
+                )
+            )
+        return CaptureResult(
+            d,
+            dump,
+            method,
+            argv,
+            record=rec_info,
+            report=rep_info,
+            exit_code=_exit_code(rec_info, rep_info, None, False, False),
+            dry_run=True,
+        )
+
+    directory = _make_dir(dump_dir, subdir, started)
+    final = os.path.join(directory, DUMP_NAME)
+    work = final + INCOMPLETE_SUFFIX
+    fallback = False
+    saved: S.SaveResult | None = None
+    mdf_version: str | None = None
+    argv = ()
+    result = CaptureResult(
+        directory, final, method, record=rec_info, report=rep_info, warnings=warnings
+    )
+    try:
+        if use_mdf:
+            tool = S.find_makedumpfile()
+            if tool is None:
+                warnings.append("makedumpfile not found on PATH: saved an ELF dump instead")
+                fallback = True
+            else:
+                mdf_version = S.makedumpfile_version(tool)
+                argv = tuple(S.makedumpfile_argv(tool, mdf_args, vmcore, work, fmt=fmt))
+                result.argv = argv
+                try:
+                    saved = S.run_makedumpfile(argv, show_output=show_tool_output)
+                except E.EnvironmentProblem as e:
+                    warnings.append(f"{e}; saved an ELF dump instead")
+                    fallback = True
+        if saved is None:
+            saved = S.copy_sparse(vmcore, work, progress=progress)
+            result.method = "sparse-copy"
+        result.save = saved
+        warnings.extend(saved.warnings)
+    except E.HandoffError as e:
+        result.warnings.append(str(e))
+        result.exit_code = e.exit_code
+        _write_meta(result, started, clock(), mdf_version, status="failed")
+        raise
+
+    notes: list[tuple[int, bytes]] = []
+    if rec is not None:
+        notes.append((NT_HANDOFF_RECORD, rec.raw))
+    if rep_bytes is not None:
+        notes.append((NT_HANDOFF_REPORT, rep_bytes))
+    inject_failed = False
+    if notes:
+        try:
+            result.inject = inject_notes(work, notes)
+        except (E.HandoffError, OSError) as e:
+            warnings.append(f"could not add the notes to the dump: {e}")
+            inject_failed = True
+    if rec is None:
+        warnings.append(f"no record injected: {rec_info.get('error')}")
+    if rep_info is not None and rep_bytes is None:
+        warnings.append(f"no report injected: {rep_info.get('error')}")
+    os.rename(work, final)
+    M.fsync_dir(directory)
+    result.save = dataclasses.replace(saved, path=final)
+    if result.inject:
+        result.inject = dataclasses.replace(result.inject, path=final)
+    result.exit_code = _exit_code(rec_info, rep_info, report, fallback, inject_failed)
+    _write_meta(result, started, clock(), mdf_version, status="saved")
+    return result
+
+
+def _exit_code(
+    rec_info: dict[str, Any],
+    rep_info: dict[str, Any] | None,
+    report_arg: str | None,
+    fallback: bool,
+    inject_failed: bool,
+) -> int:
+    if rec_info.get("status") != "ok":
+        return E.EXIT_NO_RECORD
+    if fallback:
+        return E.EXIT_ENVIRONMENT
+    # A report that does not exist is only a warning: restore may not have run (or not got as
+    # far as writing one); one that exists but is unreadable is an error.
+    if inject_failed or (rep_info is not None and rep_info.get("status") == "invalid"):
+        return E.EXIT_INVALID
+    return E.EXIT_OK
+
+
+def _write_meta(
+    result: CaptureResult, started: float, finished: float, mdf_version: str | None, *, status: str
+) -> None:
+    save = result.save
+    doc: dict[str, Any] = {
+        "status": status,
+        "dump": os.path.basename(result.dump)
+        if status == "saved"
+        else os.path.basename(result.dump) + INCOMPLETE_SUFFIX,
+        "format": save.format if save else None,
+        "method": result.method,
+        "source": save.source if save else None,
+        "source_size": save.source_size if save else None,
+        "size": save.size if save else None,
+        "allocated": save.allocated if save else None,
+        "started": M.iso_time(started),
+        "finished": M.iso_time(finished),
+        "seconds": round(finished - started, 3),
+        "record": result.record,
+        "report": result.report,
+        "notes": result.inject.as_dict() if result.inject else None,
+        "save": save.as_dict() if save else None,
+        "tools": M.tool_versions(mdf_version),
+        "warnings": result.warnings,
+        "exit_code": result.exit_code,
+    }
+    try:
+        result.meta = M.write_meta(result.directory, doc)
+    except OSError as e:  # the dump matters more than its description
+        result.warnings.append(f"could not write {M.META_NAME}: {e.strerror}")

@@ -1,0 +1,8 @@
+"""Well-known paths shared by load (which packs them), restore and capture (which read them)."""
+
+# spec §6: the record travels as handoff/record.note in the capture initrd.
+CAPTURE_PREFIX = "/handoff"
+CAPTURE_RECORD = f"{CAPTURE_PREFIX}/record.note"
+# Written by `handoff restore` in the capture kernel, kept by `handoff capture` as a note.
+CAPTURE_REPORT = f"{CAPTURE_PREFIX}/restore-report.json"
+VMCORE = "/proc/vmcore"

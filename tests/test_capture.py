@@ -1,0 +1,536 @@
+"""Saving the dump (handoff.capture.save) and the whole `handoff capture` (pipeline, CLI).
+
+The source is a vmcore-like ELF core written in full (zeros included, as /proc/vmcore reads):
+the saved copy must equal it byte for byte, with its zero pages as holes (SEEK_DATA and
+st_blocks say so). The pipeline tests check that the dump survives every missing or broken
+input and that the exit code and the metadata file say what happened.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import elfwriter as W
+import pytest
+import recordgen as G
+
+from handoff import errors as E
+from handoff import record as R
+from handoff import sources
+from handoff.capture import inject as I
+from handoff.capture import meta as M
+from handoff.capture import pipeline as P
+from handoff.capture import save as S
+from handoff.cli import main
+
+PAGE = 4096
+REC = G.make_record(generation=9)
+REPORT = b'{"summary": "restored 2 of 2 devices", "devices": []}'
+
+
+def pages(seed: int, n: int, zero_fraction: float = 0.5) -> tuple[bytes, list[bool]]:
+    """``n`` pages, each random or zero; also which ones are zero."""
+    rnd = random.Random(seed)
+    out, zero = [], []
+    for _ in range(n):
+        z = rnd.random() < zero_fraction
+        zero.append(z)
+        out.append(bytes(PAGE) if z else rnd.randbytes(PAGE))
+    return b"".join(out), zero
+
+
+def vmcore_like(path: Path) -> list[W.Load]:
+    """Header, notes, four PT_LOADs (mixed, a partial last page, all zero, all data), written
+    in full so that the source itself has no holes."""
+    mixed, _ = pages(1, 600)  # 2.3 MiB: more than two 1 MiB chunks
+    partial = pages(2, 159)[0] + b"\x77" * 3072  # 0x9ec00 bytes, like a real x86 low-memory load
+    loads = [
+        W.Load(0x1000000, len(mixed), data=mixed),
+        W.Load(0x1000, len(partial), data=partial),
+        W.Load(0x100000, 1 << 20, data=bytes(1 << 20)),
+        W.Load(0x200000, 3 * PAGE, data=pages(3, 3, 0.0)[0]),
+    ]
+    with path.open("wb") as f:
+        W.write_core(f, loads=loads)
+        f.flush()
+        os.fsync(f.fileno())
+    assert path.stat().st_blocks * 512 >= path.stat().st_size - PAGE  # not sparse
+    return loads
+
+
+def load_ranges(path: Path) -> list[tuple[int, int]]:
+    data = path.read_bytes()[:4096]
+    (phoff,) = struct.unpack_from("<Q", data, 32)
+    (phnum,) = struct.unpack_from("<H", data, 56)
+    out = []
+    for i in range(phnum):
+        t, _f, off, _v, _p, filesz, _m, _a = struct.unpack_from("<IIQQQQQQ", data, phoff + 56 * i)
+        if t == 1:
+            out.append((off, filesz))
+    return out
+
+
+def sha(path: Path, off: int = 0, n: int | None = None) -> str:
+    with path.open("rb") as f:
+        f.seek(off)
+        return hashlib.sha256(f.read(n if n is not None else -1)).hexdigest()
+
+
+def fs_block(path: Path) -> int:
+    return os.statvfs(path).f_bsize
+
+
+def assert_holes_where_zero(src: Path, dst: Path) -> None:
+    """Every page-aligned all-zero page of ``src`` is a hole in ``dst``, every other is data."""
+    if fs_block(dst) > PAGE:
+        pytest.skip("file system blocks larger than a page")
+    data = src.read_bytes()
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        for off in range(0, len(data) - len(data) % PAGE, PAGE):
+            zero = not any(data[off : off + PAGE])
+            try:
+                nxt = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError as e:
+                assert e.errno == errno.ENXIO
+                nxt = len(data)
+            if zero:
+                assert nxt >= off + PAGE, f"zero page at {off:#x} was written"
+            else:
+                assert nxt == off, f"data page at {off:#x} is a hole"
+    finally:
+        os.close(fd)
+
+
+# -- the sparse copy -----------------------------------------------------------------------------
+
+
+def test_copy_equals_source_and_zero_pages_are_holes(tmp_path: Path) -> None:
+    src = tmp_path / "vmcore"
+    vmcore_like(src)
+    dst = tmp_path / "copy"
+    res = S.copy_sparse(str(src), str(dst))
+    assert res.method == "sparse-copy" and res.format == "elf" and res.layout == "elf"
+    assert dst.stat().st_size == src.stat().st_size == res.size == res.source_size
+    assert sha(dst) == sha(src)
+    for off, n in load_ranges(src):
+        assert sha(dst, off, n) == sha(src, off, n)
+    assert_holes_where_zero(src, dst)
+    data = src.read_bytes()
+    nonzero = sum(PAGE for o in range(0, len(data), PAGE) if any(data[o : o + PAGE]))
+    fd = os.open(src, os.O_RDONLY)
+    ranges, why = S.copy_ranges(fd, src.stat().st_size)
+    os.close(fd)
+    assert why is None and ranges[0][0] == 0  # headers and notes, then the PT_LOADs
+    assert res.copied <= nonzero and res.copied + res.zero_skipped == sum(b - a for a, b in ranges)
+    # st_blocks also counts the extent tree's own blocks on a fragmented sparse file
+    assert dst.stat().st_blocks * 512 == res.allocated <= nonzero + 4 * fs_block(dst)
+    assert res.allocated < src.stat().st_size * 0.5
+    assert res.unreadable == () and res.unreadable_bytes == 0
+    assert oct(dst.stat().st_mode & 0o777) == "0o600"  # a dump holds all of memory
+
+
+def test_copy_reports_progress_up_to_the_total(tmp_path: Path) -> None:
+    src = tmp_path / "vmcore"
+    vmcore_like(src)
+    seen: list[tuple[int, int]] = []
+    S.copy_sparse(str(src), str(tmp_path / "copy"), progress=lambda d, t: seen.append((d, t)))
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and len(seen) >= 4
+    assert (
+        seen[-1][0]
+        == seen[-1][1]
+        == sum(b - a for a, b in S.copy_ranges(os.open(src, os.O_RDONLY), src.stat().st_size)[0])
+    )
+
+
+def test_unreadable_pages_become_holes_and_are_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "vmcore"
+    loads = vmcore_like(src)
+    off0 = load_ranges(src)[0][0]
+    bad = off0 + 5 * PAGE  # a data page? make sure it is, whatever the seed
+    src_bytes = bytearray(src.read_bytes())
+    src_bytes[bad : bad + PAGE] = b"\x99" * PAGE
+    src.write_bytes(bytes(src_bytes))
+    real = os.preadv
+
+    def preadv(fd: int, bufs: list[memoryview], offset: int) -> int:
+        n = sum(len(b) for b in bufs)
+        if offset < bad + PAGE and offset + n > bad:
+            raise OSError(errno.EIO, "Input/output error")  # a hardware-poisoned page
+        return real(fd, bufs, offset)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    res = S.copy_sparse(str(src), str(tmp_path / "copy"))
+    monkeypatch.undo()
+    assert res.unreadable == ((bad, PAGE),) and res.unreadable_bytes == PAGE
+    assert any("could not be read" in w for w in res.warnings)
+    out = (tmp_path / "copy").read_bytes()
+    assert out[bad : bad + PAGE] == bytes(PAGE)
+    expect = bytes(src_bytes[:bad]) + bytes(PAGE) + bytes(src_bytes[bad + PAGE :])
+    assert out == expect
+    assert loads
+
+
+def test_a_source_that_is_not_elf_is_copied_whole(tmp_path: Path) -> None:
+    src = tmp_path / "blob"
+    src.write_bytes(random.Random(5).randbytes(3 * PAGE) + bytes(2 * PAGE) + b"end")
+    res = S.copy_sparse(str(src), str(tmp_path / "copy"))
+    assert res.layout == "whole-file" and res.warnings
+    assert (tmp_path / "copy").read_bytes() == src.read_bytes()
+
+
+def test_a_dump_is_never_overwritten(tmp_path: Path) -> None:
+    src = tmp_path / "vmcore"
+    vmcore_like(src)
+    dst = tmp_path / "copy"
+    dst.write_bytes(b"precious")
+    with pytest.raises(E.UsageError, match="already exists"):
+        S.copy_sparse(str(src), str(dst))
+    assert dst.read_bytes() == b"precious"
+
+
+def test_makedumpfile_argv() -> None:
+    assert S.makedumpfile_argv("m", ["-c", "-d", "31"], "/proc/vmcore", "/d/x", fmt="kdump") == [
+        "m",
+        "-c",
+        "-d",
+        "31",
+        "/proc/vmcore",
+        "/d/x",
+    ]
+    assert S.makedumpfile_argv("m", ["-d", "31"], "s", "d", fmt="elf") == [
+        "m",
+        "-E",
+        "-d",
+        "31",
+        "s",
+        "d",
+    ]
+    for bad in (["-F"], ["--split"], ["-E"]):
+        with pytest.raises(E.UsageError):
+            S.makedumpfile_argv("m", bad, "s", "d", fmt="kdump")
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    src = tmp_path / "vmcore"
+    vmcore_like(src)
+    rec = tmp_path / "record.note"
+    rec.write_bytes(G.note(REC))
+    rep = tmp_path / "report.json"
+    rep.write_bytes(REPORT)
+    return {"vmcore": src, "record": rec, "report": rep, "dir": tmp_path / "crash"}
+
+
+def run_capture(inputs: dict[str, Path], **kw: Any) -> P.CaptureResult:
+    args: dict[str, Any] = {
+        "dump_dir": str(inputs["dir"]),
+        "vmcore": str(inputs["vmcore"]),
+        "record": str(inputs["record"]),
+        "report": str(inputs["report"]),
+    }
+    args.update(kw)
+    return P.capture(**args)
+
+
+def dump_notes(path: Path) -> list[tuple[bytes, int, bytes]]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return [(n.name, n.type, n.desc) for n in I.read_note_area(fd, os.fstat(fd).st_size).notes]
+    finally:
+        os.close(fd)
+
+
+def test_capture_saves_injects_and_describes(inputs: dict[str, Path]) -> None:
+    res = run_capture(inputs)
+    assert res.exit_code == 0 and res.warnings == []
+    d = Path(res.directory)
+    assert d.parent == inputs["dir"] and sorted(p.name for p in d.iterdir()) == [
+        M.META_NAME,
+        "vmcore",
+    ]
+    dump = d / "vmcore"
+    src = inputs["vmcore"]
+    for off, n in load_ranges(src):  # PT_LOAD contents are the source's
+        assert sha(dump, off, n) == sha(src, off, n)
+    assert sha(dump, 0, src.stat().st_size - 0) != sha(src)  # the PT_NOTE header moved
+    notes = dump_notes(dump)
+    assert notes[-2:] == [
+        (b"HANDOFF", R.NT_HANDOFF_RECORD, REC),
+        (b"HANDOFF", R.NT_HANDOFF_REPORT, REPORT),
+    ]
+    found = sources.read_path(str(dump))
+    assert [f.record.generation for f in found if f.record] == [9]
+    meta = M.read_meta(str(d / M.META_NAME))
+    assert meta["schema_version"] == 1 and meta["status"] == "saved"
+    assert meta["dump"] == "vmcore" and meta["format"] == "elf" and meta["method"] == "sparse-copy"
+    assert meta["source"] == str(src) and meta["source_size"] == src.stat().st_size
+    assert meta["record"]["generation"] == 9
+    assert meta["record"]["sha256"] == hashlib.sha256(REC).hexdigest()
+    assert meta["report"]["sha256"] == hashlib.sha256(REPORT).hexdigest()
+    assert set(meta["tools"]) >= {"handoff", "python", "capture_kernel"}
+    assert meta["notes"]["path"] == str(dump) and meta["save"]["path"] == str(dump)
+    assert meta["started"].endswith("Z") and meta["exit_code"] == 0
+
+
+def test_no_record_still_saves_the_dump(inputs: dict[str, Path]) -> None:
+    inputs["record"] = inputs["dir"].parent / "missing.note"
+    res = run_capture(inputs)
+    assert res.exit_code == E.EXIT_NO_RECORD
+    dump = Path(res.dump)
+    assert dump.is_file() and not Path(str(dump) + ".incomplete").exists()
+    notes = dump_notes(dump)
+    assert (b"HANDOFF", R.NT_HANDOFF_RECORD, REC) not in notes
+    assert (b"HANDOFF", R.NT_HANDOFF_REPORT, REPORT) in notes  # what exists is injected
+    meta = M.read_meta(str(Path(res.directory) / M.META_NAME))
+    assert meta["record"]["status"] == "missing" and meta["exit_code"] == 3
+    assert any("no record injected" in w for w in meta["warnings"])
+
+
+def test_corrupt_record_still_saves_the_dump(inputs: dict[str, Path]) -> None:
+    bad = bytearray(REC)
+    bad[400] ^= 0x10
+    inputs["record"].write_bytes(G.note(bytes(bad)))
+    res = run_capture(inputs)
+    assert res.exit_code == E.EXIT_NO_RECORD
+    assert res.record["status"] == "invalid" and res.record["check"] == "digest"
+    for off, n in load_ranges(inputs["vmcore"]):
+        assert sha(Path(res.dump), off, n) == sha(inputs["vmcore"], off, n)
+    assert [t for _, t, _ in dump_notes(Path(res.dump))].count(R.NT_HANDOFF_RECORD) == 0
+
+
+def test_unreadable_report_is_exit_1_but_the_record_is_injected(inputs: dict[str, Path]) -> None:
+    inputs["report"].write_bytes(b"\xff\xfe not json")
+    res = run_capture(inputs)
+    assert res.exit_code == E.EXIT_INVALID
+    assert (b"HANDOFF", R.NT_HANDOFF_RECORD, REC) in dump_notes(Path(res.dump))
+    assert res.report and res.report["status"] == "invalid"
+
+
+def test_a_missing_report_file_is_only_a_warning(inputs: dict[str, Path]) -> None:
+    inputs["report"].unlink()
+    res = run_capture(inputs)
+    assert res.exit_code == 0 and res.report and res.report["status"] == "missing"
+    assert any("no report injected" in w for w in res.warnings)
+    assert (b"HANDOFF", R.NT_HANDOFF_RECORD, REC) in dump_notes(Path(res.dump))
+
+
+def test_no_report_given_is_fine(inputs: dict[str, Path]) -> None:
+    res = run_capture(inputs, report=None)
+    if os.path.exists(P.DEFAULT_REPORT):
+        pytest.skip(f"{P.DEFAULT_REPORT} exists on this machine")
+    assert res.exit_code == 0 and res.report is None
+
+
+def test_no_subdir_never_overwrites(inputs: dict[str, Path]) -> None:
+    inputs["dir"].mkdir()
+    (inputs["dir"] / "vmcore").write_bytes(b"old dump")
+    with pytest.raises(E.UsageError, match="already exists"):
+        run_capture(inputs, subdir=False)
+    assert (inputs["dir"] / "vmcore").read_bytes() == b"old dump"
+
+
+def test_two_captures_in_the_same_second_get_two_directories(inputs: dict[str, Path]) -> None:
+    a = run_capture(inputs, clock=lambda: 1700000000.0)
+    b = run_capture(inputs, clock=lambda: 1700000000.0)
+    assert Path(a.directory).name == "20231114-221320"
+    assert Path(b.directory).name == "20231114-221320-1"
+
+
+def test_dry_run_writes_nothing(inputs: dict[str, Path]) -> None:
+    res = run_capture(inputs, fmt="kdump", dry_run=True)
+    assert res.dry_run and res.save is None and not inputs["dir"].exists()
+    assert res.argv[-2:] == (str(inputs["vmcore"]), res.dump + ".incomplete")
+    assert list(res.argv[1:4]) == ["-c", "-d", "31"]
+
+
+def test_the_dump_is_fsynced_before_it_is_renamed_and_described(
+    inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[tuple[str, str]] = []
+    real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
+
+    def fsync(fd: int) -> None:
+        log.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def rename(a: str, b: str) -> None:
+        log.append(("rename", Path(b).name))
+        real_rename(a, b)
+
+    def replace(a: str, b: str) -> None:
+        log.append(("replace", Path(b).name))
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    res = run_capture(inputs)
+    monkeypatch.undo()
+    stamp = Path(res.directory).name
+    assert log == [
+        ("fsync", "vmcore.incomplete"),  # the copy
+        ("fsync", "vmcore.incomplete"),  # the appended notes
+        ("fsync", "vmcore.incomplete"),  # the PT_NOTE header
+        ("rename", "vmcore"),
+        ("fsync", stamp),  # the directory entry
+        ("fsync", M.META_NAME + f".tmp.{os.getpid()}"),
+        ("replace", M.META_NAME),
+        ("fsync", stamp),
+    ]
+
+
+def test_missing_makedumpfile_falls_back_to_elf(
+    inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(S, "find_makedumpfile", lambda: None)
+    res = run_capture(inputs, fmt="kdump")
+    assert res.exit_code == E.EXIT_ENVIRONMENT
+    assert res.save and res.save.format == "elf" and res.method == "sparse-copy"
+    assert "makedumpfile not found" in res.warnings[0]
+    assert (b"HANDOFF", R.NT_HANDOFF_RECORD, REC) in dump_notes(Path(res.dump))
+
+
+@pytest.mark.skipif(not shutil.which("makedumpfile"), reason="makedumpfile not installed")
+def test_failing_makedumpfile_falls_back_to_elf(inputs: dict[str, Path]) -> None:
+    res = run_capture(inputs, fmt="kdump", makedumpfile_args=["--no-such-option"])
+    assert res.exit_code == E.EXIT_ENVIRONMENT
+    assert res.save and res.save.format == "elf"
+    assert "makedumpfile failed (exit" in res.warnings[0]
+    assert sorted(p.name for p in Path(res.directory).iterdir()) == [M.META_NAME, "vmcore"]
+
+
+@pytest.mark.skipif(not shutil.which("makedumpfile"), reason="makedumpfile not installed")
+@pytest.mark.parametrize(
+    "fmt,args,want",
+    [
+        ("kdump", ["-c", "-d", "1"], "kdump"),
+        ("kdump", ["-l", "-d", "1"], "kdump"),
+        ("elf", ["-d", "1"], "elf"),
+    ],
+)
+def test_capture_through_makedumpfile(
+    tmp_path: Path, inputs: dict[str, Path], fmt: str, args: list[str], want: str
+) -> None:
+    with inputs["vmcore"].open("wb") as f:
+        W.makedumpfile_core(f)
+    res = run_capture(inputs, fmt=fmt, makedumpfile_args=args)
+    assert res.exit_code == 0, res.warnings
+    assert res.save and res.save.method == "makedumpfile" and res.save.format == want
+    assert res.argv[1:] == tuple(
+        S.makedumpfile_argv("x", args, str(inputs["vmcore"]), res.dump + ".incomplete", fmt=fmt)[1:]
+    )
+    notes = dump_notes(Path(res.dump))
+    assert notes[-2:] == [
+        (b"HANDOFF", R.NT_HANDOFF_RECORD, REC),
+        (b"HANDOFF", R.NT_HANDOFF_REPORT, REPORT),
+    ]
+    meta = M.read_meta(str(Path(res.directory) / M.META_NAME))
+    assert meta["tools"]["makedumpfile"].startswith("makedumpfile: version")
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def cli(inputs: dict[str, Path], *extra: str) -> list[str]:
+    return [
+        "capture",
+        "--vmcore",
+        str(inputs["vmcore"]),
+        "--dump-dir",
+        str(inputs["dir"]),
+        "--record",
+        str(inputs["record"]),
+        "--report",
+        str(inputs["report"]),
+        *extra,
+    ]
+
+
+def test_cli_json(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(cli(inputs, "--json", "--no-progress")) == 0
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert doc["kind"] == "capture" and doc["schema_version"] == 1 and doc["exit_code"] == 0
+    assert doc["save"]["format"] == "elf" and doc["record"]["generation"] == 9
+    assert [n["type"] for n in doc["notes"]["added"]] == ["0x48440001", "0x48440002"]
+    assert out.err == ""
+
+
+def test_cli_progress_only_when_asked(
+    inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(cli(inputs)) == 0  # stderr is not a terminal here: no progress
+    out = capsys.readouterr()
+    assert "capture:" not in out.err and "saved " in out.out and "injected record" in out.out
+    assert main(cli(inputs, "--progress")) == 0
+    err = capsys.readouterr().err
+    assert "\rcapture: 100.0%" in err and "MB/s" in err
+
+
+def test_cli_exit_codes(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["capture", "--vmcore", str(inputs["dir"] / "none"), "--dump-dir", str(inputs["dir"])])
+        == E.EXIT_ENVIRONMENT
+    )
+    assert "no vmcore at" in capsys.readouterr().err
+    assert main(cli(inputs, "--makedumpfile-args", "-c -F")) == E.EXIT_USAGE
+    assert main(cli(inputs, "--makedumpfile-args", "-d 'unclosed")) == E.EXIT_USAGE
+    assert not inputs["dir"].exists()  # nothing written on a usage error
+    inputs["record"].write_bytes(b"")
+    assert main(cli(inputs)) == E.EXIT_NO_RECORD
+    err = capsys.readouterr().err
+    assert "the dump is saved, but it carries no device state" in err
+    assert main(cli(inputs, "--dry-run", "--format", "kdump")) == E.EXIT_NO_RECORD
+    assert "makedumpfile" in capsys.readouterr().out
+
+
+# -- a real vmcore ---------------------------------------------------------------------------------
+
+
+def test_capture_of_a_real_vmcore(tmp_path: Path) -> None:
+    from test_inject import _complete, real_vmcore
+
+    real = real_vmcore()
+    if real is None:
+        pytest.skip("no real vmcore (set HANDOFF_REAL_VMCORE or run the e2e harness)")
+    src = tmp_path / "vmcore"
+    subprocess.run(["cp", str(real), str(src)], check=True)  # a full, non-sparse source
+    if not _complete(src):
+        pytest.skip(f"{real} is incomplete (being rewritten by the e2e harness?)")
+    rec = tmp_path / "r.note"
+    rec.write_bytes(G.note(REC))
+    res = P.capture(dump_dir=str(tmp_path / "crash"), vmcore=str(src), record=str(rec))
+    assert res.exit_code == 0, res.warnings
+    dump = Path(res.dump)
+    for off, n in load_ranges(src):
+        assert sha(dump, off, n) == sha(src, off, n)
+    assert res.save and res.save.allocated < src.stat().st_size
+    if shutil.which("makedumpfile"):
+        out = tmp_path / "dump.kdump"
+        p = subprocess.run(
+            ["makedumpfile", "-c", "-d", "31", str(dump), str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert p.returncode == 0, p.stderr
+        assert (b"HANDOFF", R.NT_HANDOFF_RECORD, REC) in dump_notes(out)
+    if shutil.which("vmcore-dmesg"):
+        p = subprocess.run(["vmcore-dmesg", str(dump)], capture_output=True, text=True, check=False)
+        assert p.returncode == 0 and "Linux version" in p.stdout
