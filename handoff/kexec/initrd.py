@@ -1,0 +1,190 @@
+"""What a capture initrd holds (names, sizes, a few small files), and appending to a copy of it.
+
+Listing walks the concatenated archives the way the kernel does, with handoff's cpio reader and
+the decompressors of :mod:`handoff.sources.initrd`; it never extracts anything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from handoff import cpio
+from handoff.errors import BadContainer
+
+MAX_WANTED = 1 << 20  # small text files read during listing (ORDER files)
+
+
+@dataclass
+class Listing:
+    """Members of an initrd by name (the last archive's member wins, as in the kernel).
+
+    ``complete`` is False when part of the initrd could not be read (``problem`` says why);
+    callers must then not rely on an absence.
+    """
+
+    members: dict[str, cpio.Member] = field(default_factory=dict)
+    data: dict[str, bytes] = field(default_factory=dict)
+    symlinks: dict[str, str] = field(default_factory=dict)  # name -> target
+    archives: list[tuple[int, str | None]] = field(default_factory=list)  # (offset, compression)
+    complete: bool = True
+    problem: str | None = None
+
+    @property
+    def unpacked_size(self) -> int:
+        """Bytes the files take once unpacked (rootfs keeps every file in memory)."""
+        return sum(m.size for m in self.members.values())
+
+    def has(self, name: str) -> bool:
+        return name in self.members
+
+    def names(self) -> Iterable[str]:
+        return self.members.keys()
+
+    def resolve(self, name: str) -> str:
+        """``name`` with every directory symlink of the initrd followed (``lib/x`` becomes
+        ``usr/lib/x`` in a merged-/usr initrd). The last component is not followed."""
+        parts = name.split("/")
+        done: list[str] = []
+        hops = 0
+        while len(parts) > 1:
+            c = parts.pop(0)
+            if c in ("", "."):
+                continue
+            if c == "..":
+                if done:
+                    done.pop()
+                continue
+            target = self.symlinks.get("/".join([*done, c]))
+            if target is not None and hops < 40:
+                hops += 1
+                if target.startswith("/"):
+                    done = []
+                parts = target.split("/") + parts
+                continue
+            done.append(c)
+        return "/".join([*done, *parts])
+
+    def writes_safely(self, writer: cpio.Writer, name: str, data: bytes, mode: int,
+                      made: set[str]) -> str:
+        """Add a file to ``writer`` at ``name`` resolved through this initrd's symlinks, with
+        directory entries only for directories the initrd lacks; returns the name used.
+
+        A directory entry where the initrd has a symlink would replace the symlink: the
+        kernel's clean_path() (init/initramfs.c) first removes an entry of another type, so a
+        ``lib`` entry would cut ``lib -> usr/lib`` and every library path with it.
+        """
+        real = self.resolve(name)
+        parts = real.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in made and d not in self.members:
+                writer.directory(d)
+                made.add(d)
+        writer.file(real, data, mode)
+        return real
+
+
+def list_initrd(path: Path, wanted: Iterable[str] = ()) -> Listing:
+    """List ``path``; the data of members named in ``wanted`` (up to 1 MiB each) is kept."""
+    from handoff.sources.blob import FileBlob
+    from handoff.sources.decompress import Decompressed
+    from handoff.sources.initrd import SUPPORTED, BlobStream, Context, compression_of
+
+    want = set(wanted)
+    out = Listing()
+    ctx = Context()
+    pos = 0
+    with FileBlob(str(path)) as blob:
+        try:
+            while pos < blob.size:
+                zs = BlobStream(blob, pos)
+                zs.skip_zeros()
+                pos = zs.pos
+                if pos >= blob.size:
+                    break
+                head = blob.pread(pos, 8)
+                method = compression_of(head)
+                out.archives.append((pos, method))
+                if head[:5] == b"07070":
+                    if pos % 4:
+                        raise BadContainer(f"uncompressed archive at offset {pos} is not "
+                                           "4-byte aligned; the kernel ignores it", offset=pos)
+                    bs = BlobStream(blob, pos)
+                    _members(bs, out, want, single=True)
+                    pos = bs.pos
+                elif method in SUPPORTED:
+                    ds = Decompressed(blob, pos, method, ctx)
+                    try:
+                        _members(ds, out, want, single=False)
+                        ds.drain()
+                    finally:
+                        ds.close()
+                    assert ds.end is not None
+                    pos = ds.end
+                else:
+                    raise BadContainer(
+                        f"cannot read the part at offset {pos} ({method or head[:4].hex()})",
+                        offset=pos,
+                    )
+        except BadContainer as e:
+            out.complete = False
+            out.problem = str(e)
+    return out
+
+
+def _members(s: object, out: Listing, want: set[str], *, single: bool) -> None:
+    while True:
+        s.skip_zeros()  # type: ignore[attr-defined]
+        if not s.peek(6):  # type: ignore[attr-defined]
+            return
+        reader = cpio.ArchiveReader(s)  # type: ignore[arg-type]
+        for m in reader.members():
+            name = m.name.removeprefix("./")
+            out.members[name] = m
+            out.data.pop(name, None)
+            out.symlinks.pop(name, None)
+            if name in want and m.is_file and m.size <= MAX_WANTED:
+                out.data[name] = reader.read_data(m.size)
+            elif m.is_symlink and m.size <= cpio.PATH_MAX:
+                out.symlinks[name] = reader.read_data(m.size).decode("utf-8", "replace")
+        if single:
+            return
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where each part of the new initrd starts. ``parts`` maps a name to (offset, size)."""
+
+    path: Path
+    size: int
+    original_size: int
+    parts: dict[str, tuple[int, int]]
+
+
+def append_copy(original: Path, dest: Path, parts: list[tuple[str, bytes]]) -> Appended:
+    """Copy ``original`` to ``dest`` and append ``parts`` (cpio archives, raw or compressed).
+
+    Each part starts at a 4-byte-aligned offset, zero-padded: the kernel reads an uncompressed
+    archive only there (kdump-in-qemu.md) and skips the zeros. The original is only read.
+    """
+    tmp = dest.with_name(dest.name + ".tmp")
+    offsets: dict[str, tuple[int, int]] = {}
+    with open(original, "rb") as src, open(tmp, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+        size = out.tell()
+        original_size = size
+        for name, data in parts:
+            pad = cpio.align_for_append(size)
+            out.write(pad)
+            size += len(pad)
+            offsets[name] = (size, len(data))
+            out.write(data)
+            size += len(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, dest)
+    return Appended(dest, size, original_size, offsets)

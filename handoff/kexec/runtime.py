@@ -1,0 +1,424 @@
+"""Packing the capture-side runtime: the import set, an interpreter and its libraries, as cpio.
+
+The modules of :mod:`handoff.kexec.imports`' import set are placed under ``/handoff`` (stdlib
+as sourceless bytecode, handoff with its source), with the running interpreter, the extension
+modules and every shared library the dynamic loader resolves for them, and the loader itself:
+the wrapper runs it explicitly, so the capture initrd needs no libc of its own.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+import lzma
+import os
+import py_compile
+import re
+import shutil
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handoff import cpio
+from handoff.errors import EnvironmentProblem
+from handoff.kexec.imports import ImportSet
+from handoff.kexec.runner import Runner
+
+PREFIX = "handoff"  # top directory in the cpio (/handoff in the capture kernel)
+SITE = f"{PREFIX}/site"  # handoff and third-party packages
+LIB = f"{PREFIX}/lib"  # shared libraries and the dynamic loader
+CACHE_TAG = sys.implementation.cache_tag
+PYVER = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+# -- files ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RuntimeFile:
+    """One file of the runtime: ``dest`` in the cpio, from ``src`` (or literal ``data``)."""
+
+    dest: str
+    src: str | None = None
+    data: bytes | None = None
+    mode: int = 0o644
+    kind: str = "data"  # "py", "pyc", "ext", "lib", "interp", "loader", "data"
+
+
+def _under(path: str, base: str | None) -> bool:
+    if not base:
+        return False
+    try:
+        return os.path.commonpath([os.path.realpath(path), os.path.realpath(base)]) == \
+            os.path.realpath(base)
+    except ValueError:
+        return False
+
+
+def plan_modules(imports: ImportSet, stdlib_dest: str) -> list[RuntimeFile]:
+    """Where each module's file goes: the stdlib below ``stdlib_dest``, packages below SITE."""
+    stdlib = imports.paths.get("stdlib")
+    platstdlib = imports.paths.get("platstdlib")
+    site_dirs = {imports.paths.get("purelib"), imports.paths.get("platlib")}
+    out: dict[str, RuntimeFile] = {}
+    for name, f in sorted(imports.modules.items()):
+        if not f or not os.path.isfile(f):
+            continue  # built in, frozen, or a namespace package
+        is_ext = f.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+        in_site = any(_under(f, s) for s in site_dirs if s) or \
+            "site-packages" in f.split(os.sep) or "dist-packages" in f.split(os.sep)
+        base = os.path.basename(f)
+        if not in_site and (_under(f, stdlib) or _under(f, platstdlib)):
+            root = stdlib if _under(f, stdlib) else platstdlib
+            assert root is not None
+            rel = os.path.relpath(os.path.realpath(f), os.path.realpath(root))
+            dest = f"{stdlib_dest}/{rel}"
+        else:
+            parts = name.split(".")
+            if base.startswith("__init__."):
+                dest = f"{SITE}/{'/'.join(parts)}/{base}"
+            else:
+                dest = f"{SITE}/{'/'.join(parts[:-1] + [base])}" if len(parts) > 1 \
+                    else f"{SITE}/{base}"
+        if is_ext:
+            out[dest] = RuntimeFile(dest, f, mode=0o755, kind="ext")
+        elif f.endswith(".py"):
+            out[dest] = RuntimeFile(dest, f, kind="py")
+    return list(out.values())
+
+
+def compile_modules(files: list[RuntimeFile], *, keep_source: Iterable[str] = ("handoff",)
+                    ) -> list[RuntimeFile]:
+    """Replace .py files by bytecode.
+
+    Stdlib and third-party modules ship as sourceless ``.pyc`` (smaller, nothing to compile in
+    the capture kernel). Packages named in ``keep_source`` keep their source for readable
+    tracebacks, with an unchecked-hash ``__pycache__`` file so nothing is compiled at startup.
+    """
+    keep = tuple(f"{SITE}/{k}/" for k in keep_source)
+    out: list[RuntimeFile] = []
+    with tempfile.TemporaryDirectory(prefix="handoff-pyc-") as tmp:
+        for i, rf in enumerate(files):
+            if rf.kind != "py":
+                out.append(rf)
+                continue
+            assert rf.src is not None
+            cfile = os.path.join(tmp, f"{i}.pyc")
+            py_compile.compile(rf.src, cfile=cfile, dfile="/" + rf.dest, doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+            pyc = Path(cfile).read_bytes()
+            stem = rf.dest[:-3]
+            if rf.dest.startswith(keep) or rf.dest.endswith("/os.py"):
+                # os.py stays: it is the landmark getpath looks for to find the stdlib.
+                out.append(rf)
+                d, b = os.path.split(stem)
+                out.append(RuntimeFile(f"{d}/__pycache__/{b}.{CACHE_TAG}.pyc", src=rf.src,
+                                       data=pyc, kind="pyc"))
+            else:
+                out.append(RuntimeFile(stem + ".pyc", src=rf.src, data=pyc, kind="pyc"))
+    return out
+
+
+_LIST_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)\s+\(0x[0-9a-f]+\)\s*$")
+_LIST_LOADER = re.compile(r"^\s*(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
+
+
+def elf_interpreter(path: str) -> str | None:
+    """PT_INTERP of an ELF64 little-endian executable (its dynamic loader), None if static."""
+    with open(path, "rb") as f:
+        eh = f.read(64)
+        if len(eh) < 64 or eh[:4] != b"\x7fELF" or eh[4] != 2 or eh[5] != 1:
+            return None
+        phoff = int.from_bytes(eh[32:40], "little")
+        phentsize = int.from_bytes(eh[54:56], "little")
+        phnum = int.from_bytes(eh[56:58], "little")
+        if phentsize < 56 or phnum > 512:
+            return None
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+        for i in range(len(table) // phentsize):
+            ph = table[i * phentsize:(i + 1) * phentsize]
+            if int.from_bytes(ph[0:4], "little") == 3:  # PT_INTERP
+                off = int.from_bytes(ph[8:16], "little")
+                size = int.from_bytes(ph[32:40], "little")
+                if size > 4096:
+                    return None
+                f.seek(off)
+                return f.read(size).split(b"\0", 1)[0].decode("utf-8", "replace")
+    return None
+
+
+def shared_libraries(elfs: Iterable[str], loader: str, runner: Runner) -> dict[str, str]:
+    """Sonames → files for everything the ELF files need, as the dynamic loader resolves them.
+
+    Runs ``LOADER --list FILE`` (what ``ldd`` does, without needing bash), reading nothing
+    but the loader's own resolution.
+    """
+    libs: dict[str, str] = {}
+    for elf in elfs:
+        res = runner.query([loader, "--list", elf])
+        text = res.stdout + res.stderr
+        if not res.ok and "not a dynamic" in text:
+            continue  # static
+        if not res.ok:
+            raise EnvironmentProblem(
+                f"{loader} --list {elf} failed: {text.strip()}",
+                hint="the capture runtime bundles this interpreter and its libraries; check "
+                     "that the interpreter runs (or use another Python)")
+        for line in res.stdout.splitlines():
+            if "not found" in line:
+                raise EnvironmentProblem(f"{elf}: a shared library is missing: {line.strip()}",
+                                         hint="install it; the capture runtime needs every library")
+            m = _LIST_LINE.match(line)
+            if m:
+                libs.setdefault(m.group(1), m.group(2))
+    return libs
+
+
+# -- the runtime ----------------------------------------------------------------------------
+
+XZ_DICT = 1 << 20  # the kernel's own initramfs rule (usr/Makefile: xz --lzma2=dict=1MiB)
+COMPRESSIONS = ("xz", "gzip", "none")
+
+
+def compress(data: bytes, method: str) -> bytes:
+    """Compress a cpio archive so the kernel's initramfs unpacker reads it.
+
+    xz uses CRC32 (the kernel's xz decoder does not check SHA-256, and older ones not
+    CRC64), no BCJ filter (CONFIG_XZ_DEC_X86 may be off) and a 1 MiB dictionary, which is
+    what the capture kernel allocates while unpacking.
+    """
+    if method == "xz":
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
+                             filters=[{"id": lzma.FILTER_LZMA2, "preset": 6,
+                                       "dict_size": XZ_DICT}])
+    if method == "gzip":
+        co = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip header, mtime 0
+        return co.compress(data) + co.flush()
+    if method == "none":
+        return data
+    raise ValueError(f"unknown compression {method!r} (choose from {', '.join(COMPRESSIONS)})")
+
+
+@dataclass
+class Runtime:
+    """The packed runtime: a compressed cpio and what is in it."""
+
+    archive: bytes
+    compression: str
+    cpio_size: int
+    unpacked_size: int
+    mode: str  # "bundled" (own interpreter) or "initrd-python"
+    python: str  # the interpreter in the capture kernel
+    peak_rss: int  # of the dry runs that computed the import set
+    manifest: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {"mode": self.mode, "python": self.python, "compression": self.compression,
+                "compressed_size": len(self.archive), "cpio_size": self.cpio_size,
+                "unpacked_size": self.unpacked_size, "peak_rss": self.peak_rss,
+                "modules": len(self.manifest.get("modules", [])), "cached": self.cached}
+
+
+WRAPPER = """\
+#!/bin/sh
+# handoff's capture-side command, generated by `handoff load` (docs/load.md, "Runtime").
+# {why}
+# -E -S -P: no PYTHON* variables, no site, no script directory on sys.path.
+exec {launch} -E -S -P -c '{boot}' "$@"
+"""
+BOOT = "import sys; sys.path.insert(0, \"/{site}\"); from handoff.cli import main; sys.exit(main())"
+
+
+def wrapper(launch: str, why: str) -> bytes:
+    return WRAPPER.format(launch=launch, why=why, boot=BOOT.format(site=SITE)).encode()
+
+
+def initrd_python(listing: Any) -> str | None:
+    """Path of a ``python3*`` interpreter in the initrd listing (usr/bin or bin), else None."""
+    for name in sorted(listing.names()):
+        if re.fullmatch(r"(usr/)?bin/python3(\.\d+)?", name):
+            return "/" + name
+    return None
+
+
+def build(
+    imports: ImportSet,
+    runner: Runner,
+    *,
+    compression: str = "xz",
+    listing: Any = None,
+    python: str | None = None,
+) -> Runtime:
+    """Pack ``imports`` with an interpreter into a compressed cpio below /handoff.
+
+    When the capture initrd (``listing``) has a Python of this version with every stdlib
+    file the import set needs, that interpreter is used and only handoff's packages ship;
+    otherwise the running interpreter, its stdlib subset and its libraries are bundled.
+    """
+    exe = os.path.realpath(python or sys.executable)
+    stdlib_dest = f"{PREFIX}/python/lib/python{PYVER}"
+    files = plan_modules(imports, stdlib_dest)
+    mode, target = "bundled", f"/{PREFIX}/python/bin/{os.path.basename(exe)}"
+    reuse = _reusable_python(listing, files, stdlib_dest) if listing is not None else None
+    if reuse:
+        mode, target = "initrd-python", reuse
+        files = [f for f in files if not f.dest.startswith(stdlib_dest + "/")]
+    files = compile_modules(files)
+    exts = [f.src for f in files if f.kind == "ext" and f.src]
+    if mode == "bundled":
+        loader = elf_interpreter(exe)
+        if loader is None:
+            raise EnvironmentProblem(f"{exe} is not a dynamically linked ELF executable",
+                                     hint="handoff bundles the running interpreter; use a "
+                                          "distribution or pyenv Python")
+        libs = shared_libraries([exe, *exts], loader, runner)
+        files.append(RuntimeFile(target.lstrip("/"), exe, mode=0o755, kind="interp"))
+        files.append(RuntimeFile(f"{LIB}/{os.path.basename(loader)}", loader, mode=0o755,
+                                 kind="loader"))
+        files += [RuntimeFile(f"{LIB}/{so}", path, mode=0o755, kind="lib")
+                  for so, path in sorted(libs.items())]
+        launch = (f"/{LIB}/{os.path.basename(loader)} --library-path /{LIB} {target}")
+        why = ("The dynamic loader runs explicitly with --library-path: the initrd needs no "
+               "libc of its own, and tools handoff starts keep the initrd's libraries.")
+    else:
+        launch = target
+        why = "Uses the capture initrd's own Python; only handoff's packages ship here."
+    files.append(RuntimeFile(f"{PREFIX}/bin/handoff", data=wrapper(launch, why), mode=0o755))
+    manifest = {
+        "mode": mode, "python": target, "version": PYVER,
+        "modules": sorted(imports.modules), "static_only": imports.static_only,
+        "files": sorted(f.dest for f in files),
+        "sources": sorted({f.src for f in files if f.src}),
+    }
+    files.append(RuntimeFile(f"{PREFIX}/etc/runtime.json",
+                             data=(json.dumps(manifest, indent=1) + "\n").encode()))
+    writer = cpio.Writer()
+    unpacked = 0
+    dirs: set[str] = set()
+    if mode == "bundled":  # exec_prefix landmark (Modules/getpath.py): lib-dynload must exist
+        _mkdirs(writer, dirs, f"{stdlib_dest}/lib-dynload/x")
+    for f in sorted(files, key=lambda f: f.dest):
+        data = f.data if f.data is not None else _contents(f, runner)
+        _mkdirs(writer, dirs, f.dest)
+        writer.file(f.dest, data, f.mode)
+        unpacked += len(data)
+    raw = writer.finish()
+    return Runtime(archive=compress(raw, compression), compression=compression,
+                   cpio_size=len(raw), unpacked_size=unpacked, mode=mode, python=target,
+                   peak_rss=imports.peak_rss, manifest=manifest)
+
+
+def _mkdirs(writer: cpio.Writer, done: set[str], dest: str) -> None:
+    parts = dest.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        d = "/".join(parts[:i])
+        if d not in done:
+            writer.directory(d)
+            done.add(d)
+
+
+def _contents(f: RuntimeFile, runner: Runner) -> bytes:
+    """File bytes; ELF binaries are stripped of symbols first when ``strip`` is available."""
+    assert f.src is not None
+    if f.kind in ("interp", "lib", "ext", "loader"):
+        # strip is optional and works on a copy: also look where binutils lives when PATH
+        # was narrowed (tests put only a fake kexec on it).
+        strip = shutil.which("strip", path=f"{runner.search_path}:/usr/bin:/bin")
+        if strip:
+            with tempfile.TemporaryDirectory(prefix="handoff-strip-") as tmp:
+                out = os.path.join(tmp, "out")
+                if runner.query([strip, "--strip-unneeded", "-o", out, f.src]).ok:
+                    data = Path(out).read_bytes()
+                    if data[:4] == b"\x7fELF":
+                        return data
+    return Path(f.src).read_bytes()
+
+
+def _reusable_python(listing: Any, files: list[RuntimeFile], stdlib_dest: str) -> str | None:
+    """The initrd's interpreter if it is this Python version and has every stdlib file."""
+    py = initrd_python(listing)
+    if py is None:
+        return None
+    base = f"usr/lib/python{PYVER}"
+    if not listing.has(f"{base}/os.py") and not listing.has(f"{base}/os.pyc"):
+        return None  # another version, or no stdlib
+    for f in files:
+        if not f.dest.startswith(stdlib_dest + "/"):
+            continue
+        rel = f.dest[len(stdlib_dest) + 1:]
+        alts = {rel, rel[:-3] + ".pyc"} if rel.endswith(".py") else {rel}
+        if not any(listing.has(f"{base}/{a}") for a in alts):
+            return None
+    for f in files:
+        if f.kind == "ext" and not f.dest.startswith(stdlib_dest + "/"):
+            return None  # extension modules of our own would need our libraries and loader
+    return py
+
+
+# -- cache --------------------------------------------------------------------------------------
+
+def cache_key(compression: str, listing: Any, python: str | None = None) -> str:
+    """Everything the packed runtime depends on that cannot be checked by stat afterwards."""
+    import hashlib
+
+    h = hashlib.sha256()
+    exe = os.path.realpath(python or sys.executable)
+    st = os.stat(exe)
+    h.update(f"{exe}\0{st.st_size}\0{st.st_mtime_ns}\0{compression}\0{PYVER}\0".encode())
+    pkg = Path(__file__).resolve().parents[1]
+    for p in sorted(pkg.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".so") and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(pkg)).encode() + b"\0" + p.read_bytes() + b"\0")
+    if listing is not None:
+        h.update((initrd_python(listing) or "").encode())
+        h.update("\0".join(sorted(n for n in listing.names()
+                                  if n.startswith(f"usr/lib/python{PYVER}/"))).encode())
+    return h.hexdigest()[:32]
+
+
+def _sources(files_src: Iterable[str]) -> list[list[Any]]:
+    out = []
+    for s in sorted(set(files_src)):
+        st = os.stat(s)
+        out.append([s, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def load_cached(cache_dir: Path, key: str) -> Runtime | None:
+    d = cache_dir / key
+    try:
+        meta = json.loads((d / "runtime.json").read_text())
+        archive = (d / "runtime.cpio").read_bytes()
+    except (OSError, ValueError):
+        return None
+    for path, size, mtime in meta.get("sources", []):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if st.st_size != size or st.st_mtime_ns != mtime:
+            return None
+    return Runtime(archive=archive, compression=meta["compression"], cpio_size=meta["cpio_size"],
+                   unpacked_size=meta["unpacked_size"], mode=meta["mode"], python=meta["python"],
+                   peak_rss=meta["peak_rss"], manifest=meta["manifest"], cached=True)
+
+
+def store_cached(cache_dir: Path, key: str, rt: Runtime) -> None:
+    """Keep one cached runtime: the newest."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for old in cache_dir.iterdir():
+        if old.name != key and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    d = cache_dir / key
+    d.mkdir(exist_ok=True)
+    (d / "runtime.cpio").write_bytes(rt.archive)
+    meta = {"compression": rt.compression, "cpio_size": rt.cpio_size,
+            "unpacked_size": rt.unpacked_size, "mode": rt.mode, "python": rt.python,
+            "peak_rss": rt.peak_rss, "manifest": rt.manifest,
+            "sources": _sources(rt.manifest.get("sources", []))}
+    (d / "runtime.json").write_text(json.dumps(meta))
