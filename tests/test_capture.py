@@ -504,15 +504,15 @@ def test_cli_exit_codes(inputs: dict[str, Path], capsys: pytest.CaptureFixture[s
 
 
 def test_capture_of_a_real_vmcore(tmp_path: Path) -> None:
-    from test_inject import _complete, real_vmcore
+    from test_inject import _complete, no_real_vmcore, real_vmcore
 
     real = real_vmcore()
     if real is None:
-        pytest.skip("no real vmcore (set HANDOFF_REAL_VMCORE or run the e2e harness)")
+        no_real_vmcore("no real vmcore (set HANDOFF_REAL_VMCORE or run the e2e harness)")
     src = tmp_path / "vmcore"
     subprocess.run(["cp", str(real), str(src)], check=True)  # a full, non-sparse source
     if not _complete(src):
-        pytest.skip(f"{real} is incomplete (being rewritten by the e2e harness?)")
+        no_real_vmcore(f"{real} is incomplete (being rewritten by the e2e harness?)")
     rec = tmp_path / "r.note"
     rec.write_bytes(G.note(REC))
     res = P.capture(dump_dir=str(tmp_path / "crash"), vmcore=str(src), record=str(rec))
