@@ -36,7 +36,7 @@ from handoff.restore.match import (
     match_device,
     parse_cmdline,
 )
-from handoff.restore.plan import DO_RESET, REFUSE, SKIP_OP, WRITE, Plan, make_plan
+from handoff.restore.plan import DO_RESCAN, DO_RESET, REFUSE, SKIP_OP, WRITE, Plan, make_plan
 from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action, parse_policy
 from handoff.sysfs import SysfsTree
 
@@ -101,13 +101,13 @@ def capture_tree(tmp: Path, src: Path = F.Q35_CAPTURE, name: str = "sys",
 
 def plan_for(tmp: Path, *, policy: Policy = DEFAULT_POLICY, ident: Identity = IDENT,
              saved: list[PciDevice] | None = None, tree: SysfsTree | None = None,
-             env: Environment | None = None, force: bool = False,
+             env: Environment | None = None, force: bool = False, registry: Any = None,
              **rec_kw: Any) -> tuple[Plan, SysfsTree]:
     saved = saved if saved is not None else saved_devices(tmp)
     tree = tree or capture_tree(tmp)
     rec = parsed(record_of(saved, **rec_kw))
     return make_plan(rec, scan(tree), policy=policy, identity=ident, force=force,
-                     env=env), tree
+                     env=env, registry=registry), tree
 
 
 def writes(plan: Plan) -> list[tuple[str, str, int, int, int]]:
@@ -322,9 +322,15 @@ def test_lockdown_refuses_config_writes_in_the_plan(tmp_path: Path) -> None:
     plan, _ = plan_for(tmp_path, tree=tree, policy=pol, env=env)
     assert writes(plan) == []
     q = [s for s in dev(plan, E1000).steps]
-    assert [(s.op, s.status) for s in q] == [(REFUSE, "refused")]
-    assert "lockdown (integrity)" in q[0].why and dev(plan, E1000).status == "refused"
+    # The quiesce write is refused; an e1000 on the root bus has no reset, so the NIC
+    # default falls back to remove + rescan (docs/lockdown.md).
+    assert [(s.op, s.status) for s in q] == [(REFUSE, "refused"), (DO_RESCAN, "planned")]
+    assert "lockdown (integrity)" in q[0].why and q[1].instead
+    fb = dev(plan, E1000).fallback
+    assert (fb.wanted, fb.instead) == ("quiesce", "rescan")
+    assert fb.passed == ["reset: the kernel offers no reset method (no reset_method)"]
     assert [s.op for s in dev(plan, VNET).steps] == [REFUSE, DO_RESET]  # the reset stays
+    assert dev(plan, VNET).fallback.instead == "reset"
 
 
 # --- identity --------------------------------------------------------------------------

@@ -318,10 +318,17 @@ def test_lockdown_still_resets(tmp_path: Path) -> None:
     assert [x[1] for x in access.log] == ["reset_method", "reset", "reset_method"]
     doc = report.build(plan)
     v = next(d for d in doc["devices"] if d["addr"] == VNET)
-    assert v["outcome"] == "failed" and v["ops"][1] == "reset flr"
+    # The quiesce write is refused, the reset the policy asked for is done: partial.
+    assert v["outcome"] == "partial" and v["ops"][1] == "reset flr"
     assert "lockdown (integrity)" in v["ops"][0]
-    assert doc["environment"] == {"lockdown": "integrity", "config_writes_permitted": False,
-                                  "reset_permitted": True}
+    assert (v["wanted"], v["instead"]) == ("reset", "reset")
+    assert doc["environment"] == {
+        "lockdown": "integrity", "config_writes_permitted": False, "bars_mappable": False,
+        "reset_permitted": True, "rescan": False,
+        "config_check": "inferred: lockdown integrity refuses them (pci_write_config(): "
+                        "LOCKDOWN_PCI_ACCESS)",
+        "bar_check": "inferred: lockdown integrity refuses them (pci_mmap_resource(): "
+                     "LOCKDOWN_PCI_ACCESS); not asked"}
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -368,7 +375,7 @@ def _cli_setup(tmp: Path, **rec_kw: Any) -> tuple[Path, SysfsTree]:
 def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     rec, tree = _cli_setup(tmp_path)
     before = digest(tree.root)
-    out, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
+    out, err, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", str(tree.root),
                             "--proc-root", str(proc_dir(tmp_path)), "--dry-run"])
     assert digest(tree.root) == before
     assert rc == EXIT_OK, err
@@ -376,7 +383,7 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert "0000:01:00.0  1b36:0010  Non-Volatile memory controller [nvme]: restore-early" in out
     assert "MSI-X is left disabled" in out and "(dry run)" in out
     assert "BAR0" in out and "up to 10 retries" in out
-    out, _, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
+    out, _, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", str(tree.root),
                           "--proc-root", str(proc_dir(tmp_path)), "--dry-run", "--json"])
     doc = json.loads(out)
     assert doc["kind"] == "restore" and doc["schema_version"] == 1
@@ -387,7 +394,7 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
 def test_cli_restore_report_and_json(tmp_path: Path) -> None:
     rec, tree = _cli_setup(tmp_path)
     rep = tmp_path / "report.json"
-    out, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
+    out, err, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", str(tree.root),
                             "--proc-root", str(proc_dir(tmp_path)), "--report", str(rep)])
     assert rc == EXIT_OK, err + out
     assert "identity: matches the crashed kernel" in out
@@ -411,12 +418,12 @@ def test_cli_identity_refusals(tmp_path: Path, cmdline: str, release: str | None
     rec, tree = _cli_setup(tmp_path)
     proc = proc_dir(tmp_path, cmdline, release)
     before = digest(tree.root)
-    out, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
+    out, err, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", str(tree.root),
                             "--proc-root", str(proc)])
     assert rc == EXIT_INVALID
     assert digest(tree.root) == before
     assert words in err and "--force" in err and "identity: REFUSED" in out
-    out, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
+    out, err, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", str(tree.root),
                             "--proc-root", str(proc), "--force", "--json"])
     assert rc == EXIT_OK, err
     doc = json.loads(out)["report"]
@@ -426,11 +433,11 @@ def test_cli_identity_refusals(tmp_path: Path, cmdline: str, release: str | None
 
 def test_cli_missing_record_exits_3(tmp_path: Path) -> None:
     tree = capture_tree(tmp_path)
-    _, err, rc = run_cli(["restore", "--record", str(tmp_path / "nope"), "--sysfs-root",
+    _, err, rc = run_cli(["restore", "--no-plugins", "--record", str(tmp_path / "nope"), "--sysfs-root",
                           str(tree.root), "--dry-run"])
     assert rc == EXIT_NO_RECORD and "no handoff record at" in err
     if not os.path.exists("/handoff/record.note"):
-        _, err, rc = run_cli(["restore", "--sysfs-root", str(tree.root), "--dry-run"])
+        _, err, rc = run_cli(["restore", "--no-plugins", "--sysfs-root", str(tree.root), "--dry-run"])
         assert rc == EXIT_NO_RECORD
         assert "/handoff/record.note" in err and "capture initramfs" in err
 
@@ -441,7 +448,7 @@ def test_cli_reads_a_note_file(tmp_path: Path) -> None:
     note = tmp_path / "record.note"
     note.write_bytes(G.note(record_of(saved_devices(tmp_path))))
     tree = capture_tree(tmp_path)
-    out, err, rc = run_cli(["restore", "--record", str(note), "--sysfs-root", str(tree.root),
+    out, err, rc = run_cli(["restore", "--no-plugins", "--record", str(note), "--sysfs-root", str(tree.root),
                             "--proc-root", str(proc_dir(tmp_path)), "--json"])
     assert rc == EXIT_OK, err
     assert json.loads(out)["report"]["totals"]["verified"] == 2
@@ -460,6 +467,13 @@ def test_cli_refuses_the_running_systems_sys(tmp_path: Path,
     rec.write_bytes(record_of(saved_devices(tmp_path)))
     if not os.path.isdir("/sys/bus/pci/devices"):
         pytest.skip("no PCI sysfs here")
-    _, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", "/sys",
+    import handoff.restore.environment as E
+
+    monkeypatch.setattr(E, "probe", tripwire)  # nor may it probe (a write-back) there
+    _, err, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", "/sys",
                           "--proc-root", str(proc_dir(tmp_path, release=None))])
     assert rc == EXIT_ENVIRONMENT and "not a capture kernel" in err
+    _, err, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", "/sys",
+                          "--proc-root", str(proc_dir(tmp_path, release=None)), "--dry-run",
+                          "--probe"])
+    assert rc == EXIT_ENVIRONMENT and "without --probe" in err

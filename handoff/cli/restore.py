@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from handoff.paths import CAPTURE_RECORD as DEFAULT_RECORD
 
+TEXT_ACCESSES = 12  # register accesses shown per plugin step in the text plan
+
 DESCRIPTION = """\
 Apply a handoff record to the PCI devices of this (capture) kernel. Each saved device is
 matched to the device at the same address (vendor, device, subsystem and class ids, and
@@ -24,9 +26,18 @@ serial number when both sides have one) and gets its policy action:
   restore-live   write back the state at save time
   skip           leave it alone
 
+Device plugins (`handoff plugins`; docs/plugins.md) do the device-specific part through the
+BARs: plugin save before any write, plugin quiesce after the config quiesce, plugin reset for
+reset devices, plugin restore and verify last. The policy turns them off (plugins = false).
+
+Under kernel lockdown config writes and BAR mapping are refused; the plan shows, per device,
+what was wanted, what the kernel permits, and what is done instead (a sysfs reset, remove +
+rescan, or nothing), by the policy's fallback (docs/lockdown.md).
+
 MSI and MSI-X are never re-enabled; status (write-1-to-clear) and read-only bits are never
 written. A record from another kernel, boot or generation is refused unless --force.
---dry-run prints the plan, register by register, and writes nothing.
+--dry-run prints the plan, register by register, and writes and maps nothing; it judges what
+the kernel permits from the lockdown mode, unless --probe.
 """
 
 
@@ -51,6 +62,15 @@ def register(sub: Any) -> None:
                    help="write the restore report (compact JSON, < 64 KiB) here")
     p.add_argument("--allow-running-system", action="store_true",
                    help="allow writes to /sys outside a capture kernel (after a plain kexec)")
+    p.add_argument("--no-plugins", action="store_true",
+                   help="run no device plugins (policy: plugins = false)")
+    p.add_argument("--plugin-budget", metavar="SECONDS", type=float,
+                   help="one time bound on all plugin steps together (default: each step's "
+                        "own bound, e.g. NVMe CAP.TO)")
+    p.add_argument("--probe", action="store_true",
+                   help="with --dry-run: also ask the kernel whether config writes and BAR "
+                        "mapping work (writes back one Interrupt Line byte; maps one BAR "
+                        "without reading it). A real restore always probes")
     p.set_defaults(func=run)
 
 
@@ -93,61 +113,109 @@ def _hex(v: int | None, width: int) -> str | None:
 
 
 def render_plan(plan: Plan) -> str:
-    """The plan for people: device by device, register by register."""
+    """The plan for people: passes, what the kernel permits, then device by device, register
+    by register, plugin step by plugin step."""
     from handoff.cli._output import table
     from handoff.restore import pciregs as R
-    from handoff.restore.plan import DO_RESET
+    from handoff.restore.environment import describe_text
+    from handoff.restore.steps import PASSES
 
-    lines = [("Plan. Passes: 1 quiesce (devices below bridges first), 2 reset, 3 restore "
-              "(bridges before the devices behind them; COMMAND last).")]
+    lines = ["Plan. Passes, in order: " + "; ".join(
+        f"{i} {what}" for i, (_, _, _, what) in enumerate(PASSES, 1)) + "."]
+    lines.append("")
+    lines.append("What the kernel permits:")
+    lines.extend("  " + ln for ln in describe_text(plan.env).splitlines())
+    if plan.registry is None:
+        lines.append("  device plugins: off")
+    else:
+        lines.append(f"  device plugins: {', '.join(plan.registry.names()) or 'none installed'}")
+        lines.extend(f"  plugin problem: {p}" for p in plan.plugin_problems())
     if plan.check.problems:
         state = "forced past by --force" if plan.check.forced else "RECORD REFUSED"
         lines.append(f"identity: {state}: " + "; ".join(plan.check.problems))
-    if plan.env.config_writes_permitted is False:
-        lines.append(f"kernel lockdown ({plan.env.lockdown}): config writes will be refused")
-    for dev in sorted(plan.devices, key=lambda d: (d.depth, d.addr)):
+    for dev in plan.topo():
         ids = dev.saved.ids
         lines.append("")
         lines.append(f"{dev.addr}  {ids.short()}  {R.class_name(ids.class_code)}"
                      f"{' [' + dev.saved.driver + ']' if dev.saved.driver else ''}: "
                      f"{dev.decision.action} ({dev.decision.why})")
-        if dev.status in ("refused", "skip") or not dev.steps:
+        if dev.status in ("refused", "skip") or not (dev.steps or dev.plugin_ops):
             lines.append(f"  {dev.status}: {dev.why}")
+        fb = dev.fallback
+        if fb is not None:
+            what = f"{fb.instead} ({fb.method})" if fb.method else fb.instead
+            lines.append(f"  wanted:   {fb.wanted}")
+            lines.extend(f"  refused:  {r}" for r in fb.refused)
+            lines.append(f"  permits:  {', '.join(fb.permitted)}")
+            lines.append(f"  instead:  {what}, by {fb.chain_from.split(': ')[0]} "
+                         f"[{', '.join(fb.chain)}]: {fb.why}")
+            lines.extend(f"  passed:   {p}" for p in fb.passed)
         for n in dev.notes:
             lines.append(f"  note: {n}")
+        if dev.plugins or dev.plugin_notes:
+            lines.append(f"  plugins: {', '.join(dev.plugins) or 'none take it'}")
+            lines.extend(f"  plugin note: {n}" for n in dev.plugin_notes)
         if dev.steps:
-            rows: list[list[object]] = []
-            for s in dev.steps:
-                if s.op == DO_RESET or s.phase == "reset":
-                    rows.append([s.phase, f"reset ({s.method or '-'})", "", "", None, None,
-                                 None, f"{s.op}: {s.why}"])
-                    continue
-                act = f"{s.op}: {s.why}"
-                if s.detail:
-                    act += f" [{s.detail}]"
-                if s.retries:
-                    act += f" (read back, up to {s.retries} retries)"
-                rows.append([s.phase, s.reg, f"{s.offset:#05x}", s.width,
-                             _hex(s.current, s.width), _hex(s.saved, s.width),
-                             _hex(s.value, s.width) if s.op == "write" else None, act])
-            tab = table(["PASS", "REGISTER", "OFFSET", "W", "CURRENT", "SAVED", "WRITE",
-                         "ACTION"], rows)
-            lines.extend("  " + ln for ln in tab.splitlines())
+            lines.extend("  " + ln for ln in _config_table(dev, table).splitlines())
+        if dev.plugin_ops:
+            lines.extend("  " + ln for ln in _plugin_table(dev, table).splitlines())
     for a in plan.appeared:
         lines.append("")
         lines.append(f"{a.addr}  {a.ids.short()}: appeared (not in the record): never written")
     return "\n".join(lines)
 
 
+def _config_table(dev: Any, table: Any) -> str:
+    from handoff.restore.steps import DO_RESCAN, DO_RESET
+
+    rows: list[list[object]] = []
+    for s in dev.steps:
+        if s.op in (DO_RESET, DO_RESCAN) or s.phase in ("reset", "rescan"):
+            what = f"reset ({s.method or 'kernel default'})" if s.phase == "reset" \
+                else "remove + rescan"
+            rows.append([s.phase, what, "", "", None, None, None,
+                         f"{s.op}: {s.why}" + (f" [{s.result}]" if s.result else "")])
+            continue
+        act = f"{s.op}: {s.why}"
+        if s.detail:
+            act += f" [{s.detail}]"
+        if s.retries:
+            act += f" (read back, up to {s.retries} retries)"
+        rows.append([s.phase, s.reg, f"{s.offset:#05x}", s.width,
+                     _hex(s.current, s.width), _hex(s.saved, s.width),
+                     _hex(s.value, s.width) if s.op == "write" else None, act])
+    return table(["PASS", "REGISTER", "OFFSET", "W", "CURRENT", "SAVED", "WRITE", "ACTION"],
+                 rows)
+
+
+def _plugin_table(dev: Any, table: Any) -> str:
+    """Each plugin step, then its register accesses, as the config table shows writes."""
+    from handoff.restore.report import _PHASE_RANK
+
+    rows: list[list[object]] = []
+    for o in sorted(dev.plugin_ops, key=lambda o: _PHASE_RANK.get(o.phase, 99)):
+        rows.append([f"plugin {o.phase}", o.label, "", "", "", None,
+                     f"{o.status}: {o.result or o.why}"])
+        for a in o.accesses[:TEXT_ACCESSES]:
+            rows.append(["", f"  {a.name or '-'}", f"BAR{a.bar}+{a.offset:#x}", a.width, a.op,
+                         _hex(a.value, a.width), a.result])
+        more = o.dropped + max(0, len(o.accesses) - TEXT_ACCESSES)
+        if more:
+            rows.append(["", f"  ... {more} more access(es) (--json lists them)", "", "", "",
+                         None, ""])
+    return table(["PASS", "STEP / REGISTER", "WHERE", "W", "OP", "VALUE", "RESULT"], rows)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from handoff.errors import EnvironmentProblem
+    from handoff.errors import EnvironmentProblem, UsageError
     from handoff.restore import report
-    from handoff.restore.apply import SysfsAccess, apply, scan
+    from handoff.restore.apply import SysfsAccess, apply, rehearse, scan
     from handoff.restore.environment import probe
     from handoff.restore.match import identity_from
     from handoff.restore.plan import make_plan
+    from handoff.restore.pluginpass import PluginRuntime
     from handoff.restore.policy import DEFAULT_POLICY, load_policy
     from handoff.sysfs import SysfsTree
 
@@ -161,19 +229,35 @@ def run(args: argparse.Namespace) -> int:
                                  hint="--sysfs-root takes the directory holding bus/pci")
     proc = Path(args.proc_root)
     real_sys = os.path.realpath(args.sysfs_root) == "/sys"
-    if (real_sys and not args.dry_run and not (proc / "vmcore").exists()
+    writes = not args.dry_run or args.probe  # --probe writes back one byte: same gate
+    if (real_sys and writes and not (proc / "vmcore").exists()
             and not args.allow_running_system):
         raise EnvironmentProblem(
             f"refusing to write to this running system's /sys: {proc}/vmcore does not exist, "
             "so this is not a capture kernel",
-            hint="use --dry-run to see the plan; after a plain kexec pass "
+            hint="use --dry-run (without --probe) to see the plan; after a plain kexec pass "
                  "--allow-running-system")
+    if args.plugin_budget is not None and not args.plugin_budget > 0:
+        raise UsageError(f"--plugin-budget {args.plugin_budget:g}: expected seconds > 0",
+                         hint="leave it out to bound each plugin step by its own timeout")
     identity = identity_from(proc)
-    env = probe(tree.root)
+    # A real restore asks the kernel (one harmless write-back, one read-only mapping); a dry
+    # run writes and maps nothing unless --probe, and judges from the lockdown mode.
+    env = probe(tree.root, probe_writes=writes, probe_bars=writes)
+    registry = None
+    if not args.no_plugins:
+        from handoff.plugins import load
+
+        registry = load(entry_points=True)
+        for p in registry.problems:
+            sys.stderr.write(f"handoff: warning: {p}\n")
     plan = make_plan(rec, scan(tree), policy=policy, identity=identity, force=args.force,
-                     env=env)
+                     env=env, registry=registry)
+    runtime = PluginRuntime(tree=tree, budget_s=args.plugin_budget)
     if not args.dry_run and plan.check.ok:
-        apply(plan, SysfsAccess(tree))
+        apply(plan, SysfsAccess(tree), plugins=runtime)
+    elif args.dry_run:
+        rehearse(plan, plugins=runtime)
     doc = report.build(plan, dry_run=args.dry_run)
     if args.report:
         data = report.encode(plan, dry_run=args.dry_run)

@@ -7,7 +7,13 @@ Public API (imported lazily so ``handoff.restore.policy.default_action`` stays c
 - :class:`~handoff.restore.match.Identity`, :func:`~handoff.restore.match.identity_from`
 - :func:`~handoff.restore.plan.make_plan` -> :class:`~handoff.restore.plan.Plan`
 - :class:`~handoff.restore.apply.SysfsAccess`, :func:`~handoff.restore.apply.scan`,
-  :func:`~handoff.restore.apply.apply`
+  :func:`~handoff.restore.apply.apply`, :func:`~handoff.restore.apply.rehearse` (a dry run of
+  the plugin steps), :class:`~handoff.restore.pluginpass.PluginRuntime`
+- :func:`~handoff.restore.environment.probe` -> :class:`~handoff.restore.environment.Environment`
+  (what the kernel permits: lockdown, config writes, BAR mapping, resets, rescan),
+  :func:`~handoff.restore.environment.describe` (a JSON-ready dict) and
+  :func:`~handoff.restore.environment.describe_text` (aligned lines), for ``handoff status``
+- :mod:`handoff.restore.fallback`: what is done instead when the kernel refuses
 - :mod:`handoff.restore.report`: ``build``, ``encode``, ``summary``
 """
 
@@ -21,8 +27,10 @@ _EXPORTS = {
     "default_action": "policy", "ACTIONS": "policy",
     "Identity": "match", "identity_from": "match", "check_identity": "match",
     "Plan": "plan", "make_plan": "plan",
-    "SysfsAccess": "apply", "scan": "apply", "apply": "apply",
-    "Environment": "environment", "probe": "environment",
+    "SysfsAccess": "apply", "scan": "apply", "apply": "apply", "rehearse": "apply",
+    "PluginRuntime": "pluginpass",
+    "Environment": "environment", "probe": "environment", "describe": "environment",
+    "describe_text": "environment",
 }
 
 

@@ -1,9 +1,12 @@
 """Carry out a restore plan through a device-access seam: config writes verified by read-back,
-resets through sysfs, and every failure turned into a refused, reported step.
+resets and remove + rescan through sysfs, device-plugin phases in between (steps.PASSES), and
+every failure turned into a refused, reported step.
 
 The engine never opens files itself: :class:`SysfsAccess` does, and only inside the tree it
 was given (resolved paths are checked, addresses must be PCI addresses, files are never
-created). Tests pass a ConfigSpace subclass to simulate EPERM and other failures.
+created). Tests pass a ConfigSpace subclass to simulate EPERM and other failures, and a
+:class:`~handoff.restore.pluginpass.PluginRuntime` whose ``bars_for`` puts register models
+behind the plugins.
 """
 
 from __future__ import annotations
@@ -20,7 +23,22 @@ from handoff.devices.model import PciDevice
 from handoff.devices.pci import read_device
 from handoff.errors import HandoffError
 from handoff.restore import pciregs as R
-from handoff.restore.plan import DO_RESET, REFUSE, SKIP_OP, WRITE, DevicePlan, Plan, Step
+from handoff.restore.plan import DevicePlan, Plan
+from handoff.restore.pluginpass import PluginRuntime, run_phase
+from handoff.restore.steps import (
+    CONFIG,
+    DO_RESCAN,
+    DO_RESET,
+    P_QUIESCE,
+    P_RESTORE,
+    PASSES,
+    REFUSE,
+    RESCAN_PHASE,
+    RESTORE_PHASE,
+    SKIP_OP,
+    WRITE,
+    Step,
+)
 from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
 
 _ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
@@ -43,6 +61,12 @@ class DeviceAccess(Protocol):
     def read_attr(self, addr: str, name: str) -> str | None: ...
 
     def write_attr(self, addr: str, name: str, text: str) -> None: ...
+
+    def remove(self, addr: str) -> None: ...
+
+    def rescan(self) -> None: ...
+
+    def present(self, addr: str) -> bool: ...
 
 
 class SysfsAccess:
@@ -78,7 +102,25 @@ class SysfsAccess:
     def write_attr(self, addr: str, name: str, text: str) -> None:
         if name not in _ATTRS:
             raise OutsideTree(f"writing attribute {name!r} is not something restore does")
-        path = self._inside(self._dev(addr) / name)
+        self._write_file(self._inside(self._dev(addr) / name), text)
+        self.log.append((addr, name, text))
+
+    def remove(self, addr: str) -> None:
+        """``echo 1 > remove``: the kernel stops and removes the device and anything below it
+        (remove_store(): pci_stop_and_remove_bus_device_locked())."""
+        self._write_file(self._inside(self._dev(addr) / "remove"), "1")
+        self.log.append((addr, "remove", "1"))
+
+    def rescan(self) -> None:
+        """``echo 1 > bus/pci/rescan``: the kernel rescans every bus (rescan_store():
+        pci_rescan_bus() on each root bus) before the write returns."""
+        self._write_file(self._inside(self.tree.root / "bus" / "pci" / "rescan"), "1")
+        self.log.append(("", "bus/pci/rescan", "1"))
+
+    def present(self, addr: str) -> bool:
+        return _ADDR.match(addr) is not None and self._dev(addr).exists()
+
+    def _write_file(self, path: Path, text: str) -> None:
         try:
             # Never O_CREAT: only existing attributes. O_TRUNC is what `echo >` does; sysfs
             # ignores it, and a copy of a tree then holds exactly the value written.
@@ -93,7 +135,6 @@ class SysfsAccess:
                                     errno_=e.errno) from None
         finally:
             os.close(fd)
-        self.log.append((addr, name, text))
 
 
 class _Logged:
@@ -126,6 +167,10 @@ class _Run:
     def __init__(self, plan: Plan, access: DeviceAccess, sleep: Callable[[float], None]):
         self.plan, self.access, self.sleep = plan, access, sleep
         self.failed: dict[str, str] = {}  # addr -> why its remaining steps are not attempted
+        # addr -> why nothing may turn the device back on (config and plugin restore): its
+        # plugin quiesce did not end ok, so Bus Master must not come back on.
+        self.held: dict[str, str] = {}
+        self.rescanned: dict[str, str] = {}  # the kernel re-enumerated it: it owns it now
         self.eperm: str | None = None
 
     def step(self, dev: DevicePlan, s: Step) -> None:
@@ -134,6 +179,10 @@ class _Run:
             return
         if dev.addr in self.failed:
             s.status, s.result = "refused", "not attempted: " + self.failed[dev.addr]
+            return
+        if s.phase == RESTORE_PHASE and dev.addr in self.held:
+            s.status, s.result = "refused", "not attempted: " + self.held[dev.addr]
+            self.failed[dev.addr] = self.held[dev.addr]
             return
         if s.op == WRITE and self.eperm:
             s.status, s.result = "refused", "not attempted: " + self.eperm
@@ -208,13 +257,13 @@ class _Run:
         s.result = "; ".join(notes) or None
 
     def _reset(self, dev: DevicePlan, s: Step, port: ConfigPort) -> None:
-        assert s.method
         before = self.access.read_attr(dev.addr, "reset_method")
-        self.access.write_attr(dev.addr, "reset_method", s.method)
+        if s.method:  # None: a kernel without reset_method picks the method itself
+            self.access.write_attr(dev.addr, "reset_method", s.method)
         try:
             self.access.write_attr(dev.addr, "reset", "1")
         finally:
-            if before:  # put the kernel's list back, so later resets behave as before
+            if before and s.method:  # put the kernel's list back, so later resets behave
                 try:
                     self.access.write_attr(dev.addr, "reset_method", before)
                 except HandoffError as e:
@@ -228,32 +277,154 @@ class _Run:
         cmd = port.read(R.PCI_COMMAND, 2)
         s.readback = cmd
         s.status = "done"
+        # pci_dev_restore() writes back the COMMAND it saved: Bus Master may read 1 again,
+        # but the function behind it was reset.
         bm = "on" if cmd & R.CMD_MASTER else "off"
         extra = f"device answers; Bus Master {bm} after the reset"
         s.result = f"{s.result}; {extra}" if s.result else extra
 
+    def rescan_pass(self) -> None:
+        """Every planned remove (below a bridge first), then ONE rescan, then check that each
+        removed device came back as itself. The kernel rescans synchronously, but a device
+        may take a moment to answer again: each is polled for up to RESCAN_WAIT_S."""
+        removed: list[tuple[DevicePlan, Step]] = []
+        for dev, s in self.plan.ordered():
+            if s.phase != RESCAN_PHASE:
+                continue
+            if s.op != DO_RESCAN or dev.addr in self.failed:
+                self.step(dev, s)  # skip/refuse/"not attempted" bookkeeping
+                continue
+            try:
+                problem = self._same_device(dev, self.access.config(dev.addr))
+                if problem:
+                    self._refuse(dev, s, problem)
+                    continue
+                self.access.remove(dev.addr)
+            except HandoffError as e:
+                self._refuse(dev, s, f"remove: {e}")
+                continue
+            removed.append((dev, s))
+        if not removed:
+            return
+        try:
+            self.access.rescan()
+        except HandoffError as e:
+            for dev, s in removed:
+                s.status = "unverified"
+                s.result = f"removed, but the rescan failed: {e}; the device stays removed"
+                self.failed[dev.addr] = s.result
+            return
+        for dev, s in removed:
+            self._came_back(dev, s)
+
+    def _came_back(self, dev: DevicePlan, s: Step) -> None:
+        waited = 0.0
+        while not self.access.present(dev.addr) and waited < RESCAN_WAIT_S:
+            self.sleep(RESCAN_POLL_S)
+            waited += RESCAN_POLL_S
+        problem = "it did not reappear after the rescan" if not self.access.present(
+            dev.addr) else None
+        if problem is None:
+            try:
+                problem = self._same_device(dev, self.access.config(dev.addr))
+            except HandoffError as e:
+                problem = str(e)
+        if problem:
+            s.status, s.result = "unverified", f"removed and rescanned, but {problem}"
+            self.failed[dev.addr] = s.result
+            return
+        s.status, s.result = "done", "removed and rescanned: the device is back as itself"
+        # The kernel now owns what it enumerated; nothing of ours may follow on it.
+        self.rescanned[dev.addr] = self.failed[dev.addr] = "the device was removed and rescanned"
+
+
+RESCAN_WAIT_S = 2.0
+RESCAN_POLL_S = 0.05
+
 
 def apply(plan: Plan, access: DeviceAccess, *,
-          sleep: Callable[[float], None] = time.sleep) -> Plan:
-    """Run every step of ``plan`` in order; statuses and outcomes are filled in place."""
+          sleep: Callable[[float], None] = time.sleep,
+          plugins: PluginRuntime | None = None) -> Plan:
+    """Run every pass of ``plan`` in order (steps.PASSES); statuses and outcomes are filled
+    in place. Plugin phases run when the plan has a registry; ``plugins`` says how they
+    reach the devices (default: the access's tree, the real clock)."""
     run = _Run(plan, access, sleep)
-    for dev, s in plan.ordered():
-        run.step(dev, s)
+    rt = plugins or PluginRuntime(tree=getattr(access, "tree", None), sleep=sleep)
+    for kind, phase, direction, _ in PASSES:
+        if kind == CONFIG:
+            if phase == RESCAN_PHASE:
+                run.rescan_pass()
+                continue
+            for dev in plan.in_order(direction):
+                for s in dev.steps:
+                    if s.phase == phase:
+                        run.step(dev, s)
+            continue
+        if plan.registry is None:
+            continue
+        # Containment: a plugin that fails is reported and the run moves on. A device whose
+        # plugin quiesce did not end ok is held: nothing may turn it back on (config restore
+        # writes COMMAND last, possibly with Bus Master), but its resets and verify still run.
+        blocked = {**run.failed, **run.held} if phase == P_RESTORE else dict(run.rescanned)
+        run_phase(plan.in_order(direction), phase, plan.registry, rt, plan.env,
+                  dry_run=False, blocked=blocked)
+        if phase == P_QUIESCE:
+            for dev in plan.devices:
+                bad = [o for o in dev.plugin_ops if o.phase == P_QUIESCE and o.status
+                       not in ("ok", "refused")]
+                if bad:
+                    run.held[dev.addr] = (f"{bad[0].label} ended {bad[0].status}: the device "
+                                          "may still be running, so it is not turned back on")
     for dev in plan.devices:
         dev.outcome = outcome(dev)
     return plan
 
 
+def rehearse(plan: Plan, *, plugins: PluginRuntime | None = None) -> Plan:
+    """A dry run of the plugin phases: each step's hook is run against its ``assume`` values,
+    no BAR is opened, and the plan lists the register accesses a real run would make."""
+    if plan.registry is None:
+        return plan
+    rt = plugins or PluginRuntime()
+    for kind, phase, direction, _ in PASSES:
+        if kind != CONFIG:
+            run_phase(plan.in_order(direction), phase, plan.registry, rt, plan.env,
+                      dry_run=True, blocked={})
+    return plan
+
+
 def outcome(dev: DevicePlan) -> str:
-    """done, failed (something written, then a failure), refused, nothing, skipped."""
+    """done, partial (something done, the rest refused by the kernel, e.g. a lockdown
+    fallback), failed (something went wrong on the device), refused, nothing, skipped."""
     if dev.status == "skip":
         return "skipped"
-    if dev.status == "refused":
+    if dev.status == "refused" and not dev.active() and not dev.live_ops():
         return "refused"
     acts = dev.active()
-    if not acts:
+    ops = dev.plugin_ops
+    if not acts and not ops and not any(s.op == REFUSE for s in dev.steps):
         return "nothing"
-    ok = [s for s in acts if s.status in ("verified", "done")]
-    if len(ok) == len(acts) and not any(s.op == REFUSE for s in dev.steps):
+    ok = [s for s in acts if s.status in ("verified", "done")] + [o for o in ops if o.ok]
+    bad = [s for s in acts if s.status == "unverified"] + [
+        o for o in ops if o.status in ("failed", "timeout")]
+    refused = [s for s in dev.steps if s.status == "refused"] + [
+        o for o in ops if o.status == "refused"]
+    if bad:
+        return "failed"
+    if not refused and len(ok) == len(acts) + len(ops):
         return "done"
-    return "failed" if ok or any(s.status == "unverified" for s in acts) else "refused"
+    if not ok:
+        return "refused"
+    # Something was done. Refusals by the kernel (lockdown) with a fallback done make it
+    # partial; a refusal in the middle of a sequence (a step not attempted) is a failure.
+    if all(_kernel_refusal(x) for x in refused):
+        return "partial"
+    return "failed"
+
+
+def _kernel_refusal(x: Step | object) -> bool:
+    """Refused because the kernel (or the plugin runner, for a bound driver) does not permit
+    it, not because something failed on the way: a planned refusal, or any plugin refusal."""
+    if isinstance(x, Step):
+        return x.op == REFUSE
+    return True

@@ -1,33 +1,35 @@
-"""The restore plan: for every device, the ordered register writes and resets, and every refusal.
+"""The restore plan: for every device, its config writes, resets, plugin steps, every refusal,
+and what is done instead when the kernel refuses.
 
-Planning only reads. It works on a copy of each device's current config image and applies
-each planned write to that copy, so later steps see the effect of earlier ones and the plan
-states exactly what the device should hold afterwards.
+Planning only reads. The engine's passes (steps.PASSES, docs/plugins.md) follow the Linux PCI
+core:
 
-Order follows the Linux PCI core:
-
-- pass 1, quiesce: Bus Master off and INTx Disable on, devices below a bridge before the
-  bridge (device_shutdown()/pci_device_shutdown() order, which clears Bus Master on kexec);
-- pass 2, reset: through sysfs ``reset``; the kernel saves and restores config around it
+- plugin save first, before any write: what the crashed kernel left;
+- config quiesce: Bus Master off and INTx Disable on, devices below a bridge before the bridge
+  (device_shutdown()/pci_device_shutdown() order, which clears Bus Master on kexec); then
+  plugin quiesce in the same order, before anything could set Bus Master again;
+- sysfs reset, then plugin reset; the kernel saves and restores config around a sysfs reset
   (pci_reset_function(): pci_dev_save_and_disable() ... pci_dev_restore()), so quiescing first
   is what keeps Bus Master off afterwards;
-- pass 3, restore: upstream bridges before the devices behind them (resume order), and per
-  device the order of pci_restore_state(): LTR, the PCIe control registers
-  (pci_restore_pcie_state()), AER masks (pci_restore_aer_state()), then the header
-  (pci_restore_config_space(): BARs written and read back with retries, COMMAND last), then
-  ACS (pci_enable_acs()). MSI/MSI-X are not restored (pci_restore_msi_state() re-enables them
-  for a driver that owns vectors; here no driver does yet).
+- remove + rescan (a lockdown fallback): removes below a bridge first, then one rescan;
+- config restore: upstream bridges before the devices behind them (resume order), per device
+  in pci_restore_state() order (configplan.py); then plugin restore and plugin verify.
+
+Under kernel lockdown (environment.py) config writes and plugin register steps are planned as
+refused, and fallback.py picks what the kernel can still do for the device.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from handoff.devices.model import PciDevice, Snapshot, devices_from_payload
+from handoff.devices.model import PciDevice, devices_from_payload
 from handoff.restore import pciregs as R
-from handoff.restore.environment import Environment
+from handoff.restore.configplan import quiesce_step, restore_steps, snapshot_problem
+from handoff.restore.environment import Environment, describe
+from handoff.restore.fallback import RESCAN, Fallback, choose
 from handoff.restore.match import (
     DeviceMatch,
     Identity,
@@ -46,72 +48,27 @@ from handoff.restore.policy import (
     Decision,
     Policy,
 )
+from handoff.restore.steps import (
+    CONFIG,
+    DO_RESCAN,
+    DO_RESET,
+    PASSES,
+    QUIESCE_PHASE,
+    REFUSE,
+    RESCAN_PHASE,
+    RESET_PHASE,
+    RESTORE_PHASE,
+    SKIP_OP,
+    UP,
+    WRITE,
+    PluginOp,
+    Step,
+)
 
-QUIESCE_PHASE, RESET_PHASE, RESTORE_PHASE = "quiesce", "reset", "restore"
-WRITE, DO_RESET, SKIP_OP, REFUSE = "write", "reset", "skip", "refuse"
-BAR_RETRIES = 10  # pci_restore_config_space(): pci_restore_config_space_range(pdev, 4, 9, 10, ..)
-D3HOT_DELAY_MS = 10  # PCI_PM_D3HOT_WAIT: D3hot -> D0 needs 10 ms before the next access
+if TYPE_CHECKING:  # pragma: no cover
+    from handoff.plugins import Registry
 
-# pci_restore_pcie_state() order.
-_PCIE_ORDER = ("Device Control", "Link Control", "Slot Control", "Root Control",
-               "Device Control 2", "Link Control 2", "Slot Control 2")
-_AER_ORDER = ("Uncorrectable Error Mask", "Uncorrectable Error Severity",
-              "Correctable Error Mask", "Root Error Command")
-
-
-@dataclass
-class Step:
-    """One operation on one device. For config writes, the value written is
-    ``(current & keep) | (target & mask)``, verified by ``readback & mask == target & mask``."""
-
-    addr: str
-    phase: str
-    reg: str
-    offset: int
-    width: int
-    op: str  # write, reset, skip, refuse
-    why: str
-    current: int | None = None  # what the register should hold when the step runs
-    saved: int | None = None  # the snapshot's value (restore phase)
-    value: int | None = None  # what is written
-    mask: int = 0
-    target: int = 0
-    keep: int = 0
-    retries: int = 0
-    delay_ms: int = 0
-    transient: bool = False  # an intermediate value of a sequence (bridge windows)
-    method: str | None = None  # reset method
-    detail: str = ""  # decoded change: "Bus Master 1 -> 0, INTx Disable 0 -> 1"
-    # filled in by apply
-    status: str = "planned"  # planned, verified, unverified, done, refused, skipped
-    result: str | None = None
-    readback: int | None = None
-
-    @property
-    def acts(self) -> bool:
-        return self.op in (WRITE, DO_RESET)
-
-    def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"phase": self.phase, "reg": self.reg, "op": self.op}
-        if self.op != DO_RESET:
-            d.update(off=self.offset, width=self.width)
-        for k in ("current", "saved", "value", "readback"):
-            v = getattr(self, k)
-            if v is not None:
-                d[k] = f"{v:#0{2 + 2 * self.width}x}"
-        if self.method:
-            d["method"] = self.method
-        if self.retries:
-            d["retries"] = self.retries
-        if self.transient:
-            d["transient"] = True
-        d["why"] = self.why
-        if self.detail:
-            d["detail"] = self.detail
-        d["status"] = self.status
-        if self.result:
-            d["result"] = self.result
-        return d
+_WINDOW_OFFSETS = (0x1C, 0x20, 0x24, 0x28, 0x2C, 0x30)
 
 
 @dataclass
@@ -124,7 +81,11 @@ class DevicePlan:
     steps: list[Step] = field(default_factory=list)
     snapshot: str | None = None  # "early" / "live" for restores
     notes: list[str] = field(default_factory=list)
-    outcome: str | None = None  # set by apply: done, failed, refused, nothing, skipped
+    outcome: str | None = None  # set by apply: done, partial, failed, refused, nothing, skipped
+    plugin_ops: list[PluginOp] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)  # plugins that took the device
+    plugin_notes: list[str] = field(default_factory=list)
+    fallback: Fallback | None = None
 
     @property
     def addr(self) -> str:
@@ -137,6 +98,10 @@ class DevicePlan:
 
     def active(self) -> list[Step]:
         return [s for s in self.steps if s.acts]
+
+    def live_ops(self) -> list[PluginOp]:
+        """Plugin steps that will run (not refused at plan time)."""
+        return [o for o in self.plugin_ops if not o.refused_by]
 
     def to_json(self) -> dict[str, Any]:
         ids = self.saved.ids
@@ -153,7 +118,15 @@ class DevicePlan:
             d["notes"] = self.notes
         if self.outcome:
             d["outcome"] = self.outcome
+        if self.fallback:
+            d["fallback"] = self.fallback.to_json()
         d["steps"] = [s.to_json() for s in self.steps]
+        if self.plugins or self.plugin_notes:
+            d["plugins"] = self.plugins
+        if self.plugin_notes:
+            d["plugin_notes"] = self.plugin_notes
+        if self.plugin_ops:
+            d["plugin_steps"] = [o.to_json() for o in self.plugin_ops]
         return d
 
 
@@ -166,24 +139,40 @@ class Plan:
     policy: Policy
     devices: list[DevicePlan]
     appeared: list[PciDevice]
+    registry: Registry | None = None  # None: device plugins off for the whole run
+
+    def topo(self) -> list[DevicePlan]:
+        """Bridges before the devices behind them."""
+        return sorted(self.devices, key=lambda d: (d.depth, d.addr))
+
+    def in_order(self, direction: str) -> list[DevicePlan]:
+        topo = self.topo()
+        return list(reversed(topo)) if direction == UP else topo
 
     def ordered(self) -> Iterator[tuple[DevicePlan, Step]]:
-        """Every step in execution order: the three passes of the module docstring."""
-        topo = sorted(self.devices, key=lambda d: (d.depth, d.addr))
-        for phase, devs in ((QUIESCE_PHASE, list(reversed(topo))), (RESET_PHASE, topo),
-                            (RESTORE_PHASE, topo)):
-            for d in devs:
+        """Every config/sysfs step in execution order (the CONFIG passes of steps.PASSES)."""
+        for kind, phase, direction, _ in PASSES:
+            if kind != CONFIG:
+                continue
+            for d in self.in_order(direction):
                 for s in d.steps:
                     if s.phase == phase:
                         yield d, s
 
+    def plugin_problems(self) -> list[str]:
+        return [str(p) for p in self.registry.problems] if self.registry else []
+
     def to_json(self) -> dict[str, Any]:
         return {
             "record": self.record, "identity": self.identity.to_json(),
-            "identity_check": self.check.to_json(), "environment": self.env.to_json(),
+            "identity_check": self.check.to_json(), "environment": describe(self.env),
             "policy": self.policy.to_json(),
-            "devices": [d.to_json() for d in sorted(self.devices,
-                                                    key=lambda d: (d.depth, d.addr))],
+            "passes": [f"{kind} {phase} ({direction}): {what}"
+                       for kind, phase, direction, what in PASSES],
+            "plugins": {"enabled": self.registry is not None,
+                        "installed": self.registry.names() if self.registry else [],
+                        "problems": self.plugin_problems()},
+            "devices": [d.to_json() for d in self.topo()],
             "appeared": [{"addr": d.addr, "ids": d.ids.short(),
                           "why": "present now but not in the record: never written"}
                          for d in self.appeared],
@@ -202,27 +191,28 @@ def record_summary(rec: RecordInfo) -> dict[str, Any]:
 
 def make_plan(rec: Any, current: dict[str, PciDevice], *, policy: Policy = DEFAULT_POLICY,
               identity: Identity | None = None, force: bool = False,
-              env: Environment | None = None) -> Plan:
+              env: Environment | None = None, registry: Registry | None = None) -> Plan:
     """Plan the restore of record ``rec`` (a ``handoff.record.Record``) onto the devices
-    ``current`` (address -> device read from the tree now, e.g. by apply.scan)."""
+    ``current`` (address -> device read from the tree now, e.g. by apply.scan). ``registry``
+    holds the device plugins (``handoff.plugins.load()``); None plans no plugin steps."""
     identity = identity or Identity()
     env = env or Environment()
     check = check_identity(rec, identity, force=force)
     saved = devices_from_payload(rec.payload)
     matches, appeared = match_all(saved, current)
-    plans = [_plan_device(m, policy, check, env) for m in matches]
+    plans = [_plan_device(m, policy, check, env, registry) for m in matches]
     seen: dict[str, int] = {}
     for d in saved:
         seen[d.addr] = seen.get(d.addr, 0) + 1
     for dp in plans:  # a record naming one address twice cannot say which state is right
         if seen[dp.addr] > 1:
-            dp.status, dp.steps = "refused", []
+            dp.status, dp.steps, dp.plugin_ops, dp.fallback = "refused", [], [], None
             dp.why = f"the record holds {seen[dp.addr]} devices at this address"
-    return Plan(record_summary(rec), identity, check, env, policy, plans, appeared)
+    return Plan(record_summary(rec), identity, check, env, policy, plans, appeared, registry)
 
 
-def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck,
-                 env: Environment) -> DevicePlan:
+def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Environment,
+                 registry: Registry | None) -> DevicePlan:
     dec = policy.decide(m.saved, m.saved.policy)
     if not check.ok:
         return DevicePlan(m.saved, m, dec, "refused",
@@ -236,312 +226,131 @@ def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck,
     dp = DevicePlan(m.saved, m, dec, "planned", dec.why)
     img = bytearray(m.current.live.data)
     if dec.action in (QUIESCE, RESET):
-        dp.steps.append(_quiesce(dp.addr, img))
+        dp.steps.append(quiesce_step(dp.addr, img))
     if dec.action == RESET:
-        dp.steps.append(_reset(dp.addr, m.current, dec))
+        dp.steps.append(_reset(dp.addr, m.current, dec, env))
     if dec.action in (RESTORE_EARLY, RESTORE_LIVE):
         snap = m.saved.early if dec.action == RESTORE_EARLY else m.saved.live
         dp.snapshot = "early" if dec.action == RESTORE_EARLY else "live"
-        refusal = _snapshot_problem(snap, dp.snapshot, img)
+        refusal = snapshot_problem(snap, dp.snapshot, img)
         if refusal:
             dp.status, dp.why = "refused", refusal
             return dp
         assert snap is not None
-        dp.steps.extend(_restore(dp.addr, img, snap, dp.notes))
-    if env.config_writes_permitted is False:
-        for s in dp.steps:
-            if s.op == WRITE:
-                s.op, s.status = REFUSE, "refused"
-                s.why = (f"kernel lockdown ({env.lockdown or 'active'}) refuses config "
-                         "writes (sysfs reset is still allowed)")
-    if not dp.active():
-        refused = [s for s in dp.steps if s.op == REFUSE]
+        dp.steps.extend(restore_steps(dp.addr, img, snap, dp.notes))
+    refused_cfg = _refuse_config_writes(dp, env)
+    if registry is not None:
+        from handoff.restore.pluginpass import plan_device
+
+        plan_device(dp, registry, env)
+        _plugin_reset_stands_in(dp)
+    refused_ops = [o for o in dp.plugin_ops if o.refused_by and o.writes]
+    if refused_cfg or refused_ops:
+        _fall_back(dp, env, refused_cfg, refused_ops)
+    if not dp.active() and not dp.live_ops():
+        refused = [s for s in dp.steps if s.op == REFUSE] or refused_ops
         dp.status = "refused" if refused else "nothing"
-        dp.why = refused[0].why if refused else dp.why + "; nothing to write"
+        if dp.fallback:
+            dp.why = dp.fallback.line()
+        elif refused:
+            dp.why = refused[0].why if isinstance(refused[0], Step) else str(refused[0].result)
+        else:
+            dp.why += "; nothing to write"
+    elif dp.fallback:
+        dp.why = dp.fallback.line()
     return dp
 
 
-def _snapshot_problem(snap: Snapshot | None, which: str | None, img: bytearray) -> str | None:
-    if snap is None:
-        return (f"the record has no {which} snapshot of this device "
-                "(use restore-live or another action in the policy)")
-    if len(snap.data) < 0x40:
-        return f"the {which} snapshot holds only {len(snap.data)} bytes: too little to restore"
-    if snap.data[0x0E] & 0x7F != img[0x0E] & 0x7F:
-        return (f"header type changed: saved {snap.data[0x0E] & 0x7F}, now "
-                f"{img[0x0E] & 0x7F}")
-    if img[0x0E] & 0x7F not in (0, 1):
-        return "CardBus bridges (header type 2) are not restored"
-    return None
+def _refuse_config_writes(dp: DevicePlan, env: Environment) -> list[Step]:
+    refusal = env.config_refusal()
+    if refusal is None:
+        return []
+    out = []
+    for s in dp.steps:
+        if s.op == WRITE:
+            s.op, s.status = REFUSE, "refused"
+            s.why = f"{refusal} (sysfs reset is still allowed)"
+            out.append(s)
+    return out
 
 
-def _get(img: bytes | bytearray, off: int, width: int) -> int:
-    return int.from_bytes(img[off:off + width], "little")
+def _plugin_reset_stands_in(dp: DevicePlan) -> None:
+    """No sysfs reset for the function, but a plugin resets it through its registers: that
+    reset is the reset (an e1000 on the root bus has no reset_method, measured)."""
+    resets = [o for o in dp.live_ops() if o.phase == "reset"]
+    for s in dp.steps:
+        if s.phase == RESET_PHASE and s.op == REFUSE and s.method is None and resets:
+            names = ", ".join(dict.fromkeys(o.plugin for o in resets))
+            s.op, s.status = SKIP_OP, "skipped"
+            s.why = f"{s.why}; the {names} plugin's register reset is this device's reset"
 
 
-def _set(img: bytearray, off: int, width: int, value: int) -> None:
-    img[off:off + width] = value.to_bytes(width, "little")
+def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[PluginOp]) -> None:
+    assert dp.match.current is not None
+    refused = []
+    if cfg:
+        refused.append(f"{len(cfg)} config write(s): {env.config_refusal()}")
+    if ops:
+        labels = ", ".join(dict.fromkeys(o.label for o in ops))
+        refused.append(f"{len(ops)} plugin step(s) ({labels}): BAR mapping refused")
+    bars = any(s.phase == RESTORE_PHASE and (s.reg.startswith("BAR") or s.reg == "ROM"
+                                             or s.offset in _WINDOW_OFFSETS) for s in cfg)
+    fb = choose(dp.decision, dp.match.current, env, refused, touches_bars=bars,
+                reset_planned=any(s.op == DO_RESET for s in dp.steps))
+    dp.fallback = fb
+    wanted = f"instead of {fb.wanted} (refused by the kernel)"
+    if fb.instead == RESET and fb.method is not None:
+        method = None if fb.method == "default" else fb.method
+        dp.steps.append(Step(dp.addr, RESET_PHASE, "reset", 0, 0, DO_RESET,
+                             f"{wanted}: sysfs reset ({fb.method})", method=method,
+                             instead=True))
+    elif fb.instead == RESCAN:
+        dp.steps.append(Step(dp.addr, RESCAN_PHASE, "remove + rescan", 0, 0, DO_RESCAN,
+                             f"{wanted}: write 1 to remove, then 1 to bus/pci/rescan",
+                             instead=True))
 
 
-def _write(addr: str, phase: str, img: bytearray, reg: R.Register, off: int, label: str,
-           mask: int, target: int, keep: int, why: str, saved: int | None = None,
-           **kw: Any) -> Step:
-    """A write step from the simulated image; applies it to the image."""
-    cur = _get(img, off, reg.width)
-    value = (cur & keep) | (target & mask)
-    detail = R.show_changes(R.changed_fields(reg, cur, value, bar_name=label))
-    _set(img, off, reg.width, (cur & ~mask) | (target & mask))
-    return Step(addr, phase, label, off, reg.width, WRITE, why, cur, saved, value, mask,
-                target & mask, keep, detail=detail, **kw)
-
-
-def _quiesce(addr: str, img: bytearray) -> Step:
-    reg = R.COMMAND_REG
-    mask = R.CMD_MASTER | R.CMD_INTX_DISABLE
-    cur = _get(img, R.PCI_COMMAND, 2)
-    why = "quiesce: stop DMA (Bus Master off) and legacy interrupts (INTx Disable on)"
-    if cur & mask == R.CMD_INTX_DISABLE:
-        return Step(addr, QUIESCE_PHASE, reg.name, R.PCI_COMMAND, 2, SKIP_OP,
-                    "already quiet: Bus Master off, INTx Disable on", cur, status="skipped")
-    keep = reg.full & ~mask
-    return _write(addr, QUIESCE_PHASE, img, reg, R.PCI_COMMAND, reg.name, mask,
-                  R.CMD_INTX_DISABLE, keep, why)
-
-
-def _reset(addr: str, cur: PciDevice, dec: Decision) -> Step:
-    offered = cur.reset_methods
+def _reset(addr: str, cur: PciDevice, dec: Decision, env: Environment) -> Step:
+    caps = env.caps(addr)
+    offered = list(caps.resets) if caps else list(cur.reset_methods)
+    problem = caps.reset_problem() if caps else None
     if dec.reset_method:
-        if dec.reset_method not in offered:
+        if problem or dec.reset_method not in offered:
             return Step(addr, RESET_PHASE, "reset", 0, 0, REFUSE,
-                        f"reset method {dec.reset_method!r} is not offered for this device "
-                        f"(reset_method: {' '.join(offered) or 'none'})",
+                        problem or f"reset method {dec.reset_method!r} is not offered for "
+                        f"this device (reset_method: {' '.join(offered) or 'none'})",
                         method=dec.reset_method, status="refused")
-        method = dec.reset_method
-    elif offered:
-        method = offered[0]  # the kernel lists them in its order of preference
-    else:
-        return Step(addr, RESET_PHASE, "reset", 0, 0, REFUSE,
+        method: str | None = dec.reset_method
+    elif problem or not offered:
+        return Step(addr, RESET_PHASE, "reset", 0, 0, REFUSE, problem or
                     "the kernel offers no reset method for this device (no reset_method)",
                     status="refused")
-    return Step(addr, RESET_PHASE, "reset", 0, 0, DO_RESET,
-                f"function reset through sysfs (reset_method = {method})", method=method)
-
-
-def _restore(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -> list[Step]:
-    saved = snap.data
-    now = bytes(img)
-    htype = now[0x0E] & 0x7F
-    # BARs as the saved image lays them out (which dwords are 64-bit upper halves): the
-    # type bits are hardwired, so a device whose type bits changed is caught per BAR below.
-    placed = [p for p in R.layout(now) if p.offset + p.reg.width <= len(saved)
-              and p.reg.rule != R.BAR]
-    placed += [R.Placed(R.Register(name, off, 4, R.BAR, why="base address"), off, None, mask)
-               for off, name, mask in R.bar_layout(saved, htype) if off + 4 <= len(img)]
-    placed.sort(key=lambda p: p.offset)
-    beyond = [p for p in R.layout(now) if p.offset + p.reg.width > len(saved)
-              and p.reg.rule in (R.RESTORE, R.BAR, R.WINDOW)]
-    if beyond:
-        notes.append(f"{len(beyond)} restorable register(s) lie beyond the {len(saved)} saved "
-                     f"bytes ({snap.partial or 'partial snapshot'}) and are left alone")
-    saved_caps = {(c.extended, c.id, c.offset) for c in R.find_caps(saved)}
-    ok: list[R.Placed] = []
-    for p in placed:
-        if p.cap is not None and (p.cap.extended, p.cap.id, p.cap.offset) not in saved_caps:
-            msg = (f"{p.cap.name} at {p.cap.offset:#x} is not in the saved snapshot at the "
-                   "same place: not restored")
-            if msg not in notes:
-                notes.append(msg)
-            continue
-        ok.append(p)
-    by_label = {p.label: p for p in ok}
-    steps: list[Step] = []
-    handled: set[int] = set()
-
-    def restore(p: R.Placed, why: str, **kw: Any) -> None:
-        handled.add(p.offset)
-        cur, sv = _get(img, p.offset, p.reg.width), _get(saved, p.offset, p.reg.width)
-        m = p.rw_mask
-        if cur & m == sv & m:
-            if cur != sv:
-                steps.append(_left_alone(addr, p, cur, sv))
-            return
-        if p.reg.rule == R.BAR and (cur ^ sv) & ~m & p.reg.full:
-            steps.append(Step(addr, RESTORE_PHASE, p.label, p.offset, 4, SKIP_OP,
-                              "hardwired type bits differ (saved "
-                              f"{R.describe_bar(sv, p.label)}, now "
-                              f"{R.describe_bar(cur, p.label)}): not restored", cur, sv,
-                              status="skipped"))
-            return
-        s = _write(addr, RESTORE_PHASE, img, p.reg, p.offset, p.label, m, sv, p.keep_mask,
-                   why, saved=sv, **kw)
-        if p.reg.rule != R.BAR:
-            other = R.changed_fields(p.reg, (cur & ~m) | (sv & m), sv)
-            if other:
-                s.why += "; left alone: " + R.show_changes(other)
-        steps.append(s)
-
-    pm = next((p for p in ok if p.cap and p.cap.short == "PM" and p.reg.name == "PMCSR"), None)
-    if pm:
-        before = _get(img, pm.offset, 2) & 3
-        restore(pm, "power state first (the device must be in D0 before it is restored)")
-        if steps and steps[-1].reg == pm.label and steps[-1].op == WRITE and before == 3:
-            steps[-1].delay_ms = D3HOT_DELAY_MS
-    for p in ok:
-        if p.cap and p.cap.short == "LTR" and p.reg.rule == R.RESTORE:
-            restore(p, "pci_restore_ltr_state()")
-    for labels, why in (((f"PCIe {n}" for n in _PCIE_ORDER), "pci_restore_pcie_state()"),
-                        ((f"AER {n}" for n in _AER_ORDER), "pci_restore_aer_state()")):
-        for label in labels:
-            if label in by_label:
-                restore(by_label[label], why)
-    _header(addr, img, saved, htype, by_label, restore, handled, steps)
-    if "ACS Control" in by_label:
-        restore(by_label["ACS Control"], "pci_enable_acs() after the config space")
-    handled.add(R.PCI_COMMAND)
-    steps.extend(_left_alone_all(addr, img, saved, ok, handled))
-    return steps
-
-
-def _header(addr: str, img: bytearray, saved: bytes, htype: int, by_label: dict[str, R.Placed],
-            restore: Any, handled: set[int], out: list[Step]) -> None:
-    """Header steps in pci_restore_config_space() order, appended to ``out`` (``restore``
-    appends there too)."""
-    bars = [p for p in by_label.values() if p.reg.rule == R.BAR]
-    bars.sort(key=lambda p: -p.offset)  # pci_restore_config_space_range() walks downwards
-    moving = any(_get(img, p.offset, 4) & p.rw_mask != _get(saved, p.offset, 4) & p.rw_mask
-                 for p in bars)
-    if htype == 1:
-        moving = moving or _windows_differ(img, saved)
-    cmd = _get(img, R.PCI_COMMAND, 2)
-    decode = R.CMD_IO | R.CMD_MEMORY | R.CMD_MASTER
-    if moving and cmd & decode:
-        # pci_std_update_resource(): a half-updated BAR must not decode; stop mastering too.
-        out.append(_write(addr, RESTORE_PHASE, img, R.COMMAND_REG, R.PCI_COMMAND, "COMMAND",
-                          decode, 0, R.COMMAND_REG.full & ~decode,
-                          "decoding and Bus Master off while base addresses change "
-                          "(pci_std_update_resource()); COMMAND is restored last",
-                          transient=True))
-    if htype == 1:
-        if "Bus Numbers" in by_label:
-            restore(by_label["Bus Numbers"], "bus numbers before windows and devices below "
-                    "(pci_scan_bridge() assigns buses before resources)")
-        out.extend(_windows(addr, img, saved, handled))
-    for p in bars:
-        retries = BAR_RETRIES if p.reg.name.startswith("BAR") else 0
-        restore(p, "base address: written and read back (pci_restore_config_dword())",
-                retries=retries)
-    for name in ("Bridge Control", "Interrupt Line", "Latency Timer", "Cache Line Size"):
-        if name in by_label:
-            restore(by_label[name], "pci_restore_config_space()")
-    restore(by_label["COMMAND"], "COMMAND last, after the base addresses "
-            "(pci_restore_config_space())")
-
-
-def _windows_differ(img: bytearray, saved: bytes) -> bool:
-    for off, w, m in ((0x1C, 2, 0xF0F0), (0x20, 4, 0xFFF0FFF0), (0x24, 4, 0xFFF0FFF0),
-                      (0x28, 4, 0xFFFFFFFF), (0x2C, 4, 0xFFFFFFFF), (0x30, 4, 0xFFFFFFFF)):
-        if _get(img, off, w) & m != _get(saved, off, w) & m:
-            return True
-    return False
-
-
-def _windows(addr: str, img: bytearray, saved: bytes, handled: set[int]) -> list[Step]:
-    """Bridge windows in the order of setup-bus.c __pci_setup_bridge(): I/O
-    (pci_setup_bridge_io()), memory (pci_setup_bridge_mmio()), prefetchable
-    (pci_setup_bridge_mmio_pref()); each upper half is parked so the window stays empty
-    while it changes."""
-    out: list[Step] = []
-    handled.update((0x1C, 0x20, 0x24, 0x28, 0x2C, 0x30))
-
-    def put(reg: R.Register, off: int, value: int, why: str, transient: bool = False,
-            mask: int | None = None) -> None:
-        m = reg.rw_mask if mask is None else mask
-        if _get(img, off, reg.width) & m == value & m:
-            return
-        out.append(_write(addr, RESTORE_PHASE, img, reg, off, reg.name, m, value,
-                          reg.full & ~m & ~reg.w1c_mask & ~reg.action_mask, why,
-                          saved=None if transient else _get(saved, off, reg.width),
-                          transient=transient))
-
-    sv_io, sv_ioup = _get(saved, 0x1C, 2), _get(saved, 0x30, 4)
-    io32 = sv_io & 0xF == 1
-    if (_get(img, 0x1C, 2) & 0xF0F0 != sv_io & 0xF0F0
-            or (io32 and _get(img, 0x30, 4) != sv_ioup)):
-        if io32:
-            put(R.IO_UPPER, 0x30, 0x0000FFFF, "pci_setup_bridge_io(): upper 16 bits parked "
-                "(base above limit) while the window changes", True)
-        put(R.IO_BASE_LIMIT, 0x1C, sv_io, "I/O window (pci_setup_bridge_io())")
-        if io32:
-            put(R.IO_UPPER, 0x30, sv_ioup, "I/O window upper 16 bits")
-    put(R.MEM_BASE_LIMIT, 0x20, _get(saved, 0x20, 4), "memory window "
-        "(pci_setup_bridge_mmio())")
-    sv_pf, sv_bu, sv_lu = _get(saved, 0x24, 4), _get(saved, 0x28, 4), _get(saved, 0x2C, 4)
-    pf64 = sv_pf & 0xF == 1
-    if (_get(img, 0x24, 4) & 0xFFF0FFF0 != sv_pf & 0xFFF0FFF0
-            or (pf64 and (_get(img, 0x28, 4), _get(img, 0x2C, 4)) != (sv_bu, sv_lu))):
-        if pf64:
-            put(R.PREF_LIMIT_UPPER, 0x2C, 0, "pci_setup_bridge_mmio_pref(): upper limit "
-                "cleared first, which disables the window while it changes", True)
-        put(R.PREF_BASE_LIMIT, 0x24, sv_pf, "prefetchable window")
-        if pf64:
-            put(R.PREF_BASE_UPPER, 0x28, sv_bu, "prefetchable window upper 32 bits")
-            put(R.PREF_LIMIT_UPPER, 0x2C, sv_lu, "prefetchable window upper 32 bits")
-    return out
-
-
-def _left_alone(addr: str, p: R.Placed, cur: int, sv: int) -> Step:
-    changes = R.changed_fields(p.reg, cur, sv, bar_name=p.label)
-    kinds = {k for _, _, _, k in changes}
-    if p.reg.rule == R.DRIVER:
-        why = p.reg.why or "left for the driver"
-    elif p.reg.rule in (R.NEVER, R.NORULE):
-        why = p.reg.why or "never written"
-    elif kinds <= {R.W1C}:
-        why = "status bits (write-1-to-clear): never written blindly"
-    elif kinds <= {R.RO, R.HWINIT}:
-        why = "read-only bits"
     else:
-        names = {c[0] for c in changes}
-        whys = sorted({f.why for f in p.reg.fields if f.why and f.name in names})
-        why = "not restored: " + ("; ".join(whys) or "by rule")
-    return Step(addr, RESTORE_PHASE, p.label, p.offset, p.reg.width, SKIP_OP, why, cur, sv,
-                detail=R.show_changes(changes, "now-saved"), status="skipped")
-
-
-def _left_alone_all(addr: str, img: bytearray, saved: bytes, placed: list[R.Placed],
-                    handled: set[int]) -> list[Step]:
-    """Every other difference, with the reason it is not written."""
-    out: list[Step] = []
-    covered = bytearray(len(img))
-    for p in placed:
-        covered[p.offset:p.offset + p.reg.width] = b"\x01" * p.reg.width
-        if p.offset in handled:
-            continue
-        cur, sv = _get(img, p.offset, p.reg.width), _get(saved, p.offset, p.reg.width)
-        if cur != sv:
-            out.append(_left_alone(addr, p, cur, sv))
-    n = min(len(img), len(saved))
-    for off in range(0, n, 4):
-        if all(covered[off:off + 4]) or img[off:off + 4] == saved[off:off + 4]:
-            continue
-        cap = R.cap_at(bytes(img), off)
-        where = f"{cap.name} +{off - cap.offset:#x}" if cap else f"offset {off:#x}"
-        why = (R.NOT_RESTORED_WHY.get((cap.extended, cap.id)) if cap else None) or \
-            "handoff has no rule for these bytes: not restored"
-        cur, sv = _get(img, off, 4), _get(saved, off, 4)
-        out.append(Step(addr, RESTORE_PHASE, where, off, 4, SKIP_OP, why, cur, sv,
-                        status="skipped"))
-    return out
+        method = offered[0]  # the kernel lists them in its order of preference
+    why = f"function reset through sysfs (reset_method = {method})"
+    if method == "default":  # a kernel before 5.15: `reset` without `reset_method`
+        method, why = None, "function reset through sysfs (the kernel picks the method)"
+    return Step(addr, RESET_PHASE, "reset", 0, 0, DO_RESET, why, method=method)
 
 
 __all__ = [
+    "DO_RESCAN",
+    "DO_RESET",
     "QUIESCE",
+    "QUIESCE_PHASE",
+    "REFUSE",
+    "RESCAN_PHASE",
     "RESET",
+    "RESET_PHASE",
     "RESTORE_EARLY",
     "RESTORE_LIVE",
+    "RESTORE_PHASE",
     "SKIP",
+    "SKIP_OP",
+    "WRITE",
     "DevicePlan",
     "Plan",
+    "PluginOp",
     "Step",
     "make_plan",
 ]

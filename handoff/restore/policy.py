@@ -24,7 +24,13 @@ QUIESCE, RESET, RESTORE_EARLY, RESTORE_LIVE, SKIP = (
 ACTIONS = (QUIESCE, RESET, RESTORE_EARLY, RESTORE_LIVE, SKIP)
 # drivers/pci/pci.c pci_reset_fn_methods[] names, as sysfs reset_method accepts them.
 RESET_METHODS = ("device_specific", "acpi", "flr", "af_flr", "pm", "bus", "cxl_bus")
+# What restore may do instead when the kernel refuses what the action needs (docs/lockdown.md).
+FALLBACKS = ("reset", "rescan", "skip")
 POLICY_VERSION = 1
+_PLUGIN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # handoff.plugins.api.NAME_RE
+
+# plugins: True (every installed plugin that takes the device), False, or the names allowed.
+Plugins = bool | tuple[str, ...]
 
 _MODULE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
@@ -114,6 +120,8 @@ class Rule:
     driver: str | None = None
     reset_method: str | None = None
     why: str | None = None
+    plugins: Plugins | None = None  # None: the policy's top-level setting
+    fallback: tuple[str, ...] | None = None
 
     def matches(self, dev: PciDevice) -> bool:
         if self.address is not None and not fnmatch.fnmatchcase(dev.addr, self.address):
@@ -139,6 +147,9 @@ class Decision:
     rule: Rule | None = None
     reset_method: str | None = None
     source: str = "default"  # "rule", "policy default", "record" or "default"
+    plugins: Plugins = True
+    fallback: tuple[str, ...] | None = None  # None: the built-in default for the device kind
+    fallback_source: str | None = None  # "rule 2 (line 9)", "policy fallback"
 
 
 @dataclass(frozen=True)
@@ -147,25 +158,53 @@ class Policy:
     blacklist: tuple[str, ...] = ()
     default: str | None = None  # action for devices no rule matches (None: record, defaults)
     source: str = "built-in defaults"
+    plugins: Plugins = True  # top-level ``plugins``
+    fallback: tuple[str, ...] | None = None  # top-level ``fallback`` (never for bridges)
 
     def decide(self, dev: PciDevice, recorded: str | None = None) -> Decision:
-        """Rule, then the policy's ``default``, then the record's action, then defaults."""
+        """Rule, then the policy's ``default``, then the record's action, then defaults.
+        A rule's ``plugins`` and ``fallback`` win over the top-level ones."""
         for r in self.rules:
             if r.matches(dev):
                 why = r.why or f"policy {r.describe()}"
-                return Decision(r.action, why, r, r.reset_method, "rule")
+                fb, src = self._fallback(dev, r)
+                return Decision(r.action, why, r, r.reset_method, "rule",
+                                self.plugins if r.plugins is None else r.plugins, fb, src)
+        fb, src = self._fallback(dev, None)
         if self.default is not None:
             return Decision(self.default, f"policy default = {self.default!r}",
-                            source="policy default")
+                            source="policy default", plugins=self.plugins, fallback=fb,
+                            fallback_source=src)
         d = default_decision(dev, blacklist=self.blacklist)
         if recorded in ACTIONS:
             why = d.why if d.action == recorded else "chosen at save time"
-            return Decision(recorded, f"recorded: {why}", source="record")
-        return d
+            return Decision(recorded, f"recorded: {why}", source="record",
+                            plugins=self.plugins, fallback=fb, fallback_source=src)
+        return Decision(d.action, d.why, source=d.source, plugins=self.plugins, fallback=fb,
+                        fallback_source=src)
+
+    def _fallback(self, dev: PciDevice, rule: Rule | None) -> tuple[tuple[str, ...] | None,
+                                                                    str | None]:
+        if rule is not None and rule.fallback is not None:
+            where = f" (line {rule.line})" if rule.line else ""
+            return rule.fallback, f"rule {rule.index}{where}"
+        # The top-level list never reaches a bridge: removing one removes everything behind
+        # it. Only a rule that matches the bridge itself can ask for that.
+        if self.fallback is not None and not is_bridge(dev):
+            return self.fallback, "policy fallback"
+        return None, None
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "rules": len(self.rules),
-                "blacklist": list(self.blacklist), "default": self.default}
+                "blacklist": list(self.blacklist), "default": self.default,
+                "plugins": self.plugins if isinstance(self.plugins, bool)
+                else list(self.plugins),
+                "fallback": list(self.fallback) if self.fallback else None}
+
+
+def is_bridge(dev: PciDevice) -> bool:
+    """A PCI-to-PCI (or subtractive/semi-transparent) bridge: devices sit behind it."""
+    return dev.header_type == 1 or dev.ids.class_code >> 8 in (0x0604, 0x0609)
 
 
 def _bus_master(dev: PciDevice) -> bool | None:
@@ -178,7 +217,7 @@ def default_decision(dev: PciDevice, *, blacklist: Iterable[str] = ()) -> Decisi
     cls = dev.ids.class_code
     restore = RESTORE_EARLY if dev.early is not None else RESTORE_LIVE
     snap = "early" if dev.early is not None else "live (no early snapshot in the record)"
-    if dev.header_type == 1 or cls >> 8 in (0x0604, 0x0609):
+    if is_bridge(dev):
         return Decision(restore, f"PCI-to-PCI bridge: bus numbers and windows route "
                                  f"everything below it; restore the {snap} state")
     if dev.driver and dev.driver in set(blacklist):
@@ -205,8 +244,10 @@ def default_action(device: PciDevice, *, blacklist: Iterable[str] = ()) -> str:
 
 # --- the file ------------------------------------------------------------------------------
 
-_TOP_KEYS = ("version", "blacklist", "default", "rule")
-_RULE_KEYS = ("address", "id", "class", "driver", "action", "reset_method", "why")
+_TOP_KEYS = ("version", "blacklist", "default", "plugins", "fallback", "rule")
+_RULE_KEYS = ("address", "id", "class", "driver", "action", "reset_method", "plugins",
+              "fallback", "why")
+_LIST_KEYS = ("plugins", "fallback")  # the rule keys that are not strings
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -247,14 +288,43 @@ def parse_policy(text: str, name: str = "<policy>") -> Policy:
     if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
         raise loc.error(None, "rule", "rules are tables: write each one as [[rule]]")
     rules = tuple(_rule(i, r, loc) for i, r in enumerate(raw_rules))
-    return Policy(rules, tuple(bl), None if default in (None, "auto") else default, name)
+    plugins = _plugins(doc["plugins"], loc, None) if "plugins" in doc else True
+    fallback = _fallback(doc["fallback"], loc, None) if "fallback" in doc else None
+    return Policy(rules, tuple(bl), None if default in (None, "auto") else default, name,
+                  plugins, fallback)
+
+
+def _plugins(v: Any, loc: _Locator, rule: int | None) -> Plugins:
+    """``true``, ``false`` or a list of plugin names (``handoff plugins`` lists them)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, list) and all(isinstance(n, str) and _PLUGIN_NAME.match(n) for n in v):
+        return tuple(dict.fromkeys(v))
+    raise loc.error(rule, "plugins", "expected true, false or a list of plugin names "
+                                     "(e.g. plugins = [\"nvme\", \"msix\"])")
+
+
+def _fallback(v: Any, loc: _Locator, rule: int | None) -> tuple[str, ...]:
+    """An ordered list of fallbacks, each at most once; ``skip`` ends the list if given."""
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+        raise loc.error(rule, "fallback", "expected a non-empty list, e.g. "
+                                          "fallback = [\"reset\", \"rescan\", \"skip\"]")
+    for x in v:
+        if x not in FALLBACKS:
+            raise loc.error(rule, "fallback", f"unknown fallback {x!r} "
+                                              f"(expected some of {', '.join(FALLBACKS)})")
+    if len(set(v)) != len(v):
+        raise loc.error(rule, "fallback", "each fallback may appear once")
+    if "skip" in v and v[-1] != "skip":
+        raise loc.error(rule, "fallback", "'skip' always succeeds: it can only come last")
+    return tuple(v)
 
 
 def _rule(i: int, r: dict[str, Any], loc: _Locator) -> Rule:
     for key, v in r.items():
         if key not in _RULE_KEYS:
             raise loc.error(i, key, f"unknown key (expected one of {', '.join(_RULE_KEYS)})")
-        if not isinstance(v, str):
+        if key not in _LIST_KEYS and not isinstance(v, str):
             raise loc.error(i, key, f"expected a string, got {type(v).__name__}")
     if "action" not in r:
         raise loc.error(i, None, "missing key 'action' "
@@ -281,6 +351,10 @@ def _rule(i: int, r: dict[str, Any], loc: _Locator) -> Rule:
         if rm not in RESET_METHODS:
             raise loc.error(i, "reset_method", f"unknown reset method {rm!r} "
                                                f"(expected one of {', '.join(RESET_METHODS)})")
+    if "plugins" in r:
+        kw["plugins"] = _plugins(r["plugins"], loc, i)
+    if "fallback" in r:
+        kw["fallback"] = _fallback(r["fallback"], loc, i)
     return Rule(i + 1, loc.rule_line(i), action, driver=r.get("driver"), reset_method=rm,
                 why=r.get("why"), **kw)
 

@@ -1,0 +1,284 @@
+"""Config-space steps of one device: the quiesce write and the register-by-register restore.
+
+Planning only reads. It works on a copy of the device's current config image and applies each
+planned write to that copy, so later steps see the effect of earlier ones and the plan states
+exactly what the device should hold afterwards.
+
+Per device the order is that of pci_restore_state() (drivers/pci/pci.c): PM power state, LTR,
+the PCIe control registers (pci_restore_pcie_state()), AER masks (pci_restore_aer_state()),
+then the header (pci_restore_config_space(): BARs written and read back with retries, COMMAND
+last), then ACS (pci_enable_acs()). Bridge windows follow __pci_setup_bridge() in
+drivers/pci/setup-bus.c. MSI/MSI-X are not restored (pci_restore_msi_state() re-enables them
+for a driver that owns vectors; here no driver does yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handoff.devices.model import Snapshot
+from handoff.restore import pciregs as R
+from handoff.restore.steps import QUIESCE_PHASE, RESTORE_PHASE, SKIP_OP, WRITE, Step
+
+BAR_RETRIES = 10  # pci_restore_config_space(): pci_restore_config_space_range(pdev, 4, 9, 10, ..)
+D3HOT_DELAY_MS = 10  # PCI_PM_D3HOT_WAIT: D3hot -> D0 needs 10 ms before the next access
+
+# pci_restore_pcie_state() order.
+_PCIE_ORDER = ("Device Control", "Link Control", "Slot Control", "Root Control",
+               "Device Control 2", "Link Control 2", "Slot Control 2")
+_AER_ORDER = ("Uncorrectable Error Mask", "Uncorrectable Error Severity",
+              "Correctable Error Mask", "Root Error Command")
+
+
+def snapshot_problem(snap: Snapshot | None, which: str | None, img: bytearray) -> str | None:
+    if snap is None:
+        return (f"the record has no {which} snapshot of this device "
+                "(use restore-live or another action in the policy)")
+    if len(snap.data) < 0x40:
+        return f"the {which} snapshot holds only {len(snap.data)} bytes: too little to restore"
+    if snap.data[0x0E] & 0x7F != img[0x0E] & 0x7F:
+        return (f"header type changed: saved {snap.data[0x0E] & 0x7F}, now "
+                f"{img[0x0E] & 0x7F}")
+    if img[0x0E] & 0x7F not in (0, 1):
+        return "CardBus bridges (header type 2) are not restored"
+    return None
+
+
+def _get(img: bytes | bytearray, off: int, width: int) -> int:
+    return int.from_bytes(img[off:off + width], "little")
+
+
+def _set(img: bytearray, off: int, width: int, value: int) -> None:
+    img[off:off + width] = value.to_bytes(width, "little")
+
+
+def _write(addr: str, phase: str, img: bytearray, reg: R.Register, off: int, label: str,
+           mask: int, target: int, keep: int, why: str, saved: int | None = None,
+           **kw: Any) -> Step:
+    """A write step from the simulated image; applies it to the image."""
+    cur = _get(img, off, reg.width)
+    value = (cur & keep) | (target & mask)
+    detail = R.show_changes(R.changed_fields(reg, cur, value, bar_name=label))
+    _set(img, off, reg.width, (cur & ~mask) | (target & mask))
+    return Step(addr, phase, label, off, reg.width, WRITE, why, cur, saved, value, mask,
+                target & mask, keep, detail=detail, **kw)
+
+
+def quiesce_step(addr: str, img: bytearray) -> Step:
+    reg = R.COMMAND_REG
+    mask = R.CMD_MASTER | R.CMD_INTX_DISABLE
+    cur = _get(img, R.PCI_COMMAND, 2)
+    why = "quiesce: stop DMA (Bus Master off) and legacy interrupts (INTx Disable on)"
+    if cur & mask == R.CMD_INTX_DISABLE:
+        return Step(addr, QUIESCE_PHASE, reg.name, R.PCI_COMMAND, 2, SKIP_OP,
+                    "already quiet: Bus Master off, INTx Disable on", cur, status="skipped")
+    keep = reg.full & ~mask
+    return _write(addr, QUIESCE_PHASE, img, reg, R.PCI_COMMAND, reg.name, mask,
+                  R.CMD_INTX_DISABLE, keep, why)
+
+
+def restore_steps(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -> list[Step]:
+    saved = snap.data
+    now = bytes(img)
+    htype = now[0x0E] & 0x7F
+    # BARs as the saved image lays them out (which dwords are 64-bit upper halves): the
+    # type bits are hardwired, so a device whose type bits changed is caught per BAR below.
+    placed = [p for p in R.layout(now) if p.offset + p.reg.width <= len(saved)
+              and p.reg.rule != R.BAR]
+    placed += [R.Placed(R.Register(name, off, 4, R.BAR, why="base address"), off, None, mask)
+               for off, name, mask in R.bar_layout(saved, htype) if off + 4 <= len(img)]
+    placed.sort(key=lambda p: p.offset)
+    beyond = [p for p in R.layout(now) if p.offset + p.reg.width > len(saved)
+              and p.reg.rule in (R.RESTORE, R.BAR, R.WINDOW)]
+    if beyond:
+        notes.append(f"{len(beyond)} restorable register(s) lie beyond the {len(saved)} saved "
+                     f"bytes ({snap.partial or 'partial snapshot'}) and are left alone")
+    saved_caps = {(c.extended, c.id, c.offset) for c in R.find_caps(saved)}
+    ok: list[R.Placed] = []
+    for p in placed:
+        if p.cap is not None and (p.cap.extended, p.cap.id, p.cap.offset) not in saved_caps:
+            msg = (f"{p.cap.name} at {p.cap.offset:#x} is not in the saved snapshot at the "
+                   "same place: not restored")
+            if msg not in notes:
+                notes.append(msg)
+            continue
+        ok.append(p)
+    by_label = {p.label: p for p in ok}
+    steps: list[Step] = []
+    handled: set[int] = set()
+
+    def restore(p: R.Placed, why: str, **kw: Any) -> None:
+        handled.add(p.offset)
+        cur, sv = _get(img, p.offset, p.reg.width), _get(saved, p.offset, p.reg.width)
+        m = p.rw_mask
+        if cur & m == sv & m:
+            if cur != sv:
+                steps.append(_left_alone(addr, p, cur, sv))
+            return
+        if p.reg.rule == R.BAR and (cur ^ sv) & ~m & p.reg.full:
+            steps.append(Step(addr, RESTORE_PHASE, p.label, p.offset, 4, SKIP_OP,
+                              "hardwired type bits differ (saved "
+                              f"{R.describe_bar(sv, p.label)}, now "
+                              f"{R.describe_bar(cur, p.label)}): not restored", cur, sv,
+                              status="skipped"))
+            return
+        s = _write(addr, RESTORE_PHASE, img, p.reg, p.offset, p.label, m, sv, p.keep_mask,
+                   why, saved=sv, **kw)
+        if p.reg.rule != R.BAR:
+            other = R.changed_fields(p.reg, (cur & ~m) | (sv & m), sv)
+            if other:
+                s.why += "; left alone: " + R.show_changes(other)
+        steps.append(s)
+
+    pm = next((p for p in ok if p.cap and p.cap.short == "PM" and p.reg.name == "PMCSR"), None)
+    if pm:
+        before = _get(img, pm.offset, 2) & 3
+        restore(pm, "power state first (the device must be in D0 before it is restored)")
+        if steps and steps[-1].reg == pm.label and steps[-1].op == WRITE and before == 3:
+            steps[-1].delay_ms = D3HOT_DELAY_MS
+    for p in ok:
+        if p.cap and p.cap.short == "LTR" and p.reg.rule == R.RESTORE:
+            restore(p, "pci_restore_ltr_state()")
+    for labels, why in (((f"PCIe {n}" for n in _PCIE_ORDER), "pci_restore_pcie_state()"),
+                        ((f"AER {n}" for n in _AER_ORDER), "pci_restore_aer_state()")):
+        for label in labels:
+            if label in by_label:
+                restore(by_label[label], why)
+    _header(addr, img, saved, htype, by_label, restore, handled, steps)
+    if "ACS Control" in by_label:
+        restore(by_label["ACS Control"], "pci_enable_acs() after the config space")
+    handled.add(R.PCI_COMMAND)
+    steps.extend(_left_alone_all(addr, img, saved, ok, handled))
+    return steps
+
+
+def _header(addr: str, img: bytearray, saved: bytes, htype: int, by_label: dict[str, R.Placed],
+            restore: Any, handled: set[int], out: list[Step]) -> None:
+    """Header steps in pci_restore_config_space() order, appended to ``out`` (``restore``
+    appends there too)."""
+    bars = [p for p in by_label.values() if p.reg.rule == R.BAR]
+    bars.sort(key=lambda p: -p.offset)  # pci_restore_config_space_range() walks downwards
+    moving = any(_get(img, p.offset, 4) & p.rw_mask != _get(saved, p.offset, 4) & p.rw_mask
+                 for p in bars)
+    if htype == 1:
+        moving = moving or _windows_differ(img, saved)
+    cmd = _get(img, R.PCI_COMMAND, 2)
+    decode = R.CMD_IO | R.CMD_MEMORY | R.CMD_MASTER
+    if moving and cmd & decode:
+        # pci_std_update_resource(): a half-updated BAR must not decode; stop mastering too.
+        out.append(_write(addr, RESTORE_PHASE, img, R.COMMAND_REG, R.PCI_COMMAND, "COMMAND",
+                          decode, 0, R.COMMAND_REG.full & ~decode,
+                          "decoding and Bus Master off while base addresses change "
+                          "(pci_std_update_resource()); COMMAND is restored last",
+                          transient=True))
+    if htype == 1:
+        if "Bus Numbers" in by_label:
+            restore(by_label["Bus Numbers"], "bus numbers before windows and devices below "
+                    "(pci_scan_bridge() assigns buses before resources)")
+        out.extend(_windows(addr, img, saved, handled))
+    for p in bars:
+        retries = BAR_RETRIES if p.reg.name.startswith("BAR") else 0
+        restore(p, "base address: written and read back (pci_restore_config_dword())",
+                retries=retries)
+    for name in ("Bridge Control", "Interrupt Line", "Latency Timer", "Cache Line Size"):
+        if name in by_label:
+            restore(by_label[name], "pci_restore_config_space()")
+    restore(by_label["COMMAND"], "COMMAND last, after the base addresses "
+            "(pci_restore_config_space())")
+
+
+def _windows_differ(img: bytearray, saved: bytes) -> bool:
+    for off, w, m in ((0x1C, 2, 0xF0F0), (0x20, 4, 0xFFF0FFF0), (0x24, 4, 0xFFF0FFF0),
+                      (0x28, 4, 0xFFFFFFFF), (0x2C, 4, 0xFFFFFFFF), (0x30, 4, 0xFFFFFFFF)):
+        if _get(img, off, w) & m != _get(saved, off, w) & m:
+            return True
+    return False
+
+
+def _windows(addr: str, img: bytearray, saved: bytes, handled: set[int]) -> list[Step]:
+    """Bridge windows in the order of setup-bus.c __pci_setup_bridge(): I/O
+    (pci_setup_bridge_io()), memory (pci_setup_bridge_mmio()), prefetchable
+    (pci_setup_bridge_mmio_pref()); each upper half is parked so the window stays empty
+    while it changes."""
+    out: list[Step] = []
+    handled.update((0x1C, 0x20, 0x24, 0x28, 0x2C, 0x30))
+
+    def put(reg: R.Register, off: int, value: int, why: str, transient: bool = False,
+            mask: int | None = None) -> None:
+        m = reg.rw_mask if mask is None else mask
+        if _get(img, off, reg.width) & m == value & m:
+            return
+        out.append(_write(addr, RESTORE_PHASE, img, reg, off, reg.name, m, value,
+                          reg.full & ~m & ~reg.w1c_mask & ~reg.action_mask, why,
+                          saved=None if transient else _get(saved, off, reg.width),
+                          transient=transient))
+
+    sv_io, sv_ioup = _get(saved, 0x1C, 2), _get(saved, 0x30, 4)
+    io32 = sv_io & 0xF == 1
+    if (_get(img, 0x1C, 2) & 0xF0F0 != sv_io & 0xF0F0
+            or (io32 and _get(img, 0x30, 4) != sv_ioup)):
+        if io32:
+            put(R.IO_UPPER, 0x30, 0x0000FFFF, "pci_setup_bridge_io(): upper 16 bits parked "
+                "(base above limit) while the window changes", True)
+        put(R.IO_BASE_LIMIT, 0x1C, sv_io, "I/O window (pci_setup_bridge_io())")
+        if io32:
+            put(R.IO_UPPER, 0x30, sv_ioup, "I/O window upper 16 bits")
+    put(R.MEM_BASE_LIMIT, 0x20, _get(saved, 0x20, 4), "memory window "
+        "(pci_setup_bridge_mmio())")
+    sv_pf, sv_bu, sv_lu = _get(saved, 0x24, 4), _get(saved, 0x28, 4), _get(saved, 0x2C, 4)
+    pf64 = sv_pf & 0xF == 1
+    if (_get(img, 0x24, 4) & 0xFFF0FFF0 != sv_pf & 0xFFF0FFF0
+            or (pf64 and (_get(img, 0x28, 4), _get(img, 0x2C, 4)) != (sv_bu, sv_lu))):
+        if pf64:
+            put(R.PREF_LIMIT_UPPER, 0x2C, 0, "pci_setup_bridge_mmio_pref(): upper limit "
+                "cleared first, which disables the window while it changes", True)
+        put(R.PREF_BASE_LIMIT, 0x24, sv_pf, "prefetchable window")
+        if pf64:
+            put(R.PREF_BASE_UPPER, 0x28, sv_bu, "prefetchable window upper 32 bits")
+            put(R.PREF_LIMIT_UPPER, 0x2C, sv_lu, "prefetchable window upper 32 bits")
+    return out
+
+
+def _left_alone(addr: str, p: R.Placed, cur: int, sv: int) -> Step:
+    changes = R.changed_fields(p.reg, cur, sv, bar_name=p.label)
+    kinds = {k for _, _, _, k in changes}
+    if p.reg.rule == R.DRIVER:
+        why = p.reg.why or "left for the driver"
+    elif p.reg.rule in (R.NEVER, R.NORULE):
+        why = p.reg.why or "never written"
+    elif kinds <= {R.W1C}:
+        why = "status bits (write-1-to-clear): never written blindly"
+    elif kinds <= {R.RO, R.HWINIT}:
+        why = "read-only bits"
+    else:
+        names = {c[0] for c in changes}
+        whys = sorted({f.why for f in p.reg.fields if f.why and f.name in names})
+        why = "not restored: " + ("; ".join(whys) or "by rule")
+    return Step(addr, RESTORE_PHASE, p.label, p.offset, p.reg.width, SKIP_OP, why, cur, sv,
+                detail=R.show_changes(changes, "now-saved"), status="skipped")
+
+
+def _left_alone_all(addr: str, img: bytearray, saved: bytes, placed: list[R.Placed],
+                    handled: set[int]) -> list[Step]:
+    """Every other difference, with the reason it is not written."""
+    out: list[Step] = []
+    covered = bytearray(len(img))
+    for p in placed:
+        covered[p.offset:p.offset + p.reg.width] = b"\x01" * p.reg.width
+        if p.offset in handled:
+            continue
+        cur, sv = _get(img, p.offset, p.reg.width), _get(saved, p.offset, p.reg.width)
+        if cur != sv:
+            out.append(_left_alone(addr, p, cur, sv))
+    n = min(len(img), len(saved))
+    for off in range(0, n, 4):
+        if all(covered[off:off + 4]) or img[off:off + 4] == saved[off:off + 4]:
+            continue
+        cap = R.cap_at(bytes(img), off)
+        where = f"{cap.name} +{off - cap.offset:#x}" if cap else f"offset {off:#x}"
+        why = (R.NOT_RESTORED_WHY.get((cap.extended, cap.id)) if cap else None) or \
+            "handoff has no rule for these bytes: not restored"
+        cur, sv = _get(img, off, 4), _get(saved, off, 4)
+        out.append(Step(addr, RESTORE_PHASE, where, off, 4, SKIP_OP, why, cur, sv,
+                        status="skipped"))
+    return out

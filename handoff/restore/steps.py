@@ -1,0 +1,189 @@
+"""The units of a restore plan: config-space and sysfs steps, plugin steps, and the passes
+they run in.
+
+A :class:`Step` is one config write, sysfs reset or remove + rescan on one device; a
+:class:`PluginOp` is one device-plugin step (handoff.plugins) with the register accesses it
+made or would make. :data:`PASSES` is the engine's order (docs/plugins.md "Phases and
+ordering"); the kernel functions each pass follows are cited in plan.py and configplan.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handoff.plugins.api import Access, StepResult
+
+# Config / sysfs passes.
+QUIESCE_PHASE, RESET_PHASE, RESCAN_PHASE, RESTORE_PHASE = "quiesce", "reset", "rescan", "restore"
+WRITE, DO_RESET, DO_RESCAN, SKIP_OP, REFUSE = "write", "reset", "rescan", "skip", "refuse"
+
+# Plugin phases (handoff.plugins.api names them the same).
+P_SAVE, P_QUIESCE, P_RESET, P_RESTORE, P_VERIFY = "save", "quiesce", "reset", "restore", "verify"
+PLUGIN_WRITING = (P_QUIESCE, P_RESET, P_RESTORE)
+
+CONFIG, PLUGIN = "config", "plugin"
+UP, DOWN = "bottom-up", "top-down"  # below a bridge before it / a bridge before its devices
+
+# The engine's order. Each entry: (kind, phase, device order, what it does).
+PASSES: tuple[tuple[str, str, str, str], ...] = (
+    (PLUGIN, P_SAVE, DOWN, "plugin save: read what the crashed kernel left (no writes)"),
+    (CONFIG, QUIESCE_PHASE, UP, "config quiesce: Bus Master off, INTx Disable on"),
+    (PLUGIN, P_QUIESCE, UP, "plugin quiesce: stop the device's own engines"),
+    (CONFIG, RESET_PHASE, DOWN, "sysfs reset"),
+    (PLUGIN, P_RESET, DOWN, "plugin reset (the only reset where the kernel has none)"),
+    (CONFIG, RESCAN_PHASE, UP, "remove, then one bus rescan (lockdown fallback)"),
+    (CONFIG, RESTORE_PHASE, DOWN, "config restore (bridges first; COMMAND last)"),
+    (PLUGIN, P_RESTORE, DOWN, "plugin restore"),
+    (PLUGIN, P_VERIFY, DOWN, "plugin verify"),
+)
+
+
+@dataclass
+class Step:
+    """One operation on one device. For config writes, the value written is
+    ``(current & keep) | (target & mask)``, verified by ``readback & mask == target & mask``."""
+
+    addr: str
+    phase: str
+    reg: str
+    offset: int
+    width: int
+    op: str  # write, reset, rescan, skip, refuse
+    why: str
+    current: int | None = None  # what the register should hold when the step runs
+    saved: int | None = None  # the snapshot's value (restore phase)
+    value: int | None = None  # what is written
+    mask: int = 0
+    target: int = 0
+    keep: int = 0
+    retries: int = 0
+    delay_ms: int = 0
+    transient: bool = False  # an intermediate value of a sequence (bridge windows)
+    method: str | None = None  # reset method; None with op reset: the kernel's choice
+    detail: str = ""  # decoded change: "Bus Master 1 -> 0, INTx Disable 0 -> 1"
+    instead: bool = False  # a fallback for something the kernel refused
+    # filled in by apply
+    status: str = "planned"  # planned, verified, unverified, done, refused, skipped
+    result: str | None = None
+    readback: int | None = None
+
+    @property
+    def acts(self) -> bool:
+        return self.op in (WRITE, DO_RESET, DO_RESCAN)
+
+    @property
+    def is_config_write(self) -> bool:
+        """A config-space register write, done or refused (what a restore wanted written)."""
+        return self.op == WRITE or (self.op == REFUSE and self.phase in (
+            QUIESCE_PHASE, RESTORE_PHASE) and self.width > 0)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"phase": self.phase, "reg": self.reg, "op": self.op}
+        if self.op not in (DO_RESET, DO_RESCAN) and self.width:
+            d.update(off=self.offset, width=self.width)
+        for k in ("current", "saved", "value", "readback"):
+            v = getattr(self, k)
+            if v is not None and self.width:
+                d[k] = f"{v:#0{2 + 2 * self.width}x}"
+        if self.method:
+            d["method"] = self.method
+        if self.retries:
+            d["retries"] = self.retries
+        if self.transient:
+            d["transient"] = True
+        if self.instead:
+            d["instead"] = True
+        d["why"] = self.why
+        if self.detail:
+            d["detail"] = self.detail
+        d["status"] = self.status
+        if self.result:
+            d["result"] = self.result
+        return d
+
+
+@dataclass
+class PluginOp:
+    """One device-plugin step in the plan: planned from the plugin's hook, then filled in from
+    the :class:`~handoff.plugins.api.StepResult` a (dry or real) run gave."""
+
+    addr: str
+    phase: str  # save, quiesce, reset, restore, verify
+    plugin: str
+    step: str
+    why: str
+    status: str = "planned"  # planned, ok, failed, refused, timeout
+    result: str | None = None  # the step's message, or why it was refused
+    refused_by: str | None = None  # refused at plan time (lockdown): the kernel is not asked
+    accesses: list[Access] = field(default_factory=list)
+    dropped: int = 0
+    elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    ext: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.plugin}:{self.step}"
+
+    @property
+    def writes(self) -> bool:
+        return self.phase in PLUGIN_WRITING
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def take(self, r: StepResult, *, keep_refusal: bool = False) -> None:
+        """Fill in what running the step gave. ``keep_refusal`` (a dry run): a step the plan
+        refused (no BAR mapping) lists the accesses it wanted and stays refused, unless it
+        made none: a step that needs no register (msix reads config space) is not refused."""
+        self.accesses, self.dropped = list(r.accesses), r.dropped
+        self.elapsed_s, self.notes, self.ext = r.elapsed_s, list(r.notes), r.ext
+        if self.refused_by and (r.accesses or r.dropped) and (keep_refusal or
+                                                                r.outcome == "refused"):
+            self.status, self.result = "refused", self.refused_by if keep_refusal \
+                else r.message
+            return
+        self.refused_by = None
+        # A dry run's message is computed from assumed register values ("NVMe 0.0.0"): the
+        # step's purpose and its access list say more.
+        self.status, self.result = r.outcome, None if r.outcome == "planned" else r.message
+
+    def to_json(self, max_accesses: int | None = None) -> dict[str, Any]:
+        acc = self.accesses if max_accesses is None else self.accesses[:max_accesses]
+        d: dict[str, Any] = {"phase": self.phase, "plugin": self.plugin, "step": self.step,
+                             "why": self.why, "status": self.status}
+        if self.result:
+            d["result"] = self.result
+        d["accesses"] = [a.to_json() for a in acc]
+        more = self.dropped + len(self.accesses) - len(acc)
+        if more:
+            d["more_accesses"] = more
+        if self.notes:
+            d["notes"] = list(self.notes)
+        if self.ext is not None:
+            d["ext"] = self.ext
+        return d
+
+
+__all__ = [
+    "CONFIG",
+    "DOWN",
+    "DO_RESCAN",
+    "DO_RESET",
+    "PASSES",
+    "PLUGIN",
+    "PLUGIN_WRITING",
+    "QUIESCE_PHASE",
+    "REFUSE",
+    "RESCAN_PHASE",
+    "RESET_PHASE",
+    "RESTORE_PHASE",
+    "SKIP_OP",
+    "UP",
+    "WRITE",
+    "PluginOp",
+    "Step",
+]
