@@ -467,3 +467,25 @@ __all__ = [
     "parse_lspci_vvv",
     "synthetic_tree",
 ]
+
+
+def kernel_like_access() -> type:
+    """A SysfsAccess whose sysfs ``enable`` behaves as the kernel's does on a fake tree.
+
+    Writing 0 to ``enable`` of an unbound device makes the kernel call pci_disable_device(),
+    which clears Bus Master in COMMAND (do_pci_disable_device()); a copy of a tree holds only
+    files, so this stands in for that one kernel action. Config writes by userspace still go
+    through the ConfigSpace seam (and are refused there under a simulated lockdown).
+    """
+    from handoff.restore.apply import SysfsAccess
+
+    class KernelLikeAccess(SysfsAccess):
+        def write_attr(self, addr: str, name: str, text: str) -> None:
+            super().write_attr(addr, name, text)
+            if name == "enable" and text.strip() == "0":
+                cfg = self.tree.device_dir(addr) / "config"
+                data = bytearray(cfg.read_bytes())
+                data[4] &= ~0x04 & 0xFF  # PCI_COMMAND_MASTER
+                cfg.write_bytes(bytes(data))
+
+    return KernelLikeAccess

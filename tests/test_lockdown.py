@@ -279,12 +279,14 @@ def test_q35_default_policy_under_lockdown(tmp_path: Path) -> None:
                          "1 plugin step(s) (e1000:mask-and-stop): BAR mapping refused"]
     assert e.passed == [("reset: no sysfs reset: the kernel has no reset method for this "
                          "function (no `reset` attribute)")]
-    assert e.permitted == ["remove + rescan", "config reads"]
+    assert e.permitted == ["Bus Master off (sysfs enable 1, 0)", "remove + rescan",
+                           "config reads"]
     n = dev(plan, NVME).fallback
     assert RESET_NO_BARS in n.why  # its lost BAR0 is not brought back by a reset
     # (root port 1 lost its bus numbers in this tree, so the NVMe sits on the root bus: no
     # "bus" reset)
-    assert n.permitted == ["sysfs reset (flr)", "remove + rescan", "config reads"]
+    assert n.permitted == ["sysfs reset (flr)", "Bus Master off (sysfs enable 1, 0)",
+                           "remove + rescan", "config reads"]
     assert all(o.status == "refused" and "kernel lockdown (integrity) refuses BAR mapping"
                in (o.result or "") for d in plan.devices for o in d.plugin_ops)
 
@@ -324,8 +326,10 @@ def test_firecracker_virtio_devices(tmp_path: Path, bound: bool) -> None:
                    FC["blk"]: nic, FC["net"]: nic}
     if bound:
         fb = dev(plan, FC["net"]).fallback
-        assert fb.passed[-1].startswith("rescan: virtio-pci is bound: removing the device "
+        assert fb.passed[-2].startswith("rescan: virtio-pci is bound: removing the device "
                                         "would tear the driver down")
+        assert fb.passed[-1] == ("Bus Master off through sysfs enable: virtio-pci is bound "
+                                 "(enable_store() refuses with EBUSY)")
     assert all(d.fallback is not None and d.fallback.chain == ("reset", "skip")
                for d in plan.devices if d.addr in (FC["balloon"], FC["vsock"], FC["rng"]))
 
@@ -373,10 +377,19 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     def never(d: Any, writable: bool) -> Any:
         raise AssertionError("under lockdown no BAR is opened")
 
-    access = SysfsAccess(tree, EpermConfig)
+    access = F.kernel_like_access()(tree, EpermConfig)
     apply(plan, access, sleep=lambda s: None, plugins=PluginRuntime(tree=tree, bars_for=never))
-    assert {a: (tree.device_dir(a) / "config").read_bytes() for a in configs} == configs
-    assert access.log == [
+    off = {a for a, what, v in access.log if what == "enable" and v == "0"}
+    # Only where a quiesce write (Bus Master off) was refused: the NIC-like devices whose
+    # policy quiesces them; the storage functions' action is a reset, which runs.
+    assert off == {VNET, E1000}
+    for a, before in configs.items():  # no config write got through; the kernel's own
+        after = (tree.device_dir(a) / "config").read_bytes()  # disable cleared Bus Master
+        want = bytearray(before)
+        if a in off:
+            want[4] &= ~0x04
+        assert after == bytes(want), a
+    assert [x for x in access.log if x[1] != "enable"] == [
         (NVME, "reset_method", "flr"), (NVME, "reset", "1"), (NVME, "reset_method", "flr"),
         (VNET, "reset_method", "flr"), (VNET, "reset", "1"),
         (VNET, "reset_method", "flr pm bus"),
@@ -390,7 +403,8 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     doc = report.build(plan)
     e = next(d for d in doc["devices"] if d["addr"] == E1000)
     assert (e["outcome"], e["wanted"], e["instead"]) == ("partial", "quiesce", "rescan")
-    assert e["permitted"] == ["remove + rescan", "config reads"]
+    assert e["permitted"] == ["Bus Master off (sysfs enable 1, 0)", "remove + rescan",
+                              "config reads"]
     assert e["ops"][1] == "remove+rescan (instead)"
     nv = next(d for d in doc["devices"] if d["addr"] == NVME)
     assert (nv["outcome"], nv["instead"]) == ("partial", "reset flr")
@@ -398,8 +412,9 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     assert (p["outcome"], p["instead"]) == ("refused", "skip")
     t = doc["totals"]
     # root port 1: COMMAND, bus numbers, 3 windows, COMMAND; nvme: COMMAND, BAR0, COMMAND;
-    # e1000 and virtio-net: the quiesce write each.
-    assert t["registers_applied"] == 0 and t["registers_planned"] == 11
+    # e1000 and virtio-net: the quiesce write each, which the kernel did for us instead
+    # (sysfs enable 1, 0 cleared their Bus Master: applied, verified by read-back).
+    assert t["registers_applied"] == 2 and t["registers_planned"] == 11
     assert (t["restored_fully"], t["restored_partially"], t["not_restored"]) == (0, 5, 1)
     assert (t["fallbacks"], t["resets"], t["rescans"]) == (5, 4, 1)
     # Every step that needs a BAR is refused; msix's save reads only config space and runs.
@@ -408,9 +423,9 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     assert t["plugin_refused"] == t["plugin_steps"] - 4 > 0
     text = report.summary(doc)
     assert f"  {E1000}  8086:100e  quiesce        partial" in text
-    assert ("wanted quiesce; the kernel permits remove + rescan, config reads; instead: "
-            "rescan") in text
-    assert "applied: 0 of 11 config register(s)" in text
+    assert ("wanted quiesce; the kernel permits Bus Master off (sysfs enable 1, 0), "
+            "remove + rescan, config reads; instead: rescan") in text
+    assert "applied: 2 of 11 config register(s)" in text
     assert "devices restored fully 0, partially 5, not 1; 5 fallback(s)" in text
     assert report.failed(doc)
 
@@ -499,7 +514,7 @@ def test_a_kernel_without_reset_method_still_resets(tmp_path: Path) -> None:
     assert r.method is None and r.instead
     access = SysfsAccess(tree, EpermConfig)
     apply(plan, access, sleep=lambda s: None)
-    assert [x for x in access.log if x[0] == VNET] == [(VNET, "reset", "1")]
+    assert [x for x in access.log if x[0] == VNET and x[1] != "enable"] == [(VNET, "reset", "1")]
 
 
 def test_without_lockdown_nothing_falls_back(tmp_path: Path) -> None:
@@ -527,7 +542,8 @@ def test_cli_dry_run_under_lockdown_says_wanted_permitted_instead(tmp_path: Path
     assert "  wanted:   quiesce" in block
     assert "  refused:  1 config write(s): kernel lockdown (integrity) refuses config writes" \
         in block
-    assert "  permits:  remove + rescan, config reads" in block
+    assert ("  permits:  Bus Master off (sysfs enable 1, 0), remove + rescan, config reads"
+            in block)
     assert "  instead:  rescan, by default for network controllers [reset, rescan, skip]" in block
     assert "  passed:   reset: no sysfs reset" in block
     assert "rescan   remove + rescan" in block
@@ -568,6 +584,7 @@ def test_cli_restore_under_lockdown_exits_1_with_the_fallbacks_done(
     rec.write_bytes(record_of(saved_devices(tmp_path)))
     tree = locked_q35(tmp_path)
     rep = tmp_path / "report.json"
+    monkeypatch.setattr("handoff.restore.apply.SysfsAccess", F.kernel_like_access())
     out, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
                             "--proc-root", str(proc_dir(tmp_path)), "--report", str(rep)])
     assert rc == EXIT_INVALID, err

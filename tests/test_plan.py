@@ -36,7 +36,8 @@ from handoff.restore.match import (
     match_device,
     parse_cmdline,
 )
-from handoff.restore.plan import DO_RESCAN, DO_RESET, REFUSE, SKIP_OP, WRITE, Plan, make_plan
+from handoff.restore.plan import (
+    DO_DISABLE, DO_RESCAN, DO_RESET, REFUSE, SKIP_OP, WRITE, Plan, make_plan)
 from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action, parse_policy
 from handoff.sysfs import SysfsTree
 
@@ -322,14 +323,17 @@ def test_lockdown_refuses_config_writes_in_the_plan(tmp_path: Path) -> None:
     plan, _ = plan_for(tmp_path, tree=tree, policy=pol, env=env)
     assert writes(plan) == []
     q = [s for s in dev(plan, E1000).steps]
-    # The quiesce write is refused; an e1000 on the root bus has no reset, so the NIC
-    # default falls back to remove + rescan (docs/lockdown.md).
-    assert [(s.op, s.status) for s in q] == [(REFUSE, "refused"), (DO_RESCAN, "planned")]
-    assert "lockdown (integrity)" in q[0].why and q[1].instead
+    # The quiesce write is refused; the kernel still clears Bus Master on request (sysfs
+    # enable 1, 0), and an e1000 on the root bus has no reset, so the NIC default falls back
+    # to remove + rescan (docs/lockdown.md).
+    assert [(s.op, s.status) for s in q] == [
+        (REFUSE, "refused"), (DO_DISABLE, "planned"), (DO_RESCAN, "planned")]
+    assert "lockdown (integrity)" in q[0].why and q[1].instead and q[2].instead
+    assert "pci_disable_device()" in q[1].why
     fb = dev(plan, E1000).fallback
     assert (fb.wanted, fb.instead) == ("quiesce", "rescan")
     assert fb.passed == ["reset: the kernel offers no reset method (no reset_method)"]
-    assert [s.op for s in dev(plan, VNET).steps] == [REFUSE, DO_RESET]  # the reset stays
+    assert [s.op for s in dev(plan, VNET).steps] == [REFUSE, DO_DISABLE, DO_RESET]  # reset stays
     assert dev(plan, VNET).fallback.instead == "reset"
 
 

@@ -313,13 +313,16 @@ def test_lockdown_still_resets(tmp_path: Path) -> None:
     assert parse_lockdown("[none] integrity") == "none"
     pol = parse_policy('[[rule]]\naddress = "02:00.0"\naction = "reset"\n')
     plan, _ = plan_for(tmp_path, tree=tree, policy=pol, env=env)
-    access = SysfsAccess(tree, EpermConfig)
+    access = F.kernel_like_access()(tree, EpermConfig)
     apply(plan, access)
-    assert [x[1] for x in access.log] == ["reset_method", "reset", "reset_method"]
+    # enable 1, 0 first (Bus Master off by the kernel), then the reset the policy asked for.
+    assert [x[1:] for x in access.log if x[0] == VNET] == [("enable", "1"), ("enable", "0"),
+                                           ("reset_method", "flr"), ("reset", "1"),
+                                           ("reset_method", "flr")]
     doc = report.build(plan)
     v = next(d for d in doc["devices"] if d["addr"] == VNET)
     # The quiesce write is refused, the reset the policy asked for is done: partial.
-    assert v["outcome"] == "partial" and v["ops"][1] == "reset flr"
+    assert v["outcome"] == "partial" and "reset flr" in v["ops"]
     assert "lockdown (integrity)" in v["ops"][0]
     assert (v["wanted"], v["instead"]) == ("reset", "reset")
     assert doc["environment"] == {

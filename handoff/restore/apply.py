@@ -27,6 +27,7 @@ from handoff.restore.plan import DevicePlan, Plan
 from handoff.restore.pluginpass import PluginRuntime, run_phase
 from handoff.restore.steps import (
     CONFIG,
+    DO_DISABLE,
     DO_RESCAN,
     DO_RESET,
     P_QUIESCE,
@@ -42,7 +43,7 @@ from handoff.restore.steps import (
 from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
 
 _ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
-_ATTRS = ("reset", "reset_method")  # the only attributes the engine ever writes
+_ATTRS = ("reset", "reset_method", "enable")  # the only attributes the engine ever writes
 
 
 class OutsideTree(HandoffError):
@@ -198,6 +199,8 @@ class _Run:
                 self._write(dev, s, port)
             elif s.op == DO_RESET:
                 self._reset(dev, s, port)
+            elif s.op == DO_DISABLE:
+                self._disable(dev, s, port)
         except ConfigAccessError as e:
             if e.errno in (errno.EPERM, errno.EACCES) and s.op == WRITE:
                 self.eperm = (f"the kernel refused config writes ({errno.errorcode.get(e.errno)}"
@@ -282,6 +285,21 @@ class _Run:
         bm = "on" if cmd & R.CMD_MASTER else "off"
         extra = f"device answers; Bus Master {bm} after the reset"
         s.result = f"{s.result}; {extra}" if s.result else extra
+
+    def _disable(self, dev: DevicePlan, s: Step, port: ConfigPort) -> None:
+        """Bus Master off by the kernel: ``enable`` 1 (pci_enable_device(), a no-op count
+        bump if already enabled), then 0 (pci_disable_device() clears PCI_COMMAND_MASTER),
+        judged by reading COMMAND back, never by the writes' success alone."""
+        self.access.write_attr(dev.addr, "enable", "1")
+        self.access.write_attr(dev.addr, "enable", "0")
+        cmd = port.read(R.PCI_COMMAND, 2)
+        s.readback = cmd
+        if cmd & R.CMD_MASTER:
+            s.status = "unverified"
+            s.result = f"COMMAND reads {cmd:#06x} after enable 1, 0: Bus Master still on"
+        else:
+            s.status = "verified"
+            s.result = f"COMMAND reads {cmd:#06x}: Bus Master off"
 
     def rescan_pass(self) -> None:
         """Every planned remove (below a bridge first), then ONE rescan, then check that each

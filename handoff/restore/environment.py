@@ -66,6 +66,7 @@ class DeviceCaps:
     reset_method_file: bool = False  # kernels before 5.15 have ``reset`` but no reset_method
     remove: bool = False
     driver: str | None = None
+    enable: bool = False  # the ``enable`` attribute exists (pci_enable/disable_device)
 
     @property
     def resets(self) -> tuple[str, ...]:
@@ -217,7 +218,7 @@ def _read_devices(env: Environment, tree: SysfsTree) -> None:
             if "reset_method" in names else ()
         env.devices[addr] = DeviceCaps(addr, methods, "reset" in names,
                                        "reset_method" in names, "remove" in names,
-                                       tree.link_name(addr, "driver"))
+                                       tree.link_name(addr, "driver"), "enable" in names)
 
 
 def _errname(e: int | None) -> str:

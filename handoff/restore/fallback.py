@@ -36,6 +36,11 @@ RESCAN_DOES = (
     "turns MSI and MSI-X off (pci_msi_init(), pci_msix_init()), assigns BARs it finds "
     "unassigned (pci_assign_unassigned_bus_resources()) and probes a capture-kernel driver if "
     "one is loaded. It neither resets the device nor clears Bus Master")
+DISABLE_DOES = (
+    "Bus Master off through sysfs enable (write 1, then 0): enable_store() calls "
+    "pci_enable_device() and then pci_disable_device(), whose do_pci_disable_device() clears "
+    "PCI_COMMAND_MASTER. Lockdown guards config writes, not this attribute, so the kernel "
+    "stops the device's DMA for us; it does not reset the device")
 BRIDGE_WHY = (
     "a bridge: removing it removes every device behind it (pci_stop_and_remove_bus_device() "
     "walks the subordinate bus depth-first), and resetting it resets its whole secondary bus; "
@@ -91,12 +96,26 @@ class Fallback:
                 f"{', '.join(self.permitted) or 'nothing here'}; instead: {what}")
 
 
+def disable_problem(dev: PciDevice, caps: DeviceCaps | None) -> str | None:
+    """Why the enable toggle cannot clear this device's Bus Master, or None if it can."""
+    if is_bridge(dev):
+        return "a bridge: turning it off would cut off every device behind it"
+    if caps is not None and not caps.enable:
+        return "the device has no sysfs enable attribute"
+    driver = caps.driver if caps else dev.driver
+    if driver:
+        return f"{driver} is bound (enable_store() refuses with EBUSY)"
+    return None
+
+
 def permitted(env: Environment, caps: DeviceCaps | None, current: PciDevice) -> list[str]:
     """What the kernel will still do to this device for us, in words."""
     out = []
     methods = caps.resets if caps else tuple(current.reset_methods)
     if methods and env.reset_permitted is not False:
         out.append(f"sysfs reset ({', '.join(methods)})")
+    if disable_problem(current, caps) is None:
+        out.append("Bus Master off (sysfs enable 1, 0)")
     if (caps is None or caps.remove) and env.rescan is not False:
         out.append("remove + rescan")
     out.append("config reads")
@@ -161,4 +180,5 @@ def _rescan_problem(dev: PciDevice, caps: DeviceCaps | None, env: Environment, *
     return None
 
 
-__all__ = ["NONE", "RESCAN", "SKIP", "Fallback", "choose", "default_fallback", "permitted"]
+__all__ = ["DISABLE_DOES", "NONE", "RESCAN", "SKIP", "Fallback", "choose", "default_fallback",
+           "disable_problem", "permitted"]

@@ -29,7 +29,7 @@ from handoff.devices.model import PciDevice, devices_from_payload
 from handoff.restore import pciregs as R
 from handoff.restore.configplan import quiesce_step, restore_steps, snapshot_problem
 from handoff.restore.environment import Environment, describe
-from handoff.restore.fallback import RESCAN, Fallback, choose
+from handoff.restore.fallback import DISABLE_DOES, RESCAN, Fallback, choose, disable_problem
 from handoff.restore.match import (
     DeviceMatch,
     Identity,
@@ -50,6 +50,7 @@ from handoff.restore.policy import (
 )
 from handoff.restore.steps import (
     CONFIG,
+    DO_DISABLE,
     DO_RESCAN,
     DO_RESET,
     PASSES,
@@ -299,6 +300,19 @@ def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[Plug
                 reset_planned=any(s.op == DO_RESET for s in dp.steps))
     dp.fallback = fb
     wanted = f"instead of {fb.wanted} (refused by the kernel)"
+    # Stopping DMA matters most, and the quiesce writes are the ones lockdown refused: the
+    # kernel still clears Bus Master itself on request, whatever else the chain picks (a
+    # reset afterwards saves and restores COMMAND with Bus Master already off).
+    if any(s.phase == QUIESCE_PHASE for s in cfg) and fb.wanted != "skip":
+        cur = dp.match.current
+        problem = disable_problem(cur, env.caps(cur.addr))
+        if problem is None:
+            at = max((i + 1 for i, s in enumerate(dp.steps) if s.phase == QUIESCE_PHASE),
+                     default=0)
+            dp.steps.insert(at, Step(dp.addr, QUIESCE_PHASE, "COMMAND", 0, 0, DO_DISABLE,
+                                     f"{wanted}: {DISABLE_DOES}", instead=True))
+        else:
+            fb.passed.append(f"Bus Master off through sysfs enable: {problem}")
     if fb.instead == RESET and fb.method is not None:
         method = None if fb.method == "default" else fb.method
         dp.steps.append(Step(dp.addr, RESET_PHASE, "reset", 0, 0, DO_RESET,

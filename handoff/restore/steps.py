@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # Config / sysfs passes.
 QUIESCE_PHASE, RESET_PHASE, RESCAN_PHASE, RESTORE_PHASE = "quiesce", "reset", "rescan", "restore"
 WRITE, DO_RESET, DO_RESCAN, SKIP_OP, REFUSE = "write", "reset", "rescan", "skip", "refuse"
+DO_DISABLE = "disable"  # sysfs enable 1 then 0: the kernel clears Bus Master itself
 
 # Plugin phases (handoff.plugins.api names them the same).
 P_SAVE, P_QUIESCE, P_RESET, P_RESTORE, P_VERIFY = "save", "quiesce", "reset", "restore", "verify"
@@ -71,7 +72,7 @@ class Step:
 
     @property
     def acts(self) -> bool:
-        return self.op in (WRITE, DO_RESET, DO_RESCAN)
+        return self.op in (WRITE, DO_RESET, DO_RESCAN, DO_DISABLE)
 
     @property
     def is_config_write(self) -> bool:
@@ -81,7 +82,7 @@ class Step:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"phase": self.phase, "reg": self.reg, "op": self.op}
-        if self.op not in (DO_RESET, DO_RESCAN) and self.width:
+        if self.op not in (DO_RESET, DO_RESCAN, DO_DISABLE) and self.width:
             d.update(off=self.offset, width=self.width)
         for k in ("current", "saved", "value", "readback"):
             v = getattr(self, k)
@@ -171,6 +172,7 @@ class PluginOp:
 __all__ = [
     "CONFIG",
     "DOWN",
+    "DO_DISABLE",
     "DO_RESCAN",
     "DO_RESET",
     "PASSES",
