@@ -1,0 +1,170 @@
+"""The QEMU round trip: per-stage wall times of a handoff scenario against the baseline.
+
+Read from tests/e2e/cache/timings-*.json, which the e2e harness writes after each run:
+`timings-baseline.json` is the peer (a plain `kexec -p` of the same capture initrd, no
+handoff), `timings-handoff*.json` are scenarios with handoff. The bench runs QEMU only with
+`--e2e` (a round trip takes about a minute under TCG). The goal compares crash → vmcore saved,
+which is only meaningful when both scenarios save the whole vmcore: a scenario that saves only
+the head of the dump is reported, with the goal marked n/a.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import tomllib
+from typing import Any
+
+from bench.core import Ctx
+from bench.env import ROOT
+from bench.table import CONTEXT, Figure, Row, not_available, ratio_at_most
+
+GROUP = "QEMU round trip (e2e)"
+E2E_DIR = ROOT / "tests" / "e2e"
+CACHE = E2E_DIR / "cache"
+IDS = ["e2e.crash-to-dump-saved"]
+GOAL = "handoff adds < 10% (≤ 1.10x)"
+# The scenario that runs handoff as a user would (save, load, crash, restore, capture): its
+# stages get rows of their own. Other comparable scenarios get the crash → dump row only.
+PRIMARY = "handoff-kdump"
+
+
+def scenario_opts(name: str) -> dict[str, Any]:
+    toml = E2E_DIR / "scenarios" / name / "scenario.toml"
+    try:
+        return tomllib.loads(toml.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def handoff_scenarios() -> list[str]:
+    out = []
+    for d in sorted((E2E_DIR / "scenarios").iterdir()):
+        if d.is_dir() and (d / "first.sh").exists() and d.name != "baseline" and \
+                scenario_opts(d.name).get("with_handoff", True):
+            out.append(d.name)
+    return out
+
+
+def run_qemu(ctx: Ctx) -> str:
+    """Run the baseline and the primary handoff scenario back to back (TCG varies by ±30%
+    between runs, and more between hours of a shared machine: the pair is comparable, timings
+    left by other runs are not). BENCH_E2E_SCENARIOS=all runs every handoff scenario."""
+    import os
+
+    others = handoff_scenarios() if os.environ.get("BENCH_E2E_SCENARIOS") == "all" else \
+        [n for n in handoff_scenarios() if n == PRIMARY]
+    names = ["baseline", *others]
+    ctx.log(f"e2e: running QEMU scenarios {', '.join(names)} (one to two minutes each)")
+    r = subprocess.run([sys.executable, "-m", "e2e_harness", *names], cwd=E2E_DIR,
+                       capture_output=True, text=True, check=False)
+    log = ctx.work / "e2e-run.log"
+    log.write_text(r.stdout + "\n--- stderr\n" + r.stderr)
+    if r.returncode != 0:
+        failed = [ln for ln in r.stderr.splitlines() if "FAILED" in ln] or \
+            r.stderr.strip().splitlines()[-1:]
+        return (f"the --e2e run exited {r.returncode} ({'; '.join(failed)[:300]}; "
+                f"see {log.relative_to(ROOT)}): figures below come from the last runs that "
+                "completed")
+    return ""
+
+
+def at(doc: dict[str, Any], stage: str) -> float | None:
+    for s in doc.get("stages", []):
+        if s["stage"] == stage:
+            return float(s["at_s"])
+    return None
+
+
+def run(ctx: Ctx) -> list[Row]:
+    problem = run_qemu(ctx) if ctx.e2e else ""
+    base_file = CACHE / "timings-baseline.json"
+    ours_files = sorted(CACHE.glob("timings-handoff*.json"))
+    if not base_file.exists() or not ours_files:
+        why = "no e2e timings yet" + (f" ({problem})" if problem else
+                                      " (run `bench/run --e2e` or the e2e tests)")
+        return [not_available("e2e.crash-to-dump-saved", GROUP, "crash → vmcore saved", "—",
+                              why, ratio_at_most(1.10, GOAL))]
+    base = json.loads(base_file.read_text())
+    base_mode = scenario_opts("baseline").get("vmcore", "full")
+    docs = [json.loads(f.read_text()) for f in ours_files]
+    # Scenarios that save the whole dump (as the baseline does) first, PRIMARY before them;
+    # the others get the goal marked n/a. Only the first gets per-stage rows.
+    docs.sort(key=lambda d: (bool(_incomparable(d["scenario"], base_mode)),
+                             d["scenario"] != PRIMARY, d["scenario"]))
+    rows: list[Row] = []
+    for i, doc in enumerate(docs):
+        name = doc["scenario"]
+        mode = scenario_opts(name).get("vmcore", "full")
+        suffix = "" if i == 0 else f".{name}"
+        inp = (f"{name} (vmcore {mode}, run {_when(name)}) vs baseline (vmcore {base_mode}, "
+               f"run {_when('baseline')}), kernel {doc.get('kernel')}")
+        c_ours = _span(doc, "crash", "vmcore-saved")
+        c_base = _span(base, "crash", "vmcore-saved")
+        row = Row(f"e2e.crash-to-dump-saved{suffix}", GROUP, "crash → vmcore saved", inp,
+                  Figure(c_ours, "s"), Figure(c_base, "s", label="plain kexec -p (baseline)"),
+                  ratio_at_most(1.10, GOAL),
+                  details={"handoff": doc, "baseline": base, "files": [str(base_file)] +
+                           [str(f) for f in ours_files]})
+        if c_ours is None or c_base is None:
+            row.not_comparable = "the scenario has no `crash` → `vmcore-saved` span"
+        else:
+            row.not_comparable = _incomparable(name, base_mode)
+        row.note = "; ".join(x for x in (row.not_comparable, problem if i == 0 else "") if x)
+        rows.append(row)
+        if i == 0:
+            rows += _stages(doc, base, name, suffix)
+    return rows
+
+
+def _incomparable(name: str, base_mode: str) -> str:
+    """Why crash → vmcore saved of scenario ``name`` cannot be held against the baseline's
+    ("" when it can): both must save the whole dump, the baseline by /init's copy, a handoff
+    scenario the same way or by its own `handoff capture` hook (vmcore = "none" tells /init
+    to save nothing itself)."""
+    mode = scenario_opts(name).get("vmcore", "full")
+    if mode == base_mode:
+        return ""
+    hooks = E2E_DIR / "scenarios" / name / "hooks" / "pre-pivot"
+    saves = mode == "none" and hooks.is_dir() and any(
+        "capture" in p.read_text() for p in hooks.glob("*.sh"))
+    if saves:
+        return ""
+    return (f"{name} saves the vmcore {mode!r}, the baseline {base_mode!r}: the dump copy "
+            "dominates this span")
+
+
+def _when(scenario: str) -> str:
+    """When the harness wrote a scenario's timings (one QEMU run each: not a median)."""
+    f = CACHE / f"timings-{scenario}.json"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(f.stat().st_mtime))
+    except OSError:
+        return "?"
+
+
+def _span(doc: dict[str, Any], a: str, b: str) -> float | None:
+    x, y = at(doc, a), at(doc, b)
+    return None if x is None or y is None else y - x
+
+
+def _stages(doc: dict[str, Any], base: dict[str, Any], name: str, suffix: str) -> list[Row]:
+    """Every stage's wall time since the previous stage, ours beside the baseline's."""
+    rows = []
+    bd = {s["stage"]: s["delta_s"] for s in base.get("stages", [])}
+    for s in doc.get("stages", []):
+        peer = bd.get(s["stage"])
+        rows.append(Row(f"e2e.stage.{s['stage']}{suffix}", GROUP,
+                        f"stage `{s['stage']}` (since the previous stage)", name,
+                        Figure(s["delta_s"], "s"),
+                        Figure(peer, "s", label="baseline") if peer is not None else
+                        Figure(None, "s", label="baseline: no such stage"), CONTEXT))
+    for key in ("qemu_s",):
+        if key in doc and key in base:
+            rows.append(Row(f"e2e.{key}{suffix}", GROUP, "QEMU wall, boot to power-off", name,
+                            Figure(doc[key], "s"), Figure(base[key], "s", label="baseline"),
+                            CONTEXT))
+    return rows
+

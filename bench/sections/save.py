@@ -1,0 +1,79 @@
+"""`handoff save` of this machine's /sys and of fake trees of 32, 256 and 1024 functions.
+
+Peer: `lspci -xxxx -A linux-sysfs -O sysfs.path=ROOT/bus/pci`: pciutils reading the same files
+(every function's config space, ids and resources) through the same sysfs access method, in C.
+handoff additionally parses capabilities, topology and BARs, encodes and checksums a record and
+writes it atomically (fsync + rename): that is the work a user asks `save` for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench import inputs
+from bench.core import Ctx
+from bench.env import tool
+from bench.measure import Cmd, repeat_in_process, series
+from bench.table import CONTEXT, Figure, Row, not_available, ratio_at_most
+
+GROUP = "handoff save"
+SIZES = (32, 256, 1024)
+IDS = ["save.sys"] + [f"save.{n}" for n in SIZES] + ["save.1024.library"]
+GOAL = "≤ 1.0x lspci"
+
+
+def run(ctx: Ctx) -> list[Row]:
+    lspci = tool("lspci")
+    trees: list[tuple[str, Path, str]] = []
+    sys_pci = Path("/sys/bus/pci/devices")
+    for n in SIZES:
+        ctx.log(f"save: fake tree of {n} functions")
+        trees.append((str(n), inputs.fake_tree(n), f"fake tree, {n} functions"))
+    rows: list[Row] = []
+    if sys_pci.is_dir() and any(sys_pci.iterdir()):
+        trees.insert(0, ("sys", Path("/sys"),
+                         f"this machine's /sys, {len(os.listdir(sys_pci))} functions"))
+    else:
+        rows.append(not_available("save.sys", GROUP, "`handoff save` vs lspci", "/sys",
+                                  "this machine has no PCI devices in /sys"))
+    if lspci is None:
+        return rows + [not_available(f"save.{k}", GROUP, "`handoff save` vs lspci", d,
+                                     "lspci missing (apt-get install pciutils)")
+                       for k, _, d in trees]
+    out = ctx.work / "save-out.bin"
+
+    def fresh() -> None:  # a second save would read the first record to continue its generation
+        out.unlink(missing_ok=True)
+
+    for key, root, desc in trees:
+        argv = ctx.handoff("save", "-o", str(out)) if key == "sys" else \
+            ctx.handoff("save", "--sysfs-root", str(root), "-o", str(out))
+        cmds = [Cmd("save", [argv], before=fresh),
+                Cmd("lspci", [[lspci, "-xxxx", "-A", "linux-sysfs", "-O",
+                               f"sysfs.path={root}/bus/pci"]])]
+        st = series(cmds, ctx.runs)
+        fresh()
+        ours = Figure(st["save"].wall, "s", rss=st["save"].rss)
+        peer = Figure(st["lspci"].wall, "s", rss=st["lspci"].rss,
+                      label="lspci -xxxx -A linux-sysfs")
+        rows.append(Row(f"save.{key}", GROUP, "`handoff save -o FILE` vs lspci -xxxx", desc,
+                        ours, peer, ratio_at_most(1.0, GOAL),
+                        details={"stats": {n: s.to_json() for n, s in st.items()}}))
+        if key == str(SIZES[-1]):
+            rows.append(_library(ctx, root, desc, peer))
+    return rows
+
+
+def _library(ctx: Ctx, root: Path, desc: str, peer: Figure) -> Row:
+    """The save library call in this process: the CLI's figure minus interpreter start,
+    imports and argument parsing (context for the profile)."""
+    from handoff.save import save
+    from handoff.sysfs import SysfsTree
+
+    walls = repeat_in_process(lambda: save(None, SysfsTree(root), running_kernel=False),
+                              ctx.runs_long)
+    walls.sort()
+    return Row("save.1024.library", GROUP, "handoff.save.save() in-process vs lspci", desc,
+               Figure(walls[len(walls) // 2], "s"), peer, CONTEXT,
+               details={"walls_s": walls})
