@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +126,8 @@ def _text(raw: bytes, name: str, at: int) -> str:
 def _uuid_text(raw: bytes, dashed: bool) -> str:
     if not any(raw):
         return ""
-    return str(uuid.UUID(bytes=raw)) if dashed else raw.hex()
+    h = raw.hex()  # uuid.UUID would import platform and _hashlib on every start-up
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" if dashed else h
 
 
 def record_size(buf: bytes | memoryview, offset: int = 0) -> int:
@@ -290,7 +290,12 @@ class Producer:
     created_ns: int = 0
 
     def boot_id_bytes(self) -> bytes:
-        return uuid.UUID(self.boot_id).bytes if self.boot_id else bytes(16)
+        if not self.boot_id:
+            return bytes(16)
+        raw = bytes.fromhex(self.boot_id.replace("-", ""))  # ValueError on anything else
+        if len(raw) != 16:
+            raise ValueError(f"boot id {self.boot_id!r} is not a UUID")
+        return raw
 
     def machine_id_bytes(self) -> bytes:
         return bytes.fromhex(self.machine_id) if self.machine_id else bytes(16)

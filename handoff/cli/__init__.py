@@ -57,7 +57,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or with ``only`` just for that one (start-up time: each
+    command module and its arguments cost a few ms, and a run needs one)."""
     parser = _Parser(
         prog="handoff",
         description=(
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"handoff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         try:
             module = importlib.import_module(f"handoff.cli.{name}")
         except ModuleNotFoundError as e:
@@ -83,8 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_module(argv: Sequence[str]) -> str | None:
+    """The module of the command named in ``argv``, if it is one we know."""
+    for a in argv:
+        if not a.startswith("-"):
+            name = a.replace("-", "_")
+            return name if name in COMMANDS else None
+        if a in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_module(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

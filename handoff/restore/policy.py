@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,6 +262,8 @@ def load_policy(path: str | Path) -> Policy:
 def parse_policy(text: str, name: str = "<policy>") -> Policy:
     """Parse a policy file's text; errors name ``name:line`` and the key."""
     try:
+        import tomllib  # only when a policy file is read: it costs every start-up otherwise
+
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
