@@ -480,3 +480,25 @@ def test_cli_refuses_the_running_systems_sys(tmp_path: Path,
                           "--proc-root", str(proc_dir(tmp_path, release=None)), "--dry-run",
                           "--probe"])
     assert rc == EXIT_ENVIRONMENT and "without --probe" in err
+
+
+def test_a_corrupt_record_still_leaves_a_report_that_says_why(tmp_path: Path) -> None:
+    """In the capture kernel the report is what capture keeps with the dump: a corrupt
+    handoff cpio must produce one that names the failed check, and touch no device."""
+    good = tmp_path / "good.bin"
+    good.write_bytes(record_of(saved_devices(tmp_path)))
+    bad = bytearray(good.read_bytes())
+    bad[-5] ^= 0x40
+    rec = tmp_path / "bad.bin"
+    rec.write_bytes(bytes(bad))
+    tree = capture_tree(tmp_path)
+    before = digest(tree.root)
+    rep = tmp_path / "report.json"
+    out, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
+                            "--proc-root", str(proc_dir(tmp_path)), "--report", str(rep)])
+    assert rc == 1 and "payload digest mismatch" in err
+    assert digest(tree.root) == before
+    doc = json.loads(rep.read_text())
+    assert doc["refused"] is True and doc["devices"] == []
+    assert doc["record"]["check"] == "digest" and doc["record"]["error_type"] == "DigestMismatch"
+    assert "no device was touched" in doc["summary"]

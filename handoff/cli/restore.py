@@ -108,6 +108,25 @@ def load_record(src: str | None) -> tuple[Record, list[str]]:
     return chosen.record, notes
 
 
+def _write_refusal(path: str, source: str, err: Exception) -> None:
+    """A report for a restore that never started: which record, which check failed."""
+    import json
+
+    doc = {"schema_version": 1, "kind": "restore-report", "refused": True,
+           "record": {"source": source, "error": str(err),
+                      "check": getattr(err, "check", None),
+                      "offset": getattr(err, "offset", None),
+                      "error_type": type(err).__name__},
+           "devices": [], "totals": {"devices": 0, "written": 0},
+           "summary": f"restore refused: the record at {source} is unusable: {err}; "
+                      "no device was touched"}
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"))
+    except OSError as e:
+        sys.stderr.write(f"handoff: warning: cannot write the report to {path}: {e.strerror}\n")
+
+
 def _hex(v: int | None, width: int) -> str | None:
     return None if v is None else f"{v:#0{2 + 2 * width}x}"
 
@@ -209,7 +228,7 @@ def _plugin_table(dev: Any, table: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from handoff.errors import EnvironmentProblem, UsageError
+    from handoff.errors import EnvironmentProblem, HandoffError, UsageError
     from handoff.restore import report
     from handoff.restore.apply import SysfsAccess, apply, rehearse, scan
     from handoff.restore.environment import probe
@@ -220,7 +239,14 @@ def run(args: argparse.Namespace) -> int:
     from handoff.sysfs import SysfsTree
 
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
-    rec, notes = load_record(args.record)
+    try:
+        rec, notes = load_record(args.record)
+    except HandoffError as e:
+        # Nothing is written to any device; the report still says why, so that capture can
+        # keep it with the dump (a corrupt handoff cpio must not leave the post-mortem blind).
+        if args.report:
+            _write_refusal(args.report, args.record or DEFAULT_RECORD, e)
+        raise
     for n in notes:
         sys.stderr.write(f"handoff: note: {n}\n")
     tree = SysfsTree(Path(args.sysfs_root))

@@ -300,11 +300,14 @@ def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[Plug
                 reset_planned=any(s.op == DO_RESET for s in dp.steps))
     dp.fallback = fb
     wanted = f"instead of {fb.wanted} (refused by the kernel)"
-    # Stopping DMA matters most, and the quiesce writes are the ones lockdown refused: the
-    # kernel still clears Bus Master itself on request, whatever else the chain picks (a
+    # Stopping DMA matters most. When the kernel refuses our config writes (a quiesce, or a
+    # restore that would have reprogrammed the device), a device left with Bus Master on is
+    # the danger: the kernel still clears it on request, whatever else the chain picks (a
     # reset afterwards saves and restores COMMAND with Bus Master already off).
-    if any(s.phase == QUIESCE_PHASE for s in cfg) and fb.wanted != "skip":
-        cur = dp.match.current
+    cur = dp.match.current
+    live = cur.live.data
+    master_on = len(live) > 4 and bool(live[4] & 0x04)
+    if cfg and master_on and fb.wanted != "skip":
         problem = disable_problem(cur, env.caps(cur.addr))
         if problem is None:
             at = max((i + 1 for i, s in enumerate(dp.steps) if s.phase == QUIESCE_PHASE),
