@@ -153,9 +153,13 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
     if not listing.complete:
         warnings.append(f"could not list all of {cfg.initrd}: {listing.problem}")
     rt = _runtime(host, rec, note, opts, listing)
+    restore_args: tuple[str, ...] = ("--policy", "/" + hooks.POLICY) if policy else ()
+    if opts.reboot:
+        # After `kexec -e` there is no /proc/vmcore, and restore refuses to write to a running
+        # system's /sys unless told this is the kernel the record was loaded for.
+        restore_args += ("--allow-running-system",)
     conf = hooks.CaptureConf(generation=generation, boot_id=boot, dump_dir=opts.dump_dir,
-                             restore_args=("--policy", "/" + hooks.POLICY) if policy else (),
-                             capture=opts.capture)
+                             restore_args=restore_args, capture=opts.capture)
     w = cpio.Writer()
     made: set[str] = set()
     listing.writes_safely(w, hooks.RECORD, note, 0o644, made)

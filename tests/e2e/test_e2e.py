@@ -28,7 +28,7 @@ def test_baseline_reaches_every_stage_in_order(
     assert [s.name for s in baseline.stages] == expected
     for s in baseline.stages:
         record_property(f"stage:{s.name}", round(s.host_s, 3))
-    assert int(baseline.text("first/kexec_crash_size")) == 128 << 20
+    assert int(baseline.text("first/kexec_crash_size")) == 160 << 20  # config.CRASHKERNEL
 
 
 def test_baseline_vmcore_is_an_elf_core_with_vmcoreinfo(baseline: Result) -> None:
@@ -37,7 +37,7 @@ def test_baseline_vmcore_is_an_elf_core_with_vmcoreinfo(baseline: Result) -> Non
         ehdr = f.read(64)
     assert ehdr[:4] == b"\x7fELF" and ehdr[4] == 2  # ELFCLASS64
     assert int.from_bytes(ehdr[16:18], "little") == ET_CORE
-    # 512 MiB of guest memory less the 128 MiB reserved for the capture kernel, roughly.
+    # 512 MiB of guest memory less the 160 MiB reserved for the capture kernel, roughly.
     assert 300 << 20 < vmcore.stat().st_size < 512 << 20
     notes = subprocess.run(
         ["readelf", "-n", str(vmcore)], capture_output=True, text=True, check=True

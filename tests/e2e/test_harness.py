@@ -104,3 +104,62 @@ def test_initrd_is_a_gzip_newc_archive_that_cpio_lists_and_is_aligned(tmp_path: 
     ]
     assert names == ["init", "bin", "bin/busybox", "bin/sh", "dev/console"]  # parents first
     assert "crw-------" in listing
+
+
+def _core_with_notes(path: Path, notes: list[tuple[bytes, int, bytes]]) -> None:
+    """A minimal ELF64 ET_CORE file with one PT_NOTE segment holding `notes`."""
+    import struct
+
+    blob = b""
+    for name, ntype, desc in notes:
+        n = name + b"\0"
+        blob += struct.pack("<III", len(n), len(desc), ntype)
+        blob += n + b"\0" * (-len(n) % 4) + desc + b"\0" * (-len(desc) % 4)
+    phoff, phsize = 64, 56
+    ehdr = b"\x7fELF\x02\x01\x01" + b"\0" * 9
+    ehdr += struct.pack("<HHIQQQIHHHHHH", 4, 62, 1, 0, phoff, 0, 0, 64, phsize, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 4, 0, phoff + phsize, 0, 0, len(blob), 0, 4)
+    path.write_bytes(ehdr + phdr + blob)
+
+
+def test_checks_read_notes_as_readelf_and_eu_readelf_list_them(tmp_path: Path) -> None:
+    import shutil
+
+    from e2e_harness import checks
+
+    core = tmp_path / "core"
+    notes = [
+        (b"CORE", 1, b"\1" * 336),
+        (b"VMCOREINFO", 0, b"OSRELEASE=6.1.0\nPAGESIZE=4096\n"),
+        (b"HANDOFF", 0x48440001, b"HANDOFF\0" + b"\0" * 9),
+    ]
+    _core_with_notes(core, notes)
+    got = checks.elf_notes(core)
+    assert [(n.owner, n.type, n.desc) for n in got] == [(o.decode(), t, d) for o, t, d in notes]
+    assert checks.vmcoreinfo(got) == {"OSRELEASE": "6.1.0", "PAGESIZE": "4096"}
+    for tool in ("readelf", "eu-readelf"):
+        if shutil.which(tool) is None:
+            continue
+        listed = checks.tool_notes(tool, core)
+        assert [owner for owner, _ in listed] == ["CORE", "VMCOREINFO", "HANDOFF"], (tool, listed)
+
+
+def test_pcimem_builds_static_and_checks_its_arguments() -> None:
+    import shutil
+
+    from e2e_harness import tools
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (bash .ci/e2e-deps installs it)")
+    from e2e_harness.elfinfo import needed
+
+    binary = tools.build("pcimem")
+    assert needed(binary) == []  # static: the capture initrd has no libc
+    proc = subprocess.run(
+        [str(binary), "0000:00:00.0", "9", "0", "4"], capture_output=True, check=False
+    )
+    assert proc.returncode == 2 and b"usage" in proc.stderr
+    proc = subprocess.run(
+        [str(binary), "0000:ff:1f.7", "0", "0", "4"], capture_output=True, check=False
+    )
+    assert proc.returncode == 1 and b"No such file" in proc.stderr  # never maps anything here

@@ -17,6 +17,9 @@ TOOLS = {
     "mke2fs": "e2fsprogs",
     "debugfs": "e2fsprogs",
     "readelf": "binutils",
+    "eu-readelf": "elfutils",
+    "makedumpfile": "makedumpfile",
+    "gcc": "gcc",  # the static guest helpers (guest/tools/*.c), with libc6-dev's libc.a
     "git": "git",
 }
 DEPS_SCRIPT = REPO_ROOT / ".ci" / "e2e-deps"

@@ -67,11 +67,13 @@ class Outcome:
     exit_code: int | None = None
 
 
-def argv(kernel: Path, initrd: Path, append: str, disks: dict[str, Path]) -> list[str]:
+def argv(
+    kernel: Path, initrd: Path, append: str, disks: dict[str, Path], memory: str = GUEST_MEMORY
+) -> list[str]:
     """The QEMU command line: q35 under TCG with nvme, virtio-net and two virtio-blk disks
     behind PCIe root ports, and an e1000 on the root bus (BDFs stable across runs)."""
     machine = "-accel tcg,thread=multi -M q35 -smp 2 -nodefaults -display none -monitor none"
-    cmd = [QEMU, *machine.split(), "-m", GUEST_MEMORY, "-serial", "stdio", "-no-reboot"]
+    cmd = [QEMU, *machine.split(), "-m", memory, "-serial", "stdio", "-no-reboot"]
     cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
     for name, key in (("nvm", "nvme"), ("root", "root"), ("res", "results")):
         cmd += ["-drive", f"if=none,id={name},file={disks[key]},format=raw,cache=unsafe"]

@@ -319,10 +319,17 @@ def first_initramfs(pkgs: Packages) -> Path:
     return out
 
 
-def capture_initrd(pkgs: Packages, hooks: dict[str, str], vmcore_mode: str, out: Path) -> int:
+def capture_initrd(
+    pkgs: Packages,
+    hooks: dict[str, str],
+    vmcore_mode: str,
+    out: Path,
+    extra: dict[str, tuple[bytes, int]] | None = None,
+) -> int:
     """The capture kernel's initrd with the scenario's dracut-style hooks; returns its size.
 
-    `hooks` maps a path under /lib/dracut/hooks/ (e.g. "pre-udev/50-x.sh") to its text."""
+    `hooks` maps a path under /lib/dracut/hooks/ (e.g. "pre-udev/50-x.sh") to its text;
+    `extra` maps other paths (relative to /) to (content, mode)."""
     stage = out.with_name(out.name + ".d")
     shutil.rmtree(stage, ignore_errors=True)
     _small_tree(pkgs, stage, "capture-init.sh", ROOT_DISK_MODULES + DRIVER_MODULES)
@@ -334,6 +341,8 @@ def capture_initrd(pkgs: Packages, hooks: dict[str, str], vmcore_mode: str, out:
             raise BuildError(f"capture hook {rel!r} must be <hook-dir>/<name>.sh")
         write_file(hook, text, 0o755)
     write_file(stage / "etc/e2e/vmcore-mode", vmcore_mode + "\n")
+    for rel, (content, mode) in (extra or {}).items():
+        write_file(stage / rel, content, mode)
     size = write_initrd(stage, out)
     shutil.rmtree(stage)
     return size

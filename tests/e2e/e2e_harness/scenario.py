@@ -17,8 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import pyinstall, qemu, results, rootfs
-from .config import CACHE_DIR, CAPTURE_APPEND, FIRST_CMDLINE, GUEST_SCRIPTS, SCENARIOS_DIR
+from . import pyinstall, qemu, results, rootfs, runtimecache, tools
+from .config import (
+    CACHE_DIR,
+    CAPTURE_APPEND,
+    CRASHKERNEL,
+    GUEST_MEMORY,
+    GUEST_SCRIPTS,
+    SCENARIOS_DIR,
+    first_cmdline,
+)
 from .qemu import Stage, StageTime
 
 # Seconds allowed from the previous stage (see timeout_scale).
@@ -60,6 +68,15 @@ class Scenario:
         `crash` (each within its timeout, default 60 s); pre_udev_stages and
         pre_pivot_stages likewise for the hooks of each directory.
     files: extra files for the first kernel's root, absolute guest path -> content.
+    capture_files: extra files for the capture initrd, absolute guest path -> content.
+    tools: static C helpers from e2e_harness/guest/tools/ (e.g. "pcimem"), installed as
+        /usr/bin/NAME in the first kernel's root and /bin/NAME in the capture initrd.
+    crashkernel, memory: the first kernel's crashkernel= and QEMU's -m.
+    transition: the stage the first script marks when it leaves the first kernel: "crash"
+        (lib.sh `crash`) or e.g. "kexec-exec" (lib.sh `kexec_exec`, for `kexec -e`).
+    seed_runtime: start the root disk with the capture runtime that `handoff load` packed in
+        an earlier run (runtimecache.py), so this run does not rebuild it; False proves the
+        cold build.
     """
 
     name: str
@@ -75,6 +92,12 @@ class Scenario:
     timeouts: dict[str, float] = field(default_factory=dict)
     overall_timeout: float = OVERALL_TIMEOUT
     files: dict[str, bytes] = field(default_factory=dict)
+    capture_files: dict[str, bytes] = field(default_factory=dict)
+    tools: tuple[str, ...] = ()
+    crashkernel: str = CRASHKERNEL
+    memory: str = GUEST_MEMORY
+    transition: str = "crash"
+    seed_runtime: bool = True
 
     @classmethod
     def from_dir(cls, path: Path | str, **overrides: Any) -> Scenario:
@@ -87,7 +110,7 @@ class Scenario:
         toml = path / "scenario.toml"
         if toml.exists():
             opts.update(tomllib.loads(toml.read_text()))
-        for key in ("script_stages", "pre_udev_stages", "pre_pivot_stages"):
+        for key in ("script_stages", "pre_udev_stages", "pre_pivot_stages", "tools"):
             if key in opts:
                 opts[key] = tuple(opts[key])
         hooks = {
@@ -103,7 +126,7 @@ class Scenario:
         plan = [
             *FIRST_STAGES,
             *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.script_stages],
-            ("crash", SCRIPT_STAGE_TIMEOUT),
+            (self.transition, SCRIPT_STAGE_TIMEOUT),
             CAPTURE_STAGES[0],
             *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.pre_udev_stages],
             *CAPTURE_STAGES[1:4],
@@ -127,6 +150,10 @@ class Result:
     qemu_s: float
     kernel: str
     phases: dict[str, float] = field(default_factory=dict)  # host seconds per phase
+    runtime_seeded: bool = False  # the root disk started with a packed capture runtime
+
+    def __repr__(self) -> str:  # short, for pytest's failure reports
+        return f"Result({self.scenario!r}, {len(self.stages)} stages, out={self.out_dir})"
 
     def read(self, name: str) -> bytes:
         return self.files[name].read_bytes()
@@ -155,6 +182,7 @@ class Result:
             "prepare_s": round(self.prepare_s, 3),
             "qemu_s": round(self.qemu_s, 3),
             "host_phases_s": self.phases,
+            "runtime_cache_seeded": self.runtime_seeded,
             "stages": rows,
             "infos": self.infos,
         }
@@ -182,10 +210,19 @@ def _lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _root_image(sc: Scenario, pkgs: rootfs.Packages, base: Path, run: Path) -> Path:
-    """Base tree (hard links into the cache) + this run's scripts, capture initrd, handoff."""
+def _root_image(
+    sc: Scenario, pkgs: rootfs.Packages, base: Path, run: Path
+) -> tuple[Path, str | None, bool]:
+    """Base tree (hard links into the cache) + this run's scripts, capture initrd, handoff.
+    Returns the image, the runtime-cache key (None without handoff) and whether it was
+    seeded."""
     stage_dir = run / "root"
     subprocess.run(["cp", "-al", str(base), str(stage_dir)], check=True)
+    helpers = {name: tools.build(name).read_bytes() for name in sc.tools}
+    for name, binary in helpers.items():
+        rootfs.write_file(stage_dir / "usr/bin" / name, binary, 0o755)
+    capture_extra = {f"bin/{name}": (b, 0o755) for name, b in helpers.items()}
+    capture_extra.update({p.lstrip("/"): (c, 0o644) for p, c in sc.capture_files.items()})
     overlay: dict[str, str | bytes] = {
         "etc/e2e/lib.sh": (GUEST_SCRIPTS / "lib.sh").read_text(),
         "etc/e2e/first.sh": sc.first_script,
@@ -197,14 +234,19 @@ def _root_image(sc: Scenario, pkgs: rootfs.Packages, base: Path, run: Path) -> P
     rootfs.write_file(
         stage_dir / "sbin/e2e-first-init", (GUEST_SCRIPTS / "first-init.sh").read_text(), 0o755
     )
-    rootfs.capture_initrd(pkgs, sc.capture_hooks, sc.vmcore, stage_dir / "boot/capture-initrd.img")
+    rootfs.capture_initrd(
+        pkgs, sc.capture_hooks, sc.vmcore, stage_dir / "boot/capture-initrd.img", capture_extra
+    )
+    rt_key, seeded = None, False
     if sc.with_handoff:
         pyinstall.install(stage_dir / "opt/handoff")
         rootfs.check_libraries(stage_dir, "opt/handoff")
+        rt_key = runtimecache.key(stage_dir)
+        seeded = sc.seed_runtime and runtimecache.seed(stage_dir, rt_key)
     image = run / "root.raw"
     rootfs.make_ext4(stage_dir, image, rootfs.tree_size_mb(stage_dir) * 5 // 4 + 64, "e2eroot")
     shutil.rmtree(stage_dir)
-    return image
+    return image, rt_key, seeded
 
 
 def run(sc: Scenario) -> Result:
@@ -231,16 +273,17 @@ def run(sc: Scenario) -> Result:
             phase("cached-trees")
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
+            root_image, rt_key, seeded = _root_image(sc, pkgs, base, run_dir)
             disks = {
-                "root": _root_image(sc, pkgs, base, run_dir),
+                "root": root_image,
                 "results": run_dir / "results.raw",
                 "nvme": run_dir / "nvme.raw",
             }
         rootfs.make_ext4(None, disks["results"], RESULTS_DISK_MB, "e2eres")
         with disks["nvme"].open("wb") as f:
             f.truncate(64 << 20)
-        cmdline = f"{FIRST_CMDLINE} {sc.extra_cmdline}".strip()
-        argv = qemu.argv(kernel, initrd, cmdline, disks)
+        cmdline = f"{first_cmdline(sc.crashkernel)} {sc.extra_cmdline}".strip()
+        argv = qemu.argv(kernel, initrd, cmdline, disks, memory=sc.memory)
         (run_dir / "qemu-argv.txt").write_text(shlex.join(argv) + "\n")  # copy-pasteable
         phase("run-images")
         prepare_s = time.monotonic() - t0
@@ -250,6 +293,9 @@ def run(sc: Scenario) -> Result:
             )
         except qemu.StageError as e:
             _salvage(disks["results"], run_dir)
+            if rt_key is not None:  # a failure after `handoff load` still packed a runtime
+                with _lock(CACHE_DIR / ".lock"):
+                    runtimecache.harvest(disks["root"], rt_key)
             e.add_note(
                 f"serial console: {run_dir / 'serial.log'}; what the guests wrote: "
                 f"{run_dir / 'out'}; QEMU command: {run_dir / 'qemu-argv.txt'}"
@@ -257,6 +303,9 @@ def run(sc: Scenario) -> Result:
             raise
         phase("qemu")
         files = results.extract(disks["results"], ("first", "capture"), run_dir / "out")
+        if rt_key is not None:
+            with _lock(CACHE_DIR / ".lock"):
+                runtimecache.harvest(disks["root"], rt_key)
         disks["results"].unlink()  # the vmcore is in out/ now; the root image is rebuilt
         disks["root"].unlink()
         phase("extract-results")
@@ -271,6 +320,7 @@ def run(sc: Scenario) -> Result:
         outcome.wall_s,
         pkgs.release,
         phases,
+        seeded,
     )
     timings = CACHE_DIR / f"timings-{sc.name}.json"
     timings.write_text(json.dumps(result.timings(), indent=1) + "\n")

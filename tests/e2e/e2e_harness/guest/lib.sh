@@ -9,6 +9,11 @@ e2e_ms() {
 
 # Marker lines go to the console directly, so a script redirecting stdout cannot hide them.
 stage() { echo "HANDOFF-E2E STAGE $1 $(e2e_ms)" > /dev/console; }
+
+# The marker right before the kernel goes away goes through printk instead: the console tty
+# may still hold it when the panic (or kexec) takes the console over, and then it is lost or
+# cut ("HANDO[ 81.89] Kernel panic"). printk prints it in order, before the panic messages.
+last_stage() { echo "<1>HANDOFF-E2E STAGE $1 $(e2e_ms)" > /dev/kmsg; }
 info() { echo "HANDOFF-E2E INFO $*" > /dev/console; }
 
 # Report a failure the host turns into an error naming STAGE, then stop the machine.
@@ -63,8 +68,166 @@ crash() {
 	cd /
 	sync
 	umount /results 2>/dev/null
-	stage crash
+	last_stage crash
 	echo c > /proc/sysrq-trigger
 	sleep 10
 	fail crash "echo c > /proc/sysrq-trigger returned"
+}
+
+# "BDF DRIVER" for every PCI function with a driver bound.
+drivers_bound() {
+	for _d in /sys/bus/pci/devices/*; do
+		[ -e "$_d/driver" ] && echo "${_d##*/} $(basename "$(readlink "$_d/driver")")"
+	done
+	return 0
+}
+
+# Device registers behind the BARs, as the plugins see them (needs the pcimem tool, and no
+# driver bound to the device): "NAME VALUE" lines; VALUE is "error: MESSAGE" when the BAR
+# cannot be mapped (EPERM under lockdown, EINVAL once a driver claimed it).
+bar_state() {
+	bar_reg nvme-cc 0000:01:00.0 0 0x14 4
+	bar_reg nvme-csts 0000:01:00.0 0 0x1c 4
+	bar_reg virtio-net-status virtio-status 0000:02:00.0
+}
+
+bar_reg() {
+	_name=$1
+	shift
+	if _v=$(pcimem "$@" 2>&1); then
+		echo "$_name $_v"
+	else
+		echo "$_name error: $_v"
+	fi
+}
+
+# Perturb the driverless AHCI function 00:1f.2 the way a dying kernel might, after handoff
+# saved it: BAR5 moved (Memory Space off while it moves) to a free address of the root bus
+# window, so the capture kernel keeps it; INTx Disable flipped in COMMAND; Cache Line Size
+# and Interrupt Line written straight into sysfs `config`. Writes "REG BEFORE AFTER" lines
+# (hex) to $1, and the function's config space before the perturbation to $1-before.bin.
+AHCI=0000:00:1f.2
+perturb_ahci() {
+	_cfg=/sys/bus/pci/devices/$AHCI/config
+	[ -e "/sys/bus/pci/devices/$AHCI/driver" ] && fail perturbed "$AHCI has a driver bound"
+	cat "$_cfg" > "$1-before.bin"
+	_cmd=$(setpci -s $AHCI COMMAND)
+	_bar5=$(setpci -s $AHCI BASE_ADDRESS_5)
+	_cls=$(setpci -s $AHCI CACHE_LINE_SIZE)
+	_irq=$(setpci -s $AHCI INTERRUPT_LINE)
+	setpci -s $AHCI COMMAND="$(printf %04x $((0x$_cmd & ~0x2)))"
+	setpci -s $AHCI BASE_ADDRESS_5=fe27f000
+	setpci -s $AHCI COMMAND="$(printf %04x $((0x$_cmd ^ 0x0400)))"
+	printf '\020' | dd of="$_cfg" bs=1 seek=12 conv=notrunc 2> /dev/null ||
+		fail perturbed "writing Cache Line Size through $_cfg failed"
+	printf '\005' | dd of="$_cfg" bs=1 seek=60 conv=notrunc 2> /dev/null ||
+		fail perturbed "writing Interrupt Line through $_cfg failed"
+	{
+		echo "COMMAND $_cmd $(setpci -s $AHCI COMMAND)"
+		echo "BASE_ADDRESS_5 $_bar5 $(setpci -s $AHCI BASE_ADDRESS_5)"
+		echo "CACHE_LINE_SIZE $_cls $(setpci -s $AHCI CACHE_LINE_SIZE)"
+		echo "INTERRUPT_LINE $_irq $(setpci -s $AHCI INTERRUPT_LINE)"
+	} > "$1"
+	while read -r _reg _old _new; do
+		[ "$_old" != "$_new" ] || fail perturbed "$AHCI $_reg did not change (still $_new)"
+	done < "$1"
+}
+
+# The capture-side checks shared by the handoff scenarios, around handoff's own hooks
+# (pre-udev/30-handoff.sh runs `handoff restore`, pre-pivot/90-handoff-capture.sh runs
+# `handoff capture`). Each writes into $E2E_OUT; a missing handoff file fails the stage.
+handoff_before_restore() {
+	dump_config "$E2E_OUT/config-before-restore"
+	cat /proc/cmdline > "$E2E_OUT/cmdline"
+	drivers_bound > "$E2E_OUT/drivers-before"
+	command -v pcimem > /dev/null && bar_state > "$E2E_OUT/bars-before-restore"
+	ls -lR /handoff > "$E2E_OUT/handoff-files" 2>&1
+	[ -f /handoff/record.note ] || return 0
+	cp /handoff/record.note "$E2E_OUT/record.note"
+	cp /handoff/etc/capture.conf "$E2E_OUT/capture.conf"
+}
+
+handoff_after_restore() {
+	dump_config "$E2E_OUT/config-after-restore"
+	command -v pcimem > /dev/null && bar_state > "$E2E_OUT/bars-after-restore"
+	[ -f /handoff/restore-report.json ] && cp /handoff/restore-report.json "$E2E_OUT/"
+	[ -f /handoff/record.note ] || return 0
+	_rc=0
+	/handoff/bin/handoff inspect --json /handoff/record.note > "$E2E_OUT/inspect-record.json" \
+		2> "$E2E_OUT/inspect-record.err" || _rc=$?
+	echo "$_rc" > "$E2E_OUT/inspect-record.rc"
+}
+
+# Before handoff capture: the capture kernel's own drivers bound and work; a plain copy of
+# the vmcore's headers and notes.
+handoff_drivers_work() {
+	drivers_bound > "$E2E_OUT/drivers-after"
+	_i=0
+	while [ ! -b /dev/nvme0n1 ] && [ $_i -lt 100 ]; do
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	_rc=0
+	dd if=/dev/nvme0n1 of=/dev/null bs=4096 count=64 2> "$E2E_OUT/nvme-read.err" || _rc=$?
+	echo "$_rc" > "$E2E_OUT/nvme-read.rc"
+	for _n in /sys/class/net/*; do
+		[ "$(cat "$_n/address" 2> /dev/null)" = 52:54:00:00:00:02 ] || continue
+		ip link set "${_n##*/}" up
+		_i=0
+		while { [ "$(cat "$_n/carrier" 2> /dev/null)" != 1 ] ||
+			[ "$(cat "$_n/operstate")" != up ]; } && [ $_i -lt 50 ]; do
+			sleep 0.1
+			_i=$((_i + 1))
+		done
+		echo "${_n##*/} $(cat "$_n/operstate") carrier=$(cat "$_n/carrier" 2> /dev/null)" \
+			"driver=$(basename "$(readlink "$_n/device/driver")")"
+	done > "$E2E_OUT/virtio-net"
+	plain_vmcore_head
+}
+
+# The first MiB of /proc/vmcore as it is (ELF header, program headers, notes), for the host
+# to compare with the dump handoff capture saves.
+plain_vmcore_head() {
+	dd if=/proc/vmcore of="$E2E_OUT/plain-head.bin" bs=4096 count=256 2> /dev/null
+}
+
+# After handoff capture: list what it wrote on the results disk.
+handoff_after_capture() {
+	ls -lR "$E2E_RESULTS" > "$E2E_OUT/results-listing"
+	for _f in "$E2E_RESULTS"/*/vmcore; do
+		[ -f "$_f" ] && return 0
+	done
+	fail captured "handoff capture saved no vmcore under $E2E_RESULTS"
+}
+
+# Unmount the results disk and boot the kernel loaded with `kexec -l` (a kexec reboot).
+kexec_exec() {
+	cd /
+	sync
+	umount /results 2> /dev/null
+	last_stage kexec-exec
+	kexec -e
+	fail kexec-exec "kexec -e returned $?"
+}
+
+# COMMAND of function $1, 4 hex digits, read from sysfs config (busybox od; no setpci here).
+pci_command() {
+	od -An -tx2 -j4 -N2 "/sys/bus/pci/devices/$1/config" | tr -d ' '
+}
+
+# Under lockdown: does sysfs `enable` 1 then 0 (pci_enable_device, pci_disable_device; the
+# kernel's own config writes) clear Bus Master of the driverless AHCI? A measurement for the
+# restore engine's fallbacks, written to $E2E_OUT/enable-probe; handoff is not involved.
+lockdown_enable_probe() {
+	_d=/sys/bus/pci/devices/$AHCI
+	# After restore, so handoff ran as an initrd without securityfs would run it.
+	mount -t securityfs securityfs /sys/kernel/security 2> /dev/null
+	{
+		echo "lockdown $(cat /sys/kernel/security/lockdown 2> /dev/null || echo unknown)"
+		echo "before $(pci_command $AHCI) enable=$(cat $_d/enable)"
+		_e=$(echo 1 2>&1 > $_d/enable) && echo "enable-1 ok $(pci_command $AHCI)" ||
+			echo "enable-1 error $_e"
+		_e=$(echo 0 2>&1 > $_d/enable) && echo "enable-0 ok $(pci_command $AHCI)" ||
+			echo "enable-0 error $_e"
+	} > "$E2E_OUT/enable-probe" 2>&1
 }
