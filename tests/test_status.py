@@ -113,6 +113,24 @@ def test_lockdown_is_reported(machine: Machine) -> None:
     assert status(machine)[1]["lockdown"] == "integrity"
 
 
+def test_status_shows_what_the_kernel_permits(machine: Machine) -> None:
+    """Lockdown, config writes, BAR mapping and reset methods, as restore will record them;
+    status only reads (no write-back probe, no mapping)."""
+    sec = machine.sys / "kernel/security"
+    sec.mkdir()
+    (sec / "lockdown").write_text("none [integrity] confidentiality\n")
+    before = {p: p.read_bytes() for p in machine.sys.rglob("config")}
+    caps = status(machine)[1]["capabilities"]
+    assert caps["lockdown"] == "integrity"
+    assert caps["config_writes"]["permitted"] is False
+    assert caps["bar_mapping"]["permitted"] is False
+    assert set(caps["devices"]) == {p.name for p in (machine.sys / "bus/pci/devices").iterdir()}
+    assert "config writes   REFUSED" in caps["text"]
+    assert {p: p.read_bytes() for p in machine.sys.rglob("config")} == before
+    rc, out, _ = cli("status", "--root", str(machine.root))
+    assert "what this kernel permits" in out and "lockdown        integrity" in out
+
+
 def test_unreadable_state_file(machine: Machine) -> None:
     (machine.state / "loaded.json").write_text("{not json")
     rc, _, err = cli("status", "--root", str(machine.root))

@@ -36,11 +36,15 @@ def run(args: argparse.Namespace) -> int:
     from handoff.cli.load import host_from_args
     from handoff.kexec.state import status
 
-    st = status(host_from_args(args))
+    host = host_from_args(args)
+    st = status(host)
+    env = _capabilities(host)
     if args.json:
         from handoff.cli._output import emit_json
 
-        emit_json("status", st.to_json())
+        doc = st.to_json()
+        doc["capabilities"] = env
+        emit_json("status", doc)
         return st.exit_code
     print(f"status          {st.verdict.upper()}: {st.reason}")
     print(f"crash kernel    loaded: {_yn(st.crash_loaded)}"
@@ -51,6 +55,24 @@ def run(args: argparse.Namespace) -> int:
               f"({st.state.mode} load via {st.state.syscall})")
     for c in st.changes:
         print(f"  changed: {c}")
+    if env is not None:
+        print("what this kernel permits (read-only probe; `handoff restore` records the same):")
+        for line in env["text"].splitlines():
+            print(f"  {line}")
     if st.verdict == "stale":
         print("run `handoff load` again so the capture kernel gets a current record")
     return st.exit_code
+
+
+def _capabilities(host: Any) -> dict[str, Any] | None:
+    """Lockdown, config writes, BAR mapping and reset methods, as restore would see them here
+    (read-only: no write-back and no mapping, so status is safe on a production machine)."""
+    from handoff.restore.environment import describe, describe_text, probe
+
+    root = host.sys
+    if not (root / "bus" / "pci" / "devices").is_dir():
+        return None
+    env = probe(root)
+    doc = describe(env)
+    doc["text"] = describe_text(env)
+    return doc
