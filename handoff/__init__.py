@@ -19,14 +19,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from handoff.sources import Found
 
 
-def read(path: str) -> "list[Found]":
+def read(path: str) -> list[Found]:
     """Find and validate every handoff record in the file at ``path``."""
     from handoff.sources import read_path
 
     return read_path(path)
 
 
-def read_bytes(data: bytes, name: str = "<bytes>") -> "list[Found]":
+def read_bytes(data: bytes, name: str = "<bytes>") -> list[Found]:
     """Find and validate every handoff record in ``data`` (any supported container)."""
     from handoff.sources import read_bytes as _read_bytes
 

@@ -116,7 +116,7 @@ def loads(data: bytes | bytearray | memoryview) -> Any:
 
 
 class _Decoder:
-    __slots__ = ("buf", "pos", "end")
+    __slots__ = ("buf", "end", "pos")
 
     def __init__(self, buf: bytes) -> None:
         self.buf = buf

@@ -37,7 +37,15 @@ from handoff.restore.match import (
     parse_cmdline,
 )
 from handoff.restore.plan import (
-    DO_DISABLE, DO_RESCAN, DO_RESET, REFUSE, SKIP_OP, WRITE, Plan, make_plan)
+    DO_DISABLE,
+    DO_RESCAN,
+    DO_RESET,
+    REFUSE,
+    SKIP_OP,
+    WRITE,
+    Plan,
+    make_plan,
+)
 from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action, parse_policy
 from handoff.sysfs import SysfsTree
 

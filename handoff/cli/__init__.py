@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from handoff.errors import (
     EXIT_ENVIRONMENT,
@@ -132,4 +133,4 @@ def _report(e: HandoffError) -> None:
         sys.stderr.write(f"handoff: hint: {e.hint}\n")
 
 
-__all__ = ["main", "build_parser", "EXIT_INVALID", "EXIT_NO_RECORD", "EXIT_ENVIRONMENT"]
+__all__ = ["EXIT_ENVIRONMENT", "EXIT_INVALID", "EXIT_NO_RECORD", "build_parser", "main"]

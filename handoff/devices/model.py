@@ -27,7 +27,7 @@ class PciIds:
                 "subdevice": self.subdevice, "class": self.class_code, "revision": self.revision}
 
     @classmethod
-    def from_payload(cls, m: dict[str, Any]) -> "PciIds":
+    def from_payload(cls, m: dict[str, Any]) -> PciIds:
         return cls(m["vendor"], m["device"], m["subvendor"], m["subdevice"], m["class"],
                    m["revision"])
 
@@ -52,7 +52,7 @@ class Snapshot:
         return P.snapshot(self.source, self.data, self.size, self.partial)
 
     @classmethod
-    def from_payload(cls, m: dict[str, Any]) -> "Snapshot":
+    def from_payload(cls, m: dict[str, Any]) -> Snapshot:
         return cls(m["src"], m["size"], P.snapshot_bytes(m), m.get("partial"))
 
 
@@ -136,7 +136,7 @@ class PciDevice:
         return d
 
     @classmethod
-    def from_payload(cls, d: dict[str, Any]) -> "PciDevice":
+    def from_payload(cls, d: dict[str, Any]) -> PciDevice:
         sr = d.get("sriov")
         return cls(
             addr=d["addr"],

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from handoff import payload as P
 from handoff.devices import capabilities as caps
 from handoff.devices.model import Bar, PciDevice, PciIds, Snapshot
 from handoff.sysfs import ConfigSpace, SysfsTree
