@@ -68,9 +68,20 @@ def real_vmcore() -> Path | None:
         dirnames[:] = [d for d in dirnames if d not in ("pkgs", "debs", "rootfs", "pip")]
         if "vmcore" in filenames:
             p = Path(dirpath, "vmcore")
-            if _is_elf_core(p) and _complete(p):
+            if _is_elf_core(p) and _complete(p) and not _has_handoff_notes(p):
                 found.append((p.stat().st_mtime, p))
     return max(found)[1] if found else None
+
+
+def _has_handoff_notes(p: Path) -> bool:
+    """A dump that ``handoff capture`` already injected into (the e2e handoff scenarios) is
+    not a plain /proc/vmcore copy: these cases need one (the baseline scenario's)."""
+    from handoff.sources import scan_path
+
+    try:
+        return any(n.owner == "HANDOFF" for n in scan_path(str(p)).notes)
+    except E.HandoffError:
+        return True
 
 
 def _complete(p: Path) -> bool:
