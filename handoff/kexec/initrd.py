@@ -91,45 +91,18 @@ class Listing:
 def list_initrd(path: Path, wanted: Iterable[str] = ()) -> Listing:
     """List ``path``; the data of members named in ``wanted`` (up to 1 MiB each) is kept."""
     from handoff.sources.blob import FileBlob
-    from handoff.sources.decompress import Decompressed
-    from handoff.sources.initrd import SUPPORTED, BlobStream, Context, compression_of
+    from handoff.sources.initrd import Context, archives
 
     want = set(wanted)
     out = Listing()
-    ctx = Context()
-    pos = 0
     with FileBlob(str(path)) as blob:
         try:
-            while pos < blob.size:
-                zs = BlobStream(blob, pos)
-                zs.skip_zeros()
-                pos = zs.pos
-                if pos >= blob.size:
-                    break
-                head = blob.pread(pos, 8)
-                method = compression_of(head)
-                out.archives.append((pos, method))
-                if head[:5] == b"07070":
-                    if pos % 4:
-                        raise BadContainer(f"uncompressed archive at offset {pos} is not "
-                                           "4-byte aligned; the kernel ignores it", offset=pos)
-                    bs = BlobStream(blob, pos)
-                    _members(bs, out, want, single=True)
-                    pos = bs.pos
-                elif method in SUPPORTED:
-                    ds = Decompressed(blob, pos, method, ctx)
-                    try:
-                        _members(ds, out, want, single=False)
-                        ds.drain()
-                    finally:
-                        ds.close()
-                    assert ds.end is not None
-                    pos = ds.end
-                else:
-                    raise BadContainer(
-                        f"cannot read the part at offset {pos} ({method or head[:4].hex()})",
-                        offset=pos,
-                    )
+            for part in archives(blob, Context()):
+                out.archives.append((part.offset, part.method))
+                if part.stream is None:
+                    raise BadContainer(f"cannot read the {part.method} part at offset "
+                                       f"{part.offset} (install zstd)", offset=part.offset)
+                _members(part.stream, out, want, single=part.raw)
         except BadContainer as e:
             out.complete = False
             out.problem = str(e)

@@ -9,6 +9,7 @@ or nested initrd), never by name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,77 @@ class BlobStream:
         return self.pos - start
 
 
+@dataclass
+class Part:
+    """One archive of an initrd, as :func:`archives` yields it. ``stream`` reads the archive's
+    cpio data (raw or decompressed), or is None when it cannot be read here (zstd without the
+    zstd program); ``raw`` says the stream reads the file as is."""
+
+    index: int
+    offset: int
+    method: str | None
+    stream: Any
+    raw: bool
+    compressed_size: int | None = None
+
+
+def archives(blob: Blob, ctx: Context) -> Iterator[Part]:
+    """The concatenated archives of an initrd, walked as the kernel does (init/initramfs.c):
+    zero padding skipped, an uncompressed archive only at a 4-byte-aligned offset, each
+    compressed one decompressed within ``ctx``'s limits. The caller reads members from
+    ``part.stream``; on resuming, the rest of the part is drained and the walk moves on.
+    Junk, an unknown compression or a misaligned archive raise :class:`BadContainer`."""
+    from handoff.sources.decompress import Decompressed, zstd_frames_length
+
+    pos = 0
+    index = 0
+    while pos < blob.size:
+        zs = BlobStream(blob, pos)
+        zs.skip_zeros()
+        pos = zs.pos
+        if pos >= blob.size:
+            return
+        head = blob.pread(pos, 8)
+        method = compression_of(head)
+        index += 1
+        if head[:5] == b"07070":
+            if pos % 4:
+                raise BadContainer(
+                    f"uncompressed cpio archive at offset {pos} is not 4-byte aligned: the "
+                    "kernel ignores it (\"invalid magic at start of compressed archive\")",
+                    offset=pos,
+                )
+            bs = BlobStream(blob, pos)
+            yield Part(index, pos, None, bs, raw=True)
+            pos = bs.pos
+        elif method == "zstd" and ctx.zstd() is None:
+            length = zstd_frames_length(blob, pos)
+            yield Part(index, pos, method, None, raw=False, compressed_size=length)
+            pos += length
+        elif method in SUPPORTED:
+            ds = Decompressed(blob, pos, method, ctx)
+            part = Part(index, pos, method, ds, raw=False)
+            try:
+                yield part
+                ds.drain()
+            finally:
+                ds.close()
+            assert ds.end is not None
+            part.compressed_size = ds.end - pos
+            pos = ds.end
+        elif method:
+            raise BadContainer(
+                f"{method}-compressed archive at offset {pos}: handoff does not read {method}",
+                offset=pos,
+            )
+        else:
+            raise BadContainer(
+                f"junk at offset {pos} of the initrd (not a cpio archive or a known "
+                f"compression: {head[:4].hex()})",
+                offset=pos,
+            )
+
+
 def scan_initrd(blob: Blob, c: Container, ctx: Context, base: int | None = 0) -> None:
     """Walk the archives of an initrd, filling ``c`` (archives, found, notes, problems).
 
@@ -121,68 +193,27 @@ def scan_initrd(blob: Blob, c: Container, ctx: Context, base: int | None = 0) ->
     (the caller decides whether it is fatal) and records found before it are kept. ``base`` is
     the file offset of ``blob[0]``, or None if ``blob`` is decompressed data.
     """
-    from handoff.sources.decompress import Decompressed, zstd_frames_length
-
-    pos = 0
-    index = 0
+    parts: list[tuple[dict[str, Any], Part]] = []
     try:
-        while pos < blob.size:
-            zs = BlobStream(blob, pos)
-            zs.skip_zeros()
-            pos = zs.pos
-            if pos >= blob.size:
-                break
-            head = blob.pread(pos, 8)
-            method = compression_of(head)
-            index += 1
-            if head[:5] == b"07070":
-                if pos % 4:
-                    raise BadContainer(
-                        f"uncompressed cpio archive at offset {pos} is not 4-byte aligned: the "
-                        "kernel ignores it (\"invalid magic at start of compressed archive\")",
-                        offset=pos,
-                    )
-                bs = BlobStream(blob, pos)
-                info = _archive_info(index, pos, None)
-                c.archives.append(info)
-                _walk_archives(bs, c, ctx, info, raw=blob, base=base, single=True)
-                pos = bs.pos
-            elif method == "zstd" and ctx.zstd() is None:
-                length = zstd_frames_length(blob, pos)
-                info = _archive_info(index, pos, method)
+        for part in archives(blob, ctx):
+            info = _archive_info(part.index, part.offset, part.method)
+            c.archives.append(info)
+            parts.append((info, part))
+            if part.stream is None:  # zstd, and no zstd program
                 info["examined"] = False
-                info["compressed_size"] = length
-                c.archives.append(info)
                 c.problems.append(Problem(
-                    f"zstd-compressed archive at offset {pos}: the zstd program is not installed, "
-                    "so handoff cannot look inside it (install zstd)", pos))
+                    f"zstd-compressed archive at offset {part.offset}: the zstd program is not "
+                    "installed, so handoff cannot look inside it (install zstd)", part.offset))
                 c.missing_tools.append("zstd")
-                pos += length
-            elif method in SUPPORTED:
-                ds = Decompressed(blob, pos, method, ctx)
-                info = _archive_info(index, pos, method)
-                c.archives.append(info)
-                try:
-                    _walk_archives(ds, c, ctx, info)
-                    ds.drain()
-                finally:
-                    ds.close()
-                assert ds.end is not None
-                info["compressed_size"] = ds.end - pos
-                pos = ds.end
-            elif method:
-                raise BadContainer(
-                    f"{method}-compressed archive at offset {pos}: handoff does not read {method}",
-                    offset=pos,
-                )
+            elif part.raw:
+                _walk_archives(part.stream, c, ctx, info, raw=blob, base=base, single=True)
             else:
-                raise BadContainer(
-                    f"junk at offset {pos} of the initrd (not a cpio archive or a known "
-                    f"compression: {head[:4].hex()})",
-                    offset=pos,
-                )
+                _walk_archives(part.stream, c, ctx, info)
     except BadContainer as e:
         c.problems.append(Problem(str(e), e.offset))
+    for info, part in parts:  # a compressed part's size is known once the walk passed it
+        if part.compressed_size is not None:
+            info["compressed_size"] = part.compressed_size
 
 
 def _archive_info(index: int, offset: int, method: str | None) -> dict[str, Any]:
