@@ -70,6 +70,12 @@ enum handoff_err {
 #define HANDOFF_TEXT_SIZE 64			/* §3: kernel_release, hostname */
 #define HANDOFF_CBOR_MAX_DEPTH 16		/* R18 */
 
+/* Sparse config space, §4.1. */
+#define HANDOFF_SPARSE_CONFIG_MAX 0xffff	/* run offsets and lengths are 16 bits */
+#define HANDOFF_SPARSE_MIN_GAP 4		/* zeros that end a run: a run header's size */
+/* Bound on handoff_sparse_encode()'s output for @n config bytes. */
+#define HANDOFF_SPARSE_ENCODED_MAX(n) ((n) + 4)
+
 /* ELF note form, R24. */
 #define HANDOFF_NOTE_NAME "HANDOFF"		/* n_namesz 8, with the NUL */
 #define HANDOFF_NOTE_NAMESZ 8
@@ -301,6 +307,34 @@ int handoff_sha256_final(struct handoff_sha256 *ctx, uint8_t digest_ret[32]);
  */
 int handoff_sha256(const void *data, size_t len, uint8_t digest_ret[32]);
 
+/* SHA-256 block functions, for handoff_sha256_using(). */
+enum handoff_sha256_impl {
+	HANDOFF_SHA256_AUTO = 0,	/* SHANI when the CPU has it, else PORTABLE */
+	HANDOFF_SHA256_PORTABLE = 1,
+	HANDOFF_SHA256_SHANI = 2,	/* x86 SHA extensions */
+};
+
+/**
+ * handoff_sha256_using() - handoff_sha256() with a chosen block function.
+ * @data: bytes.
+ * @len: length of @data.
+ * @impl: an enum handoff_sha256_impl. Every other SHA-256 function uses
+ *	HANDOFF_SHA256_AUTO; this one lets tests compare the implementations.
+ * @digest_ret: the 32-byte digest.
+ *
+ * Return: 0, or HANDOFF_E_INVAL on a NULL argument or if @impl is unknown
+ * or not available on this CPU.
+ */
+int handoff_sha256_using(const void *data, size_t len, int impl, uint8_t digest_ret[32]);
+
+/**
+ * handoff_sha256_available() - Tell whether a SHA-256 implementation runs here.
+ * @impl: an enum handoff_sha256_impl.
+ *
+ * Return: 0 if it does, HANDOFF_E_INVAL if not.
+ */
+int handoff_sha256_available(int impl);
+
 /**
  * struct handoff_producer - what a producer says about itself (§2, §3).
  * @generation: R17, at least 1.
@@ -440,6 +474,43 @@ int handoff_record_set_generation(uint8_t *buf, size_t len, uint64_t generation)
  * HANDOFF_E_INVAL.
  */
 int handoff_payload_check(const uint8_t *payload, size_t len, struct handoff_diag *diag_ret);
+
+/**
+ * handoff_cbor_check() - Check that bytes are one item of strict CBOR.
+ * @buf: the CBOR bytes.
+ * @len: their length (no limit: this is not a payload check).
+ * @diag_ret: optional (may be NULL): the failed rule and its offset.
+ *
+ * The first half of handoff_payload_check(): R15 (core deterministic
+ * encoding: shortest arguments, definite lengths, map keys in increasing
+ * bytewise order of their encodings, no duplicates), R16 (allowed items
+ * only), R18 (depth, lengths bounded by the bytes left) and R19 (exactly one
+ * item). No schema. A writer uses it to prove that an encoder which was not
+ * asked to sort map keys produced the deterministic encoding anyway.
+ *
+ * Return: 0, HANDOFF_E_CBOR, or HANDOFF_E_INVAL.
+ */
+int handoff_cbor_check(const uint8_t *buf, size_t len, struct handoff_diag *diag_ret);
+
+/**
+ * handoff_sparse_encode() - Write config space as the runs of §4.1.
+ * @config: config-space bytes as read.
+ * @len: their number, at most HANDOFF_SPARSE_CONFIG_MAX.
+ * @out: where to write the runs; may not overlap @config.
+ * @out_cap: size of @out; HANDOFF_SPARSE_ENCODED_MAX(@len) always suffices.
+ * @len_ret: the length of the runs; set to the length needed also when
+ *	HANDOFF_E_NOSPACE is returned (@out then holds a prefix of them).
+ *
+ * Runs are split only at gaps of HANDOFF_SPARSE_MIN_GAP or more zero bytes
+ * (the SHOULD of §4.1), and leading and trailing zeros are left out: every
+ * run starts and ends on a non-zero byte. All-zero or empty config space
+ * gives no runs (*@len_ret 0).
+ *
+ * Return: 0, HANDOFF_E_NOSPACE, or HANDOFF_E_INVAL (a NULL argument, or
+ * @len above HANDOFF_SPARSE_CONFIG_MAX).
+ */
+int handoff_sparse_encode(const uint8_t *config, size_t len, uint8_t *out, size_t out_cap,
+			  size_t *len_ret);
 
 /**
  * handoff_note_wrap() - Wrap a descriptor as one ELF note (R24).

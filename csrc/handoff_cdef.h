@@ -35,6 +35,12 @@ enum handoff_crc32c_impl {
 	HANDOFF_CRC32C_SSE42 = 2,
 };
 
+enum handoff_sha256_impl {
+	HANDOFF_SHA256_AUTO = 0,
+	HANDOFF_SHA256_PORTABLE = 1,
+	HANDOFF_SHA256_SHANI = 2,
+};
+
 enum handoff_check_flags {
 	HANDOFF_CHECK_PAYLOAD = 1,
 	HANDOFF_CHECK_EXACT = 2,
@@ -54,6 +60,8 @@ static const int HANDOFF_CBOR_MAX_DEPTH;
 static const unsigned int NT_HANDOFF_RECORD;
 static const unsigned int NT_HANDOFF_REPORT;
 static const int HANDOFF_REGION_HEADER_SIZE;
+static const int HANDOFF_SPARSE_CONFIG_MAX;
+static const int HANDOFF_SPARSE_MIN_GAP;
 
 struct handoff_diag {
 	uint64_t offset;
@@ -121,6 +129,8 @@ int handoff_sha256_init(struct handoff_sha256 *ctx);
 int handoff_sha256_update(struct handoff_sha256 *ctx, const void *data, size_t len);
 int handoff_sha256_final(struct handoff_sha256 *ctx, uint8_t digest_ret[32]);
 int handoff_sha256(const void *data, size_t len, uint8_t digest_ret[32]);
+int handoff_sha256_using(const void *data, size_t len, int impl, uint8_t digest_ret[32]);
+int handoff_sha256_available(int impl);
 
 int handoff_record_encode(const uint8_t *payload, size_t payload_len,
 			  const struct handoff_producer *producer, uint8_t *out,
@@ -130,6 +140,9 @@ int handoff_record_check(const uint8_t *buf, size_t len, unsigned flags,
 			 struct handoff_record_info *info_ret);
 int handoff_record_set_generation(uint8_t *buf, size_t len, uint64_t generation);
 int handoff_payload_check(const uint8_t *payload, size_t len, struct handoff_diag *diag_ret);
+int handoff_cbor_check(const uint8_t *buf, size_t len, struct handoff_diag *diag_ret);
+int handoff_sparse_encode(const uint8_t *config, size_t len, uint8_t *out, size_t out_cap,
+			  size_t *len_ret);
 
 int handoff_note_wrap(const uint8_t *desc, size_t desc_len, uint32_t n_type, uint8_t *out,
 		      size_t out_cap, size_t *len_ret);

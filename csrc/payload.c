@@ -86,10 +86,12 @@ done:
 /* Bytewise lexicographic order of two encodings (RFC 8949 §4.2.1): <0, 0 (equal), >0. */
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
-	int c = memcmp(a, b, alen < blen ? alen : blen);
+	size_t n = alen < blen ? alen : blen;
 
-	if (c)
-		return c;
+	/* Keys are short and usually differ in their first (head) byte: no call to memcmp(). */
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
 	return alen < blen ? -1 : alen > blen;
 }
 
@@ -188,36 +190,58 @@ static void head(const uint8_t **pp, unsigned *major, uint64_t *arg)
 	*pp = p;
 }
 
+/*
+ * Step past one item. A loop over a count of items still to skip rather than a
+ * recursion: the first pass bounded every count by the bytes left, so the
+ * count stays below the payload's length.
+ */
 static void skip(const uint8_t **pp)
 {
+	const uint8_t *p = *pp;
+	uint64_t left = 1, arg;
 	unsigned major;
-	uint64_t arg;
 
-	head(pp, &major, &arg);
-	if (major == MT_BYTES || major == MT_TEXT)
-		*pp += arg;
-	else if (major == MT_ARRAY || major == MT_MAP)
-		for (uint64_t i = 0; i < (major == MT_MAP ? 2 * arg : arg); i++)
-			skip(pp);
+	while (left) {
+		left--;
+		head(&p, &major, &arg);
+		if (major == MT_BYTES || major == MT_TEXT)
+			p += arg;
+		else if (major == MT_ARRAY)
+			left += arg;
+		else if (major == MT_MAP)
+			left += 2 * arg;
+	}
+	*pp = p;
 }
 
-/* Find text key @key in the map at @map; return its value, or NULL. */
-static const uint8_t *map_get(const uint8_t *map, const char *key)
+/*
+ * Find text keys @keys[0..@n) in the map at @map in one pass over it: @vals_ret[i]
+ * is the value of @keys[i], or NULL. Keys are unique (R15, checked in the first
+ * pass), so the first match is the only one.
+ */
+static void map_find(const uint8_t *map, const char *const keys[], size_t n,
+		     const uint8_t *vals_ret[])
 {
 	const uint8_t *p = map;
-	size_t klen = strlen(key);
 	unsigned major;
-	uint64_t n, len;
+	uint64_t count, len;
+	size_t found = 0;
 
-	head(&p, &major, &n);
-	for (uint64_t i = 0; i < n; i++) {
+	for (size_t k = 0; k < n; k++)
+		vals_ret[k] = NULL;
+	head(&p, &major, &count);
+	for (uint64_t i = 0; i < count && found < n; i++) {
 		head(&p, &major, &len);	/* keys are text (R16) */
-		if (len == klen && !memcmp(p, key, klen))
-			return p + len;
+		for (size_t k = 0; k < n; k++) {
+			if (!vals_ret[k] && strlen(keys[k]) == len && !memcmp(p, keys[k], len)) {
+				vals_ret[k] = p + len;
+				found++;
+				break;
+			}
+		}
 		p += len;
 		skip(&p);
 	}
-	return NULL;
 }
 
 static unsigned major_of(const uint8_t *item)
@@ -225,27 +249,39 @@ static unsigned major_of(const uint8_t *item)
 	return *item >> 5;
 }
 
+#define NO_DEVICE UINT64_MAX
+
+/* Where the schema check is; the path is only written out when something fails. */
 struct schema {
 	struct walk *w;
-	char path[128];
+	uint64_t device;	/* index in "devices", or NO_DEVICE */
+	const char *snapshot;	/* "early", "live", or NULL */
 };
 
 static int schema_fail(struct schema *s, const uint8_t *at, uint32_t rule, const char *what,
 		       const char *leaf)
 {
 	char path[sizeof(((struct handoff_diag *)0)->path)];
+	const char *snap = s->snapshot;
+	int n;
 
 	/* Paths are diagnostics: a cut one is still better than none. */
-	if (snprintf(path, sizeof(path), "%s%s%s", s->path, leaf ? "." : "", leaf ? leaf : "") < 0)
+	if (s->device == NO_DEVICE)
+		n = snprintf(path, sizeof(path), "payload%s%s", leaf ? "." : "", leaf ? leaf : "");
+	else
+		n = snprintf(path, sizeof(path), "payload.devices[%llu]%s%s%s%s",
+			     (unsigned long long)s->device, snap ? "." : "", snap ? snap : "",
+			     leaf ? "." : "", leaf ? leaf : "");
+	if (n < 0)
 		path[0] = '\0';
 	handoff__diag(s->w->diag, (uint64_t)(at - s->w->start), rule, what, path);
 	return HANDOFF_E_SCHEMA;
 }
 
-/* Fetch a required unsigned integer member of a map (R20). */
-static int get_uint(struct schema *s, const uint8_t *map, const char *key, uint64_t *val_ret)
+/* A required unsigned integer member @v (NULL if missing) of map @map (R20). */
+static int get_uint(struct schema *s, const uint8_t *map, const uint8_t *v, const char *key,
+		    uint64_t *val_ret)
 {
-	const uint8_t *v = map_get(map, key);
 	unsigned major;
 
 	if (!v)
@@ -299,42 +335,43 @@ static int check_runs(struct schema *s, const uint8_t *data, uint64_t len)
 /* A pci device's "early" or "live" snapshot (payload.cddl snapshot, R21). */
 static int check_snapshot(struct schema *s, const uint8_t *snap)
 {
+	static const char *const keys[] = { "size", "len", "data" };
+	const uint8_t *v[3];
 	uint64_t size, len;
-	const uint8_t *data;
 	int err;
 
 	if (major_of(snap) != MT_MAP)
 		return schema_fail(s, snap, 20, "must be a map", NULL);
-	err = get_uint(s, snap, "size", &size);
+	map_find(snap, keys, 3, v);
+	err = get_uint(s, snap, v[0], "size", &size);
 	if (err)
 		return err;
 	if (size != 256 && size != 4096)
-		return schema_fail(s, map_get(snap, "size"), 20, "must be 256 or 4096", "size");
-	err = get_uint(s, snap, "len", &len);
+		return schema_fail(s, v[0], 20, "must be 256 or 4096", "size");
+	err = get_uint(s, snap, v[1], "len", &len);
 	if (err)
 		return err;
 	if (len > size)
-		return schema_fail(s, map_get(snap, "len"), 20, "exceeds size", "len");
-	data = map_get(snap, "data");
-	if (!data)
+		return schema_fail(s, v[1], 20, "exceeds size", "len");
+	if (!v[2])
 		return schema_fail(s, snap, 21, "missing", "data");
-	if (major_of(data) != MT_BYTES)
-		return schema_fail(s, data, 21, "must be a byte string", "data");
-	return check_runs(s, data, len);
+	if (major_of(v[2]) != MT_BYTES)
+		return schema_fail(s, v[2], 21, "must be a byte string", "data");
+	return check_runs(s, v[2], len);
 }
 
 static int check_device(struct schema *s, const uint8_t *dev)
 {
-	static const char *const snapshots[] = { "early", "live" };
-	const uint8_t *bus, *snap;
-	size_t base = strlen(s->path);
+	static const char *const keys[] = { "bus", "early", "live" };
+	const uint8_t *v[3], *bus;
 	unsigned major;
 	uint64_t len;
 	int err;
 
 	if (major_of(dev) != MT_MAP)
 		return schema_fail(s, dev, 20, "must be a map", NULL);
-	bus = map_get(dev, "bus");
+	map_find(dev, keys, 3, v);
+	bus = v[0];
 	if (!bus)
 		return schema_fail(s, dev, 20, "missing", "bus");
 	if (major_of(bus) != MT_TEXT)
@@ -342,17 +379,16 @@ static int check_device(struct schema *s, const uint8_t *dev)
 	head(&bus, &major, &len);
 	if (len != 3 || memcmp(bus, "pci", 3))
 		return 0;	/* other buses stay opaque (payload.cddl other-device) */
-	for (size_t i = 0; i < 2; i++) {
-		snap = map_get(dev, snapshots[i]);
-		if (!snap) {
-			if (!strcmp(snapshots[i], "live"))
+	for (size_t i = 1; i < 3; i++) {	/* "early", then "live" */
+		if (!v[i]) {
+			if (i == 2)
 				return schema_fail(s, dev, 20, "missing (required for bus \"pci\")",
 						   "live");
 			continue;
 		}
-		snprintf(s->path + base, sizeof(s->path) - base, ".%s", snapshots[i]);
-		err = check_snapshot(s, snap);
-		s->path[base] = '\0';
+		s->snapshot = keys[i];
+		err = check_snapshot(s, v[i]);
+		s->snapshot = NULL;
 		if (err)
 			return err;
 	}
@@ -361,29 +397,28 @@ static int check_device(struct schema *s, const uint8_t *dev)
 
 static int check_schema(struct schema *s, const uint8_t *top)
 {
-	const uint8_t *v, *devs, *p;
+	static const char *const keys[] = { "v", "devices" };
+	const uint8_t *v[2], *p;
 	unsigned major;
 	uint64_t n;
 	int err;
 
 	if (major_of(top) != MT_MAP)
 		return schema_fail(s, top, 20, "must be a map", NULL);
-	err = get_uint(s, top, "v", &n);
+	map_find(top, keys, 2, v);
+	err = get_uint(s, top, v[0], "v", &n);
 	if (err)
 		return err;
-	if (n != 1) {
-		v = map_get(top, "v");
-		return schema_fail(s, v, 20, "must be 1", "v");
-	}
-	devs = map_get(top, "devices");
-	if (!devs)
+	if (n != 1)
+		return schema_fail(s, v[0], 20, "must be 1", "v");
+	if (!v[1])
 		return schema_fail(s, top, 20, "missing", "devices");
-	if (major_of(devs) != MT_ARRAY)
-		return schema_fail(s, devs, 20, "must be an array", "devices");
-	p = devs;
+	if (major_of(v[1]) != MT_ARRAY)
+		return schema_fail(s, v[1], 20, "must be an array", "devices");
+	p = v[1];
 	head(&p, &major, &n);
 	for (uint64_t i = 0; i < n; i++) {
-		snprintf(s->path, sizeof(s->path), "payload.devices[%llu]", (unsigned long long)i);
+		s->device = i;
 		err = check_device(s, p);
 		if (err)
 			return err;
@@ -392,11 +427,38 @@ static int check_schema(struct schema *s, const uint8_t *top)
 	return 0;
 }
 
+/* The first pass on its own: one strict, deterministic item and nothing after it. */
+static int check_cbor(struct walk *w, size_t len)
+{
+	const uint8_t *p = w->start;
+	int err;
+
+	if (len == 0)
+		return cbor_fail(w, p, 19, "empty payload: no item");
+	w->end = w->start + len;
+	err = walk_item(w, &p, 1);
+	if (err)
+		return err;
+	if (p != w->end)
+		return cbor_fail(w, p, 19, "bytes follow the item");
+	return 0;
+}
+
+int handoff_cbor_check(const uint8_t *buf, size_t len, struct handoff_diag *diag_ret)
+{
+	struct walk w = { buf, buf, diag_ret };
+
+	if (!buf && len)
+		return HANDOFF_E_INVAL;
+	if (diag_ret)
+		memset(diag_ret, 0, sizeof(*diag_ret));
+	return check_cbor(&w, len);
+}
+
 int handoff_payload_check(const uint8_t *payload, size_t len, struct handoff_diag *diag_ret)
 {
 	struct walk w = { payload, payload, diag_ret };
-	struct schema s = { &w, "payload" };
-	const uint8_t *p = payload;
+	struct schema s = { &w, NO_DEVICE, NULL };
 	int err;
 
 	if (!payload && len)
@@ -405,13 +467,8 @@ int handoff_payload_check(const uint8_t *payload, size_t len, struct handoff_dia
 		memset(diag_ret, 0, sizeof(*diag_ret));
 	if (len > HANDOFF_PAYLOAD_SIZE_MAX)
 		return HANDOFF_E_PAYLOAD_SIZE;	/* R9 */
-	if (len == 0)
-		return cbor_fail(&w, p, 19, "empty payload: no item");
-	w.end = payload + len;
-	err = walk_item(&w, &p, 1);
+	err = check_cbor(&w, len);
 	if (err)
 		return err;
-	if (p != w.end)
-		return cbor_fail(&w, p, 19, "bytes follow the item");
 	return check_schema(&s, payload);
 }

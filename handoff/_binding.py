@@ -21,6 +21,7 @@ PAYLOAD_SIZE_MAX: int = lib.HANDOFF_PAYLOAD_SIZE_MAX  # R9
 RECORD_SIZE_MAX: int = lib.HANDOFF_RECORD_SIZE_MAX
 HEADER_SIZE_V1_0: int = lib.HANDOFF_HEADER_SIZE_V1_0
 TEXT_SIZE: int = lib.HANDOFF_TEXT_SIZE
+SPARSE_CONFIG_MAX: int = lib.HANDOFF_SPARSE_CONFIG_MAX  # §4.1: 16-bit offsets and lengths
 
 Buffer = bytes | bytearray | memoryview
 PathArg = str | os.PathLike[str]
@@ -68,7 +69,17 @@ _CRC_IMPLS = {
     "table": lib.HANDOFF_CRC32C_TABLE,
     "sse42": lib.HANDOFF_CRC32C_SSE42,
 }
+_SHA256_IMPLS = {
+    "auto": lib.HANDOFF_SHA256_AUTO,
+    "portable": lib.HANDOFF_SHA256_PORTABLE,
+    "shani": lib.HANDOFF_SHA256_SHANI,
+}
 _U64 = 1 << 64
+# Parsed once: ffi.new() with a C type string parses it on every call, which per-snapshot
+# calls (sparse_encode) notice. Output buffers the C side fills need no zeroing.
+_U8_ARRAY = ffi.typeof("uint8_t[]")
+_SIZE_P = ffi.typeof("size_t *")
+_new_raw = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 def strerror(err: int) -> str:
@@ -136,11 +147,24 @@ def crc32c(data: Buffer, *, impl: str = "auto", crc: int = 0) -> int:
     return int(out[0])
 
 
-def sha256(data: Buffer) -> bytes:
-    """SHA-256 of ``data`` (§5), computed by the C core's own implementation."""
+def sha256_available(impl: str) -> bool:
+    """Whether SHA-256 implementation ``impl`` ("auto", "portable", "shani") runs on this CPU."""
+    if impl not in _SHA256_IMPLS:
+        raise E.InvalidArgument(f"unknown SHA-256 implementation {impl!r}")
+    return bool(lib.handoff_sha256_available(_SHA256_IMPLS[impl]) == 0)
+
+
+def sha256(data: Buffer, *, impl: str = "auto") -> bytes:
+    """SHA-256 of ``data`` (§5), computed by the C core's own implementation.
+
+    ``impl`` picks the block function ("auto": the x86 SHA extensions when the CPU has them,
+    else "portable"); every other digest the C core takes uses "auto".
+    """
+    if not sha256_available(impl):
+        raise E.InvalidArgument(f"SHA-256 implementation {impl!r} is not available on this CPU")
     p, n = _buf(data, "data")
     out = ffi.new("uint8_t[32]")
-    err = lib.handoff_sha256(p, n, out)
+    err = lib.handoff_sha256_using(p, n, _SHA256_IMPLS[impl], out)
     if err:
         raise error(err, "sha256 failed")
     return bytes(ffi.buffer(out))
@@ -216,8 +240,8 @@ def encode_record(
         raise E.PayloadTooLarge(
             f"payload of {n} bytes exceeds the 16 MiB limit (R9)", check="payload_size", actual=n
         )
-    out = ffi.new("uint8_t[]", HEADER_SIZE_V1_0 + n)
-    size = ffi.new("size_t *")
+    out = _new_raw(_U8_ARRAY, HEADER_SIZE_V1_0 + n)  # the C side writes every byte of it
+    size = ffi.new(_SIZE_P)
     err = lib.handoff_record_encode(p, n, producer, out, len(out), size)
     if err:
         raise error(err, f"cannot encode record: {strerror(err)}")
@@ -380,6 +404,48 @@ def check_payload(payload: Buffer) -> None:
         )
     if err:
         raise _payload_error(err, diag)
+
+
+def cbor_check(data: Buffer) -> None:
+    """Check ``data`` is one item of strict, deterministic CBOR (R15, R16, R18, R19), no schema.
+
+    Raises BadCBOR naming the offset and the rule, like check_payload; any length is allowed.
+    """
+    p, n = _buf(data, "data")
+    diag = ffi.new("struct handoff_diag *")
+    err = lib.handoff_cbor_check(p, n, diag)
+    if err:
+        raise _payload_error(err, diag)
+
+
+def cbor_is_strict(data: bytes) -> bool:
+    """Whether ``data`` passes cbor_check; the fast yes/no for a writer's safety net."""
+    return not lib.handoff_cbor_check(data, len(data), ffi.NULL) if data else False
+
+
+def sparse_encode(config: Buffer) -> bytes:
+    """The §4.1 runs of ``config`` (at most SPARSE_CONFIG_MAX bytes), written by the C core.
+
+    Byte for byte the runs of handoff.payload's reference encoder: split only at zero gaps of
+    4 or more bytes, no zeros at either end of a run. Raises ValueError above 64 KiB - 1.
+    """
+    # The hot path (one call per snapshot) goes through module-level aliases: attribute
+    # lookups on ffi and lib were a fifth of its cost.
+    if type(config) is bytes:
+        p, n = config, len(config)
+    else:
+        p, n = _buf(config, "config")
+    if n > SPARSE_CONFIG_MAX:
+        raise ValueError("config space larger than 64 KiB cannot be encoded")
+    out = _new_raw(_U8_ARRAY, n + 4)  # HANDOFF_SPARSE_ENCODED_MAX(n); C writes what is read
+    size = _new(_SIZE_P)
+    err = _sparse_encode(p, n, out, n + 4, size)
+    if err:
+        raise error(err, f"cannot encode {n} config bytes as runs: {strerror(err)}")
+    return _buffer(out, size[0])[:]
+
+
+_new, _buffer, _sparse_encode = ffi.new, ffi.buffer, lib.handoff_sparse_encode
 
 
 def set_generation(buf: Buffer, generation: int) -> bytes:

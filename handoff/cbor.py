@@ -9,24 +9,141 @@ and bounds every declared length by the bytes that remain before slicing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from handoff.errors import BadCBOR
+
+TYPE_CHECKING = False  # typing costs every start-up; mypy reads the block below anyway
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
 MAX_DEPTH = 16  # R18
 _U64 = 1 << 64
 
 
 def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` in core deterministic CBOR (R15) with cbor2's canonical mode.
+    """Encode ``obj`` in core deterministic CBOR (R15): the bytes of cbor2's canonical mode.
 
     For R16 types cbor2 produces exactly the bytes of :func:`dumps_checked` (a test holds the
-    two to that), three times faster. It does not refuse floats or tags; ``record.encode``
-    gets that from the C core, which checks every payload against R15-R21 before framing it.
+    two to that). It does not refuse floats or tags; ``record.encode`` gets that from the C
+    core, which checks every payload against R15-R21 before framing it.
+
+    Fast path. Sorting every map's keys is most of cbor2's canonical cost, and needless when
+    the caller built each map with its keys already in R15 order (:func:`canonical_order`,
+    :func:`canonical`, the ``*_KEYS`` orders of handoff.payload). So when a cheap probe of
+    ``obj`` (each map on the path through the first element of every array) finds no key out
+    of order, ``obj`` is encoded without sorting and the C core's R15-R19 check
+    (``handoff_cbor_check``) proves the result deterministic. Whatever that check refuses
+    (a map out of order anywhere, a float, a tag, a depth over 16) is encoded again in
+    canonical mode, so the output is the same bytes for every input; an unordered map only
+    costs the time of the failed attempt. Without the C core, canonical mode is used.
     """
     import cbor2
 
+    if _looks_ordered(obj, 0):
+        check = _strict_check()
+        if check is not None:
+            try:
+                fast = cbor2.dumps(obj)
+            except Exception:  # noqa: BLE001 - canonical mode below raises its own, as before
+                fast = b""
+            if fast and check(fast):
+                return fast
     return bytes(cbor2.dumps(obj, canonical=True))
+
+
+_strict: Callable[[bytes], bool] | None = None
+_strict_loaded = False
+
+
+def _strict_check() -> Callable[[bytes], bool] | None:
+    """The C core's yes/no R15-R19 check (handoff._binding.cbor_is_strict), or None."""
+    global _strict, _strict_loaded
+    if not _strict_loaded:
+        try:
+            from handoff._binding import cbor_is_strict as _strict
+        except ImportError:  # the C core is not built: always sort
+            _strict = None
+        _strict_loaded = True
+    return _strict
+
+
+def _looks_ordered(obj: Any, depth: int) -> bool:
+    """False if a map on the probed path has a key that is not text or is out of R15 order.
+
+    Follows every map value and the first element of every array: cheap for a payload of many
+    devices, and enough to skip a doomed fast attempt when maps are built in insertion order.
+    True proves nothing; the C check after encoding decides.
+    """
+    if depth > MAX_DEPTH:
+        return True  # let the encoder and the check see it
+    t = type(obj)
+    if t is dict:
+        prev: tuple[int, bytes] | None = None
+        for k, v in obj.items():
+            if type(k) is not str:
+                return False
+            kb = k.encode("utf-8", "surrogatepass")
+            cur = (len(kb), kb)
+            if prev is not None and cur <= prev:
+                return False
+            prev = cur
+            tv = type(v)
+            if (tv is dict or tv is list or tv is tuple) and not _looks_ordered(v, depth + 1):
+                return False
+        return True
+    if (t is list or t is tuple) and obj:
+        return _looks_ordered(obj[0], depth + 1)
+    return True
+
+
+def canonical_key(key: str) -> tuple[int, bytes]:
+    """Sort key of a text map key in R15 order.
+
+    R15 orders keys by the bytewise order of their encodings. The head of a text string
+    encodes its UTF-8 length, shortest form, big-endian, so for text keys that order is:
+    shorter UTF-8 first, then bytewise UTF-8 ("v" < "ids" < "len" < "src" < "addr" < ...).
+    """
+    kb = key.encode("utf-8", "surrogatepass")  # a lone surrogate is the encoder's to refuse
+    return len(kb), kb
+
+
+def canonical_order(keys: Iterable[str]) -> tuple[str, ...]:
+    """``keys`` sorted into R15 order: precompute it once for a map whose keys are fixed."""
+    return tuple(sorted(keys, key=canonical_key))
+
+
+def canonical(obj: Any) -> Any:
+    """A copy of ``obj`` whose maps (at any depth) hold their keys in R15 order.
+
+    Lists and tuples are copied as such; other values are shared, not copied. Meant for the
+    small maps whose order the caller does not control, such as plugin sections: it walks and
+    copies everything it is given (a whole 1024-device payload takes longer than sorting it in
+    canonical mode), so build the large, fixed maps in order instead (handoff.payload's
+    ``*_KEYS``). Non-text keys are left for the encoder to refuse.
+    """
+    t = type(obj)
+    if t is dict or isinstance(obj, dict):
+        items = [(k, canonical(v)) for k, v in obj.items()]
+        if all(type(k) is str for k, _ in items):
+            items.sort(key=lambda kv: canonical_key(kv[0]))
+        return dict(items)
+    if t is list or t is tuple:
+        return t(canonical(v) for v in obj)
+    return obj
+
+
+def is_canonical(obj: Any) -> bool:
+    """Whether every map in ``obj`` has text keys in R15 order (a test helper: it walks all)."""
+    if isinstance(obj, dict):
+        keys = list(obj)
+        if not all(type(k) is str for k in keys):
+            return False
+        if keys != list(canonical_order(keys)):
+            return False
+        return all(is_canonical(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(is_canonical(v) for v in obj)
+    return True
 
 
 def dumps_checked(obj: Any) -> bytes:
@@ -91,8 +208,8 @@ def _encode(obj: Any, out: bytearray, depth: int) -> None:
             items.append((bytes(kb), v))
         items.sort(key=lambda kv: kv[0])  # R15: bytewise order of encoded keys
         _head(5, len(items), out)
-        for kb, v in items:
-            out += kb
+        for key, v in items:
+            out += key
             _encode(v, out, depth + 1)
     else:
         raise ValueError(f"type {type(obj).__name__} is not allowed in a payload (R16)")

@@ -2,35 +2,91 @@
 
 from __future__ import annotations
 
-import re
 import struct
-from typing import Any
 
 from handoff.errors import SchemaViolation
 
+TYPE_CHECKING = False  # typing costs every start-up; mypy reads the block below anyway
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Callable
+    from typing import Any
+
 SCHEMA_VERSION = 1
 CONFIG_SIZES = (256, 4096)
+CONFIG_MAX = 0xFFFF  # §4.1: run offsets and lengths are 16 bits
 _RUN = struct.Struct("<HH")
-_PCI_ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
 _MIN_ZERO_GAP = 4  # §4.1: a run header costs 4 bytes, so shorter zero gaps stay inside a run
 
+# The keys of each fixed map of payload.cddl in R15 order (handoff.cbor.canonical_order; a
+# test holds them to it). Building a map in this order lets cbor.dumps skip sorting it.
+PAYLOAD_KEYS = ("v", "ext", "capture", "devices")
+DEVICE_KEYS = ("bus", "dsn", "ext", "ids", "addr", "bars", "live", "path", "early", "sriov",
+               "driver", "parent", "policy", "classes", "reset_methods")
+IDS_KEYS = ("class", "device", "vendor", "revision", "subdevice", "subvendor")
+SNAPSHOT_KEYS = ("len", "src", "data", "size", "partial")
+SRIOV_KEYS = ("num", "total")
+CAPTURE_KEYS = ("cmdline", "blacklist")
 
-_ZERO_GAP = re.compile(rb"\x00{%d,}" % _MIN_ZERO_GAP)
+_PATTERNS: dict[str | bytes, re.Pattern[Any]] = {}
+
+
+def _re(pattern: str | bytes) -> re.Pattern[Any]:
+    """``pattern`` compiled on first use: re (and enum under it) is not needed to write runs."""
+    p = _PATTERNS.get(pattern)
+    if p is None:
+        import re
+
+        p = _PATTERNS[pattern] = re.compile(pattern)
+    return p
+
+
+_PCI_ADDR = r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$"
+_MODULE_NAME = r"[A-Za-z0-9_\-]+"
+_ZERO_GAP = rb"\x00{%d,}" % _MIN_ZERO_GAP
 
 
 def sparse_encode(config: bytes) -> bytes:
-    """Encode config bytes as §4.1 runs, splitting only at zero gaps of 4 or more bytes.
+    """Encode config bytes (at most CONFIG_MAX) as §4.1 runs, split only at zero gaps of 4 or more.
+
+    Every run starts and ends on a non-zero byte. The C core writes them
+    (``handoff._binding.sparse_encode``, about 6x faster) when it is built; otherwise
+    :func:`sparse_encode_py`, the reference, does. Both give the same bytes for every input
+    (tests/test_payload_sparse.py) and raise ValueError above CONFIG_MAX.
+    """
+    enc = _encoder
+    if enc is None:
+        enc = _load_encoder()
+    return enc(config)
+
+
+_encoder: Callable[[bytes], bytes] | None = None
+
+
+def _load_encoder() -> Callable[[bytes], bytes]:
+    global _encoder
+    try:
+        from handoff._binding import sparse_encode as native
+    except ImportError:  # the C core is not built
+        _encoder = sparse_encode_py
+    else:
+        _encoder = native
+    return _encoder
+
+
+def sparse_encode_py(config: bytes) -> bytes:
+    """The reference §4.1 encoder in Python; what the C core's must match byte for byte.
 
     One regex scan finds the gaps (each a maximal run of >= 4 zeros), so every segment
     between gaps starts and ends on a non-zero byte, except that the first and last may
     carry up to 3 zeros to strip. This is 15-50x faster than a loop per byte.
     """
     n = len(config)
-    if n > 0xFFFF:
+    if n > CONFIG_MAX:
         raise ValueError("config space larger than 64 KiB cannot be encoded")
     out = bytearray()
     pos = 0
-    for m in _ZERO_GAP.finditer(config):
+    for m in _re(_ZERO_GAP).finditer(config):
         start, end = m.span()
         if start > pos:
             _run(out, config, pos, start)
@@ -119,7 +175,7 @@ def validate(p: Any, base_offset: int | None = None) -> None:
     if cap is not None:
         bl = _want(cap, "blacklist", list, ".capture", base_offset, required=False)
         for j, m in enumerate(bl or []):
-            if not isinstance(m, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", m):
+            if not isinstance(m, str) or not _re(_MODULE_NAME).fullmatch(m):
                 raise _fail(f".capture.blacklist[{j}]", "not a module name", base_offset)
         _want(cap, "cmdline", str, ".capture", base_offset, required=False)
     _validate_ext(p, "", base_offset)
@@ -140,7 +196,7 @@ def validate_device(d: Any, path: str, base: int | None) -> None:
     addr = _want(d, "addr", str, path, base)
     if bus != "pci":
         return  # other buses are opaque to schema 1 readers
-    if not _PCI_ADDR.match(addr):
+    if not _re(_PCI_ADDR).match(addr):
         raise _fail(f"{path}.addr", f"{addr!r} is not DDDD:BB:DD.F", base)
     ids = _want(d, "ids", dict, path, base)
     for key, mx in (("vendor", 0xFFFF), ("device", 0xFFFF), ("subvendor", 0xFFFF),
@@ -153,7 +209,7 @@ def validate_device(d: Any, path: str, base: int | None) -> None:
             if not isinstance(s, str):
                 raise _fail(f"{path}.{key}[{j}]", "not a text string", base)
     parent = _want(d, "parent", str, path, base, required=False)
-    if parent is not None and not _PCI_ADDR.match(parent):
+    if parent is not None and not _re(_PCI_ADDR).match(parent):
         raise _fail(f"{path}.parent", f"{parent!r} is not DDDD:BB:DD.F", base)
     for j, bar in enumerate(_want(d, "bars", list, path, base, required=False) or []):
         if (not isinstance(bar, list) or len(bar) != 4
@@ -189,12 +245,37 @@ def validate_snapshot(s: dict[str, Any], path: str, base: int | None) -> None:
 
 
 def snapshot(src: str, config: bytes, size: int, partial: str | None = None) -> dict[str, Any]:
-    """Build a snapshot map from the config bytes that were read (maybe fewer than ``size``)."""
-    s: dict[str, Any] = {"src": src, "size": size, "len": len(config),
-                         "data": sparse_encode(config)}
+    """Build a snapshot map from the config bytes that were read (maybe fewer than ``size``).
+
+    Its keys are in R15 order (SNAPSHOT_KEYS), so cbor.dumps need not sort them.
+    """
+    enc = _encoder or _load_encoder()
+    s: dict[str, Any] = {"len": len(config), "src": src, "data": enc(config), "size": size}
     if partial:
         s["partial"] = partial
     return s
+
+
+def pci_ids(vendor: int, device: int, subvendor: int, subdevice: int, class_code: int,
+            revision: int) -> dict[str, int]:
+    """The "ids" map of a PCI device (payload.cddl pci-ids), keys in R15 order (IDS_KEYS)."""
+    return {"class": class_code, "device": device, "vendor": vendor, "revision": revision,
+            "subdevice": subdevice, "subvendor": subvendor}
+
+
+def ordered(m: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``m`` with its keys in the order of ``keys`` (one of the ``*_KEYS`` orders above).
+
+    For a map built in another order. Keys ``keys`` does not name (an unknown or misspelt
+    key) are never dropped: then the whole map is sorted (cbor.canonical_order) instead.
+    Values are not reordered; nested maps need their own call.
+    """
+    out = {k: m[k] for k in keys if k in m}
+    if len(out) != len(m):
+        from handoff.cbor import canonical_key
+
+        return dict(sorted(m.items(), key=lambda kv: canonical_key(kv[0])))
+    return out
 
 
 def snapshot_bytes(s: dict[str, Any]) -> bytes:
