@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from handoff._slots import Slots
 from handoff.record import Producer
 
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
 
-@dataclass
-class IdentitySource:
+
+class IdentitySource(Slots):
     """Reads boot id, machine id, kernel release and hostname from a root (``/`` by default).
 
     ``clock`` returns nanoseconds since the epoch. Tests pass a fixed root and clock so that
     records become byte-reproducible.
     """
 
-    root: Path = Path("/")
-    clock: Callable[[], int] = field(default=time.time_ns)
+    __slots__ = ("clock", "root")
+
+    def __init__(self, root: Path | str = "/", clock: Callable[[], int] = time.time_ns) -> None:
+        self.root = Path(root)
+        self.clock = clock
 
     def _read(self, rel: str) -> str:
         try:

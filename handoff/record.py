@@ -7,12 +7,11 @@ through both). Encoding goes through the C core (``handoff._binding``).
 
 from __future__ import annotations
 
-import hashlib
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 from handoff import errors as E
+from handoff._slots import Frozen
 
 MAGIC = b"HANDOFF\x00"  # R4
 VERSION_MAJOR = 1  # R5
@@ -60,13 +59,27 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
 
 
 _CHECKS = {CHECK_CRC32C: ("CRC-32C", crc32c)}
-_DIGESTS = {DIGEST_SHA256: ("SHA-256", lambda b: hashlib.sha256(b).digest())}
 
 
-@dataclass(frozen=True)
-class Record:
+def _sha256(data: bytes | memoryview) -> bytes:
+    import hashlib  # only when a record is read: OpenSSL's _hashlib costs every start-up
+
+    return hashlib.sha256(data).digest()
+
+
+_DIGESTS = {DIGEST_SHA256: ("SHA-256", _sha256)}
+
+
+_FIELDS = ("version_major", "version_minor", "header_size", "payload_size", "generation",
+           "created_ns", "header_check_alg", "payload_digest_alg", "flags", "payload_digest",
+           "boot_id", "machine_id", "kernel_release", "hostname", "payload", "raw")
+
+
+class Record(Frozen):
     """A validated record. ``payload`` is the decoded CBOR payload (a dict)."""
 
+    __slots__ = _FIELDS
+    _repr_skip = ("payload", "raw")
     version_major: int
     version_minor: int
     header_size: int
@@ -81,8 +94,20 @@ class Record:
     machine_id: str
     kernel_release: str
     hostname: str
-    payload: dict[str, Any] = field(repr=False)
-    raw: bytes = field(repr=False)
+    payload: dict[str, Any]
+    raw: bytes
+
+    def __init__(self, version_major: int, version_minor: int, header_size: int,
+                 payload_size: int, generation: int, created_ns: int, header_check_alg: int,
+                 payload_digest_alg: int, flags: int, payload_digest: bytes, boot_id: str,
+                 machine_id: str, kernel_release: str, hostname: str,
+                 payload: dict[str, Any], raw: bytes) -> None:
+        values = locals()
+        for n in _FIELDS:
+            object.__setattr__(self, n, values[n])
+
+    def __hash__(self) -> int:  # the payload is a dict: hash what identifies the record
+        return hash(self.raw)
 
     @property
     def size(self) -> int:
@@ -279,15 +304,23 @@ def parse(
     )
 
 
-@dataclass(frozen=True)
-class Producer:
+class Producer(Frozen):
     """Who made a record (§2-3). ``boot_id`` is a UUID string, ``machine_id`` 32 hex digits."""
 
-    kernel_release: str = ""
-    hostname: str = ""
-    boot_id: str = ""
-    machine_id: str = ""
-    created_ns: int = 0
+    __slots__ = ("boot_id", "created_ns", "hostname", "kernel_release", "machine_id")
+    kernel_release: str
+    hostname: str
+    boot_id: str
+    machine_id: str
+    created_ns: int
+
+    def __init__(self, kernel_release: str = "", hostname: str = "", boot_id: str = "",
+                 machine_id: str = "", created_ns: int = 0) -> None:
+        object.__setattr__(self, "kernel_release", kernel_release)
+        object.__setattr__(self, "hostname", hostname)
+        object.__setattr__(self, "boot_id", boot_id)
+        object.__setattr__(self, "machine_id", machine_id)
+        object.__setattr__(self, "created_ns", created_ns)
 
     def boot_id_bytes(self) -> bytes:
         if not self.boot_id:

@@ -11,56 +11,58 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from handoff._slots import Slots
 from handoff.devices.model import PciDevice, Snapshot
 from handoff.sysfs import SysfsTree
-
-PCI_COMMAND = 0x04
-PCI_COMMAND_MASTER = 0x04
-
 
 # --- policy: the single hook point -------------------------------------------------------
 
 def default_policy(device: PciDevice) -> str:
-    """THE hook for per-device default policy: the restore engine's
-    ``handoff.restore.policy.default_action`` when it exists, else ``local_default_action``.
-    """
-    try:
-        from handoff.restore.policy import default_action
-    except ImportError:
-        return local_default_action(device)
-    return str(default_action(device))
+    """THE hook for per-device default policy: the restore engine's built-in defaults
+    (``handoff.restore.defaults``, which ``handoff.restore.policy`` wraps), so what save
+    records is what restore would choose without a policy file."""
+    from handoff.restore.defaults import default_action
 
-
-def local_default_action(device: PciDevice) -> str:
-    """Stand-in until the restore engine's policy module exists: bridges and storage are
-    restored to their early state, bus-mastering devices no driver owns are quiesced (nothing
-    else will stop their DMA), everything else is left alone."""
-    base = device.ids.class_code >> 16
-    if device.is_bridge or base == 0x01:
-        return "restore-early"
-    data = device.live.data
-    if device.driver is None and len(data) > PCI_COMMAND and data[PCI_COMMAND] & PCI_COMMAND_MASTER:
-        return "quiesce"
-    return "skip"
+    return default_action(device)
 
 
 # --- collection --------------------------------------------------------------------------
 
-@dataclass
-class SaveResult:
-    """What ``collect_devices`` found, plus the record when one was written."""
+class SaveResult(Slots):
+    """What ``collect_devices`` found, plus the record when one was written. ``notes`` are
+    the early sources' diagnostics."""
 
+    __slots__ = (
+        "devices",
+        "early_sources",
+        "generation",
+        "notes",
+        "path",
+        "record",
+        "warnings",
+    )
+    _repr_skip = ("record",)
     devices: list[PciDevice]
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # early-source diagnostics
-    early_sources: list[str] = field(default_factory=list)
-    generation: int = 0
-    record: bytes = b""
-    path: str | None = None
+    warnings: list[str]
+    notes: list[str]
+    early_sources: list[str]
+    generation: int
+    record: bytes
+    path: str | None
+
+    def __init__(self, devices: list[PciDevice], warnings: list[str] | None = None,
+                 notes: list[str] | None = None, early_sources: list[str] | None = None,
+                 generation: int = 0, record: bytes = b"", path: str | None = None) -> None:
+        self.devices = devices
+        self.warnings = [] if warnings is None else warnings
+        self.notes = [] if notes is None else notes
+        self.early_sources = [] if early_sources is None else early_sources
+        self.generation = generation
+        self.record = record
+        self.path = path
 
     @property
     def partial(self) -> list[PciDevice]:
@@ -86,6 +88,7 @@ def collect_devices(
     policy: Callable[[PciDevice], str] = default_policy,
     kmsg_path: str = "/dev/kmsg",
     runner: Callable[..., str] | None = None,
+    cmdline_path: str = "/proc/cmdline",
 ) -> SaveResult:
     """Walk ``tree`` (default /sys), attach each device's early state and default policy."""
     from handoff.devices import early as EARLY
@@ -99,7 +102,8 @@ def collect_devices(
     if runner is not None:
         kw["runner"] = runner
     sources = EARLY.gather(running_kernel=running_kernel, snapshot_path=early_snapshot,
-                           early_log=early_log, boot_id=boot_id, kmsg_path=kmsg_path, **kw)
+                           early_log=early_log, boot_id=boot_id, kmsg_path=kmsg_path,
+                           cmdline_path=cmdline_path, **kw)
     res = SaveResult(coll.devices, list(coll.warnings), list(sources.notes), list(sources.used))
     for dev in coll.devices:
         st, notes = EARLY.resolve(sources, dev.addr, dev.live.size, dev.ids.vendor,
@@ -133,24 +137,45 @@ def previous_generation(path: str | os.PathLike[str], boot_id: str) -> int:
         st = os.stat(path)
     except OSError:
         return 0
-    if not stat.S_ISREG(st.st_mode) or st.st_size > record.MAX_PAYLOAD_SIZE + 8192:
+    if not boot_id or not stat.S_ISREG(st.st_mode) or \
+            st.st_size > record.MAX_PAYLOAD_SIZE + 8192:
         return 0
     try:
         with open(path, "rb") as f:
-            rec = record.parse(f.read(), exact=True, validate_schema=False)
-    except (OSError, errors.HandoffError):
+            raw = f.read()
+    except OSError:
         return 0
-    if not boot_id or rec.boot_id != boot_id:
+    try:
+        return _generation_native(raw, boot_id)
+    except ImportError:
+        pass
+    except (ValueError, errors.HandoffError):
         return 0
-    return rec.generation
+    try:
+        rec = record.parse(raw, exact=True, validate_schema=False)
+    except errors.HandoffError:
+        return 0
+    return rec.generation if rec.boot_id == boot_id else 0
+
+
+def _generation_native(raw: bytes, boot_id: str) -> int:
+    """The C core's §8 steps 1-9 (the C core writes the record anyway; the Python reader's
+    SHA-256 would import OpenSSL's _hashlib for this one check)."""
+    from handoff import _binding
+
+    info = _binding.verify_record(raw, exact=True)
+    if info["boot_id"] != bytes.fromhex(boot_id.replace("-", "")):
+        return 0
+    return int(info["generation"])
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half.
+    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half:
+    a new file beside it (O_EXCL, mode 0600), fsync, rename.
 
     Special files (``/dev/null``, a pipe, a device) are written in place.
     """
-    p = Path(path)
+    p = os.fspath(path)
     real = os.path.realpath(p)
     if real == "/sys" or real.startswith(("/sys/", "/proc/")):
         from handoff.errors import UsageError
@@ -166,15 +191,21 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         with open(p, "wb") as f:
             f.write(data)
         return
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.parent or "."))
+    head, name = os.path.split(p)
+    for _ in range(16):
+        tmp = os.path.join(head, f".{name}.{os.getpid()}.{os.urandom(4).hex()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 16 collisions of 32 random bits
+        raise FileExistsError(f"cannot create a temporary file beside {p}")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
         os.replace(tmp, p)
     except BaseException:
         try:
@@ -182,6 +213,21 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         except OSError:
             pass
         raise
+    _fsync_dir(head or ".")
+
+
+def _fsync_dir(path: str) -> None:
+    """Make the rename durable: a crash right after must not bring the old file back."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save(

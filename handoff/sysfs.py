@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from handoff._slots import Slots
 from handoff.errors import EnvironmentProblem, HandoffError
 
 _WIDTHS = (1, 2, 4)
@@ -26,15 +26,17 @@ class ConfigAccessError(HandoffError):
         self.offset = offset
 
 
-@dataclass
-class ConfigSpace:
+class ConfigSpace(Slots):
     """Read and write one device's sysfs ``config`` file at an offset and width.
 
     Writes use ``pwrite`` of exactly ``width`` bytes at the register offset, as the kernel's
     ``pci_write_config`` expects aligned accesses, and never touch neighbouring registers.
     """
 
-    path: Path
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     def read_all(self, limit: int = 4096) -> bytes:
         """Read up to ``limit`` bytes; a non-root read of real sysfs returns only 64."""
@@ -90,12 +92,14 @@ def _check(offset: int, width: int) -> None:
         raise ValueError(f"offset {offset:#x} is not {width}-aligned inside config space")
 
 
-@dataclass
-class SysfsTree:
+class SysfsTree(Slots):
     """A sysfs root: ``/sys`` or a copy whose ``bus/pci/devices`` entries are symlinks into
     ``devices/pci0000:00/...``, as ``lspci -A linux-sysfs -O sysfs.path=ROOT/bus/pci`` reads."""
 
-    root: Path = Path("/sys")
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path | str = "/sys") -> None:
+        self.root = Path(root)
 
     @property
     def pci_devices(self) -> Path:

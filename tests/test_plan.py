@@ -421,18 +421,16 @@ def test_matching_verdicts(tmp_path: Path) -> None:
 
 
 def test_serial_number_and_renumbering(tmp_path: Path) -> None:
-    import dataclasses
 
     saved = {d.addr: d for d in saved_devices(tmp_path)}
     cur = _current(tmp_path)
-    s = dataclasses.replace(saved[VBLK], dsn=0x1111)
-    c = dataclasses.replace(cur[VBLK], dsn=0x2222)
+    s = saved[VBLK].replace(dsn=0x1111)
+    c = cur[VBLK].replace(dsn=0x2222)
     m = match_device(s, c)
     assert m.status == MISMATCH and "serial number" in m.reasons[0]
-    assert match_device(s, dataclasses.replace(cur[VBLK], dsn=None)).ok  # one side only
-    moved = dataclasses.replace(saved[VBLK], addr="0000:04:00.0")
-    other = dataclasses.replace(cur["0000:04:00.0"], ids=dataclasses.replace(
-        cur["0000:04:00.0"].ids, subdevice=0x9999))
+    assert match_device(s, cur[VBLK].replace(dsn=None)).ok  # one side only
+    moved = saved[VBLK].replace(addr="0000:04:00.0")
+    other = cur["0000:04:00.0"].replace(ids=cur["0000:04:00.0"].ids.replace(subdevice=0x9999))
     m = match_device(moved, other, {**cur, "0000:04:00.0": other})
     assert m.status == MISMATCH and "is at 0000:03:00.0 (renumbered?)" in m.reasons[1]
 

@@ -94,12 +94,11 @@ def test_defaults_blacklist_display_and_no_early(q35: dict[str, PciDevice]) -> N
     no_early = PciDevice(nvme.addr, nvme.ids, nvme.path, nvme.live, None, "nvme")
     d = default_decision(no_early)
     assert d.action == "restore-live" and "no early snapshot" in d.why
-    import dataclasses
-    vga = dataclasses.replace(nvme.ids, class_code=0x030000)
+    vga = nvme.ids.replace(class_code=0x030000)
     assert default_action(PciDevice(nvme.addr, vga, nvme.path, nvme.live)) == "skip"
     quiet = bytearray(nvme.live.data)
     quiet[4] &= ~0x04
-    nic = dataclasses.replace(nvme.ids, class_code=0x020000)
+    nic = nvme.ids.replace(class_code=0x020000)
     assert default_action(PciDevice(nvme.addr, nic, nvme.path,
                                     Snapshot("live", 4096, bytes(quiet)))) == "skip"
     assert default_action(PciDevice(nvme.addr, nic, nvme.path,

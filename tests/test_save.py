@@ -23,11 +23,11 @@ from handoff.identity import IdentitySource
 from handoff.save import (
     build_payload,
     collect_devices,
-    local_default_action,
+    default_policy,
     previous_generation,
     save,
 )
-from handoff.sysfs import ConfigSpace, SysfsTree
+from handoff.sysfs import SysfsTree
 
 BOOT_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 EARLY_LOG = Path(__file__).parent / "fixtures" / "earlydump" / "q35-kmsg.txt"
@@ -160,11 +160,11 @@ def test_capability_loops_are_bounded(tmp_path: Path) -> None:
     assert any(w.startswith("0000:01:00.0: extended capability list loops") for w in warnings)
 
 
-def test_non_root_partial_through_accessor(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_root_partial_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the kernel does for a reader without CAP_SYS_ADMIN: full-size file, 64 bytes read.
     tree = q35(tmp_path)
-    real = ConfigSpace.read_all
-    monkeypatch.setattr(ConfigSpace, "read_all", lambda self, limit=4096: real(self, 64))
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: real(fd, min(n, 64), off))
     coll = collect(tree, privileged=False)
     for d in coll.devices:
         assert len(d.live.data) == 64 and d.live.partial == NOT_ROOT
@@ -222,6 +222,8 @@ def test_earlydump_with_wrong_ids_is_not_used(tmp_path: Path) -> None:
 def test_journal_fallback_when_kmsg_has_nothing(tmp_path: Path) -> None:
     empty = tmp_path / "kmsg"
     empty.write_text("")
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("BOOT_IMAGE=/vmlinuz root=/dev/vda pci=nomsi,earlydump quiet\n")
     calls: list[list[str]] = []
 
     def runner(argv: list[str]) -> str:
@@ -229,9 +231,41 @@ def test_journal_fallback_when_kmsg_has_nothing(tmp_path: Path) -> None:
         return F.Q35.parent.joinpath("..", "earlydump", "q35-dmesg.txt").read_text()
 
     res = collect_devices(q35(tmp_path), running_kernel=True, kmsg_path=str(empty),
-                          early_snapshot=tmp_path / "none.bin", runner=runner)
+                          early_snapshot=tmp_path / "none.bin", runner=runner,
+                          cmdline_path=str(cmdline))
     assert calls == [["journalctl", "-k", "-b", "-o", "cat", "--no-pager", "-q"]]
     assert all(d.early is not None and d.early.source == "earlydump" for d in res.devices)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("root=/dev/vda quiet", False),
+    ("pci=nomsi root=/dev/vda", False),
+    ("earlydump pci=noearly", False),  # only an option of pci= counts
+    ("pci=earlydump", True),
+    ("root=/dev/vda pci=realloc,earlydump,nomsi", True),
+])
+def test_kernel_log_is_searched_only_after_pci_earlydump(tmp_path: Path, line: str,
+                                                          expected: bool) -> None:
+    from handoff.devices.early import booted_with_earlydump
+
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(line + "\n")
+    assert booted_with_earlydump(str(cmdline)) is expected
+    assert booted_with_earlydump(str(tmp_path / "absent")) is None
+    calls: list[list[str]] = []
+
+    def runner(argv: list[str]) -> str:
+        calls.append(list(argv))
+        return F.Q35.parent.joinpath("..", "earlydump", "q35-dmesg.txt").read_text()
+
+    # No /dev/kmsg here: with pci=earlydump, save falls back to the journal (the runner).
+    res = collect_devices(q35(tmp_path), running_kernel=True,
+                          kmsg_path=str(tmp_path / "no-kmsg"),
+                          early_snapshot=tmp_path / "none.bin", runner=runner,
+                          cmdline_path=str(cmdline))
+    used = [d for d in res.devices if d.early is not None]
+    assert bool(used) is expected and bool(calls) is expected
+    assert any("no-kmsg" in n for n in res.notes) is expected
 
 
 # --- payload and record ------------------------------------------------------------------
@@ -309,15 +343,19 @@ def test_payload_without_core(tmp_path: Path) -> None:
     assert got == {"gen": 1} and (tmp_path / "out").read_bytes() == b"R" == res.record
 
 
-def test_local_default_policy(tmp_path: Path) -> None:
-    devs = {d.addr: d for d in collect(q35(tmp_path), privileged=True).devices}
-    assert local_default_action(devs["0000:00:01.0"]) == "restore-early"  # bridge
-    assert local_default_action(devs["0000:01:00.0"]) == "restore-early"  # storage
-    assert local_default_action(devs["0000:00:00.0"]) == "skip"
+def test_recorded_policy_is_the_restore_engines_default(tmp_path: Path) -> None:
+    from handoff.restore.policy import DEFAULT_POLICY
+
+    res = collect_devices(q35(tmp_path), running_kernel=False, privileged=True)
+    devs = {d.addr: d for d in res.devices}
+    assert devs["0000:00:01.0"].policy == "restore-live"  # bridge, no early state here
+    assert devs["0000:00:00.0"].policy == "skip"  # host bridge
+    for d in res.devices:
+        assert d.policy == DEFAULT_POLICY.decide(d).action, d.addr
     e1000 = devs["0000:00:05.0"]
     e1000.driver = None  # bus master (COMMAND bit 2 set in the dump) with no driver
     assert e1000.live.data[4] & 4
-    assert local_default_action(e1000) == "quiesce"
+    assert default_policy(e1000) == "quiesce"
 
 
 # --- CLI ---------------------------------------------------------------------------------

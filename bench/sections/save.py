@@ -19,7 +19,8 @@ from bench.table import CONTEXT, Figure, Row, not_available, ratio_at_most
 
 GROUP = "handoff save"
 SIZES = (32, 256, 1024)
-IDS = ["save.sys"] + [f"save.{n}" for n in SIZES] + ["save.1024.library"]
+IDS = ["save.sys"] + [f"save.{n}" for n in SIZES] + ["save.per-function", "save.start",
+                                                      "save.1024.library"]
 GOAL = "≤ 1.0x lspci"
 
 
@@ -46,14 +47,21 @@ def run(ctx: Ctx) -> list[Row]:
     def fresh() -> None:  # a second save would read the first record to continue its generation
         out.unlink(missing_ok=True)
 
+    walls: dict[str, tuple[float, float]] = {}
+    floor_s = None
     for key, root, desc in trees:
         argv = ctx.handoff("save", "-o", str(out)) if key == "sys" else \
             ctx.handoff("save", "--sysfs-root", str(root), "-o", str(out))
         cmds = [Cmd("save", [argv], before=fresh),
                 Cmd("lspci", [[lspci, "-xxxx", "-A", "linux-sysfs", "-O",
                                f"sysfs.path={root}/bus/pci"]])]
+        if key == str(SIZES[0]):
+            cmds.append(ctx.floor())
         st = series(cmds, ctx.runs)
         fresh()
+        walls[key] = (st["save"].wall, st["lspci"].wall)
+        if "python3 -S -c pass" in st:
+            floor_s = st["python3 -S -c pass"].wall
         ours = Figure(st["save"].wall, "s", rss=st["save"].rss)
         peer = Figure(st["lspci"].wall, "s", rss=st["lspci"].rss,
                       label="lspci -xxxx -A linux-sysfs")
@@ -62,6 +70,31 @@ def run(ctx: Ctx) -> list[Row]:
                         details={"stats": {n: s.to_json() for n, s in st.items()}}))
         if key == str(SIZES[-1]):
             rows.append(_library(ctx, root, desc, peer))
+    rows += _marginal(walls, floor_s)
+    return rows
+
+
+def _marginal(walls: dict[str, tuple[float, float]], floor_s: float | None) -> list[Row]:
+    """What one more function costs (the slope between the smallest and largest trees), and
+    the fixed cost that is left at the smallest tree: interpreter start against lspci's
+    whole run."""
+    lo, hi = str(SIZES[0]), str(SIZES[-1])
+    if lo not in walls or hi not in walls:
+        return []
+    n = SIZES[-1] - SIZES[0]
+    ours = (walls[hi][0] - walls[lo][0]) / n
+    peer = (walls[hi][1] - walls[lo][1]) / n
+    rows = [Row("save.per-function", GROUP, "`handoff save` per function vs lspci -xxxx",
+                f"slope between {SIZES[0]} and {SIZES[-1]} functions (fake trees)",
+                Figure(ours, "s"), Figure(peer, "s", label="lspci -xxxx per function"),
+                ratio_at_most(1.0, GOAL))]
+    if floor_s is not None:
+        rows.append(Row("save.start", GROUP, "Python's own start vs lspci's whole run",
+                        f"fake tree, {SIZES[0]} functions",
+                        Figure(floor_s, "s", label="python3 -S -c pass"),
+                        Figure(walls[lo][1], "s", label="lspci -xxxx -A linux-sysfs"),
+                        CONTEXT, note="below this many functions no Python command can "
+                        "match lspci: the interpreter alone starts slower"))
     return rows
 
 

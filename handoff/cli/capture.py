@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from handoff.cli import Formatter
+
 DESCRIPTION = """\
 Save the crashed kernel's memory (/proc/vmcore) into DIR/<UTC timestamp>/vmcore, then add the
 handoff record and the restore report to the dump as ELF notes (owner HANDOFF, types
@@ -45,7 +47,7 @@ def register(sub: Any) -> None:
         help="save the vmcore and inject the device state (capture kernel)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=Formatter,
     )
     p.add_argument(
         "--vmcore",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from handoff.cli import Formatter
+
 DESCRIPTION = """\
 Compare the config space a record saved (its early and/or live snapshot of each device) with
 the devices of a sysfs tree now, and name every difference: header fields, capability
@@ -17,7 +19,7 @@ listed too. Reads only.
 def register(sub: Any) -> None:
     p = sub.add_parser("diff", help="compare a record with the devices now",
                        description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("--record", metavar="SRC",
                    help="record source (default /handoff/record.note)")
     p.add_argument("--sysfs-root", metavar="DIR", default="/sys",

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from handoff.cli import Formatter
+
 DESCRIPTION = """\
 Add the newest valid handoff record found in RECORD (a raw record, note file, region, initrd or
 dump: anything `handoff inspect` reads) and, if given, the restore report REPORT (a JSON file)
@@ -38,7 +40,7 @@ def register(sub: Any) -> None:
         help="add a record and restore report to a saved dump",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=Formatter,
     )
     p.add_argument("dump", metavar="DUMP", help="ELF vmcore or kdump-compressed dump")
     p.add_argument("record", metavar="RECORD", help="where to read the record from")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from handoff.cli import Formatter
+
 DESCRIPTION = """\
 Recognise FILE by its content - a raw record, a note file, a two-slot region, an initrd
 (concatenated cpio archives, raw or gzip/xz/bzip2/lzma/zstd), an ELF vmcore, or a makedumpfile
@@ -29,7 +31,7 @@ exit codes:
 def register(sub: Any) -> None:
     p = sub.add_parser("inspect", help="show what a file is and the handoff records in it",
                        description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("path", metavar="FILE", help="a record, note file, region, initrd or dump")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from handoff.cli import Formatter
+
 DESCRIPTION = """\
 Save the PCI device state into a record (or take --record), write it to
 /var/lib/handoff/record.bin with the next generation, append it with the capture-side runtime
@@ -27,7 +29,7 @@ argv and the sizes, and loads nothing. Needs root; under kernel lockdown only
 def register(sub: Any) -> None:
     p = sub.add_parser("load", help="load a capture kernel carrying the device state",
                        description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("--kernel", metavar="PATH", help="capture kernel image")
     p.add_argument("--initrd", metavar="PATH", help="capture initrd (copied, never modified)")
     g = p.add_mutually_exclusive_group()

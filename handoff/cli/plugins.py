@@ -7,6 +7,8 @@ import argparse
 import sys
 from typing import Any
 
+from handoff.cli import Formatter
+
 DESCRIPTION = """\
 List the device plugins: the built-ins (nvme, virtio, e1000, msix) and those installed by
 other distributions through the "handoff.plugins" entry-point group. For each: version, origin
@@ -36,7 +38,7 @@ _MAX_IDS_SHOWN = 4
 def register(sub: Any) -> None:
     p = sub.add_parser("plugins", help="list device plugins and what they match",
                        description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("--sysfs-root", metavar="DIR",
                    help="also show which devices of this sysfs tree each plugin takes "
                         "(e.g. /sys)")

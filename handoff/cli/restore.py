@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from handoff.record import Record
     from handoff.restore.plan import Plan
 
+from handoff.cli import Formatter
 from handoff.paths import CAPTURE_RECORD as DEFAULT_RECORD
 
 TEXT_ACCESSES = 12  # register accesses shown per plugin step in the text plan
@@ -44,7 +45,7 @@ the kernel permits from the lockdown mode, unless --probe.
 def register(sub: Any) -> None:
     p = sub.add_parser("restore", help="restore devices from a record (capture kernel)",
                        description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("--record", metavar="SRC",
                    help=f"record source: raw record, note file, region, initrd or vmcore "
                         f"(default {DEFAULT_RECORD}, the one shipped in the capture initramfs)")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from handoff.cli import Formatter
+
 DESCRIPTION = """\
 Read every PCI function under /sys (or --sysfs-root), attach its early config state (from
 the early collector's snapshot, else `pci=earlydump` in the kernel log, else none), and write
@@ -20,7 +22,7 @@ space, and the record marks those snapshots partial.
 def register(sub: Any) -> None:
     p = sub.add_parser("save", help="save PCI device state into a record",
                        description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the record here (atomically); the generation continues the "
                         "record already in FILE when it is from this boot")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from handoff.cli import Formatter
+
 DESCRIPTION = """\
 Report whether a capture kernel is loaded (/sys/kernel/kexec_crash_loaded), which record
 generation handoff loaded with it, whether that record is STALE (PCI devices, bound drivers or
@@ -21,7 +23,7 @@ exit status:
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="is the loaded record fresh or stale",
                        description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--sysfs-root", metavar="DIR", help="sysfs tree to use instead of /sys")
     p.add_argument("--root", metavar="DIR", default="/", help=argparse.SUPPRESS)

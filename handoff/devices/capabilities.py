@@ -11,7 +11,8 @@ visited.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from handoff._slots import Frozen, Slots
 
 PCI_STATUS = 0x06
 PCI_STATUS_CAP_LIST = 0x10
@@ -41,15 +42,22 @@ EXT_CAP_NAMES = {0x0001: "aer", 0x0002: "vc", 0x0003: "dsn", 0x000B: "vsec", 0x0
                  0x0023: "dvsec"}
 
 
-@dataclass(frozen=True)
-class Capability:
+class Capability(Frozen):
     """One entry of a capability list: ``offset`` in config space, ``id``, ``extended``;
     ``version`` is the extended capability version (0 for standard capabilities)."""
 
+    __slots__ = ("extended", "id", "offset", "version")
     offset: int
     id: int
-    extended: bool = False
-    version: int = 0
+    extended: bool
+    version: int
+
+    def __init__(self, offset: int, id: int, extended: bool = False,
+                 version: int = 0) -> None:
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "extended", extended)
+        object.__setattr__(self, "version", version)
 
     @property
     def name(self) -> str:
@@ -57,12 +65,16 @@ class Capability:
         return table.get(self.id, f"{self.id:#x}")
 
 
-@dataclass
-class Walk:
+class Walk(Slots):
     """The result of a walk: the capabilities found and, if it stopped early, why."""
 
+    __slots__ = ("caps", "problem")
     caps: list[Capability]
-    problem: str | None = None
+    problem: str | None
+
+    def __init__(self, caps: list[Capability], problem: str | None = None) -> None:
+        self.caps = caps
+        self.problem = problem
 
 
 def _u16(b: bytes, off: int) -> int:
@@ -157,9 +169,13 @@ def find_ext(config: bytes, cap_id: int) -> int | None:
     return None
 
 
-def device_serial_number(config: bytes) -> int | None:
-    """The 64-bit Device Serial Number (ext cap 0x0003: lower dword at +4, upper at +8)."""
-    off = find_ext(config, PCI_EXT_CAP_ID_DSN)
+def device_serial_number(config: bytes, ext: Walk | None = None) -> int | None:
+    """The 64-bit Device Serial Number (ext cap 0x0003: lower dword at +4, upper at +8).
+    ``ext`` is the extended walk of ``config`` when the caller already has it."""
+    if ext is None:
+        off = find_ext(config, PCI_EXT_CAP_ID_DSN)
+    else:
+        off = next((c.offset for c in ext.caps if c.id == PCI_EXT_CAP_ID_DSN), None)
     if off is None or off + 12 > len(config):
         return None
     return _u32(config, off + 4) | _u32(config, off + 8) << 32

@@ -18,11 +18,22 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from handoff._slots import Frozen, Slots
 from handoff.errors import HandoffError
-from handoff.record import crc32c
+from handoff.record import crc32c as _py_crc32c
+
+
+def crc32c(data: bytes | memoryview, crc: int = 0) -> int:
+    """CRC-32C through the C core when it is built: a snapshot holds up to 4 KiB per function
+    and the pure-Python loop (the reader's independent reference) takes ~0.1 us a byte."""
+    try:
+        from handoff._binding import crc32c as native
+    except ImportError:
+        return _py_crc32c(data, crc)
+    return native(data, crc=crc)
+
 
 DEFAULT_SNAPSHOT = Path("/run/handoff/early.bin")
 EARLYDUMP_PARTIAL = "earlydump prints 256 bytes"
@@ -47,30 +58,57 @@ class SnapshotFileError(HandoffError, ValueError):
         self.offset = offset
 
 
-@dataclass(frozen=True)
-class EarlyEntry:
+class EarlyEntry(Frozen):
     """One function's early config bytes and the ids the collector saw."""
 
+    __slots__ = (
+        "addr",
+        "class_code",
+        "data",
+        "device",
+        "driver_bound",
+        "read_errno",
+        "size",
+        "vendor",
+    )
+    _repr_skip = ("data",)
     addr: str
     size: int
     data: bytes
     vendor: int
     device: int
     class_code: int
-    driver_bound: bool = False
-    read_errno: int = 0
+    driver_bound: bool
+    read_errno: int
+
+    def __init__(self, addr: str, size: int, data: bytes, vendor: int, device: int,
+                 class_code: int, driver_bound: bool = False, read_errno: int = 0) -> None:
+        for n, v in (("addr", addr), ("size", size), ("data", data), ("vendor", vendor),
+                     ("device", device), ("class_code", class_code),
+                     ("driver_bound", driver_bound), ("read_errno", read_errno)):
+            object.__setattr__(self, n, v)
 
 
-@dataclass
-class SnapshotFile:
-    """A validated snapshot file."""
+class SnapshotFile(Slots):
+    """A validated snapshot file. ``boot_id`` is "" when zero; ``dropped`` lists the entries
+    refused by their CRC."""
 
+    __slots__ = ("boot_id", "created_ns", "dropped", "entries", "uptime_ns", "version")
     version: tuple[int, int]
     created_ns: int
     uptime_ns: int
-    boot_id: str  # "" when zero
+    boot_id: str
     entries: dict[str, EarlyEntry]
-    dropped: list[str] = field(default_factory=list)  # entries refused by their CRC
+    dropped: list[str]
+
+    def __init__(self, version: tuple[int, int], created_ns: int, uptime_ns: int, boot_id: str,
+                 entries: dict[str, EarlyEntry], dropped: list[str] | None = None) -> None:
+        self.version = version
+        self.created_ns = created_ns
+        self.uptime_ns = uptime_ns
+        self.boot_id = boot_id
+        self.entries = entries
+        self.dropped = [] if dropped is None else dropped
 
 
 def read_snapshot_file(data: bytes) -> SnapshotFile:
@@ -124,25 +162,41 @@ def read_snapshot_file(data: bytes) -> SnapshotFile:
                         str(uuid.UUID(bytes=boot)) if any(boot) else "", entries, dropped)
 
 
-@dataclass(frozen=True)
-class EarlyState:
+class EarlyState(Frozen):
     """Early config for one device: ``source`` ("collector", "earlydump"), the bytes, the
-    device's config size if the source knows it, and why it is short, if it is."""
+    device's config size if the source knows it, and why it is short, if it is. ``ids`` is
+    the (vendor, device) the source saw, for cross-checks."""
 
+    __slots__ = ("data", "ids", "partial", "size", "source")
+    _repr_skip = ("data",)
     source: str
     data: bytes
-    size: int | None = None
-    partial: str | None = None
-    ids: tuple[int, int] | None = None  # (vendor, device) the source saw, for cross-checks
+    size: int | None
+    partial: str | None
+    ids: tuple[int, int] | None
+
+    def __init__(self, source: str, data: bytes, size: int | None = None,
+                 partial: str | None = None, ids: tuple[int, int] | None = None) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "partial", partial)
+        object.__setattr__(self, "ids", ids)
 
 
-@dataclass
-class EarlySources:
+class EarlySources(Slots):
     """The early states by address, and what was tried (for the CLI's diagnostics)."""
 
-    states: dict[str, list[EarlyState]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    used: list[str] = field(default_factory=list)
+    __slots__ = ("notes", "states", "used")
+    states: dict[str, list[EarlyState]]
+    notes: list[str]
+    used: list[str]
+
+    def __init__(self, states: dict[str, list[EarlyState]] | None = None,
+                 notes: list[str] | None = None, used: list[str] | None = None) -> None:
+        self.states = {} if states is None else states
+        self.notes = [] if notes is None else notes
+        self.used = [] if used is None else used
 
     def best(self, addr: str) -> EarlyState | None:
         lst = self.states.get(addr)
@@ -177,6 +231,7 @@ def gather(
     boot_id: str = "",
     kmsg_path: str = "/dev/kmsg",
     runner: Runner = run_tool,
+    cmdline_path: str = "/proc/cmdline",
 ) -> EarlySources:
     """Collect every available early source in preference order.
 
@@ -190,7 +245,7 @@ def gather(
     if path is not None:
         _from_snapshot(out, path, explicit=snapshot_path is not None, boot_id=boot_id)
     _from_earlydump(out, running_kernel=running_kernel, early_log=early_log,
-                    kmsg_path=kmsg_path, runner=runner)
+                    kmsg_path=kmsg_path, runner=runner, cmdline_path=cmdline_path)
     if running_kernel and not out.used:
         out.notes.append("no early device state for this boot: records hold live config only; "
                          "install the early collector (contrib/initramfs-tools or "
@@ -241,9 +296,11 @@ def _from_snapshot(out: EarlySources, path: Path, *, explicit: bool, boot_id: st
 
 def _from_earlydump(out: EarlySources, *, running_kernel: bool,
                     early_log: str | os.PathLike[str] | None, kmsg_path: str,
-                    runner: Runner) -> None:
+                    runner: Runner, cmdline_path: str) -> None:
     if early_log is None and not running_kernel:
         return
+    if early_log is None and booted_with_earlydump(cmdline_path) is False:
+        return  # nothing to find; the ring buffer (and the journal) can be megabytes
     from handoff.devices import earlydump as ED
 
     log = None
@@ -282,6 +339,20 @@ def _from_earlydump(out: EarlySources, *, running_kernel: bool,
         partial = None if dump.complete else f"earlydump log incomplete: {len(dump.data)} bytes"
         out.add(addr, EarlyState("earlydump", dump.data, None, partial, ids))
     out.used.append(f"earlydump ({log.source})")
+
+
+def booted_with_earlydump(cmdline_path: str = "/proc/cmdline") -> bool | None:
+    """Whether the kernel command line asks for ``pci=earlydump`` (None: unreadable).
+
+    ``pci=`` takes a comma-separated list (drivers/pci/pci.c pci_setup), and the x86 early
+    dump is one of its options (arch/x86/pci/common.c pcibios_setup).
+    """
+    try:
+        with open(cmdline_path, "rb") as f:
+            words = f.read(65536).decode("utf-8", "replace").split()
+    except OSError:
+        return None
+    return any(w.startswith("pci=") and "earlydump" in w[4:].split(",") for w in words)
 
 
 def resolve(sources: EarlySources, addr: str, live_size: int, vendor: int,

@@ -7,24 +7,37 @@ ids and of the config snapshots, so a new bus adds a class here without a new ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from handoff import payload as P
+from handoff._slots import Frozen, Slots
+
+_set = object.__setattr__
 
 
-@dataclass(frozen=True)
-class PciIds:
+class PciIds(Frozen):
+    """The ids a PCI function reports; ``class_code`` is base << 16 | sub << 8 | prog-if."""
+
+    __slots__ = ("class_code", "device", "revision", "subdevice", "subvendor", "vendor")
     vendor: int
     device: int
     subvendor: int
     subdevice: int
-    class_code: int  # base << 16 | sub << 8 | prog-if
+    class_code: int
     revision: int
 
+    def __init__(self, vendor: int, device: int, subvendor: int, subdevice: int,
+                 class_code: int, revision: int) -> None:
+        _set(self, "vendor", vendor)
+        _set(self, "device", device)
+        _set(self, "subvendor", subvendor)
+        _set(self, "subdevice", subdevice)
+        _set(self, "class_code", class_code)
+        _set(self, "revision", revision)
+
     def to_payload(self) -> dict[str, int]:
-        return {"vendor": self.vendor, "device": self.device, "subvendor": self.subvendor,
-                "subdevice": self.subdevice, "class": self.class_code, "revision": self.revision}
+        return P.pci_ids(self.vendor, self.device, self.subvendor, self.subdevice,
+                         self.class_code, self.revision)
 
     @classmethod
     def from_payload(cls, m: dict[str, Any]) -> PciIds:
@@ -35,14 +48,25 @@ class PciIds:
         return f"{self.vendor:04x}:{self.device:04x}"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """Config space as read from one source. ``data`` holds ``len(data)`` bytes read of ``size``."""
+class Snapshot(Frozen):
+    """Config space as read from one source. ``data`` holds ``len(data)`` bytes read of ``size``.
 
-    source: str  # "collector", "earlydump", "live"
-    size: int  # 256 or 4096: the device's config space size
+    ``source`` is "collector", "earlydump" or "live"; ``size`` the device's config space size
+    (256 or 4096); ``partial`` says why fewer than ``size`` bytes were read.
+    """
+
+    __slots__ = ("data", "partial", "size", "source")
+    _repr_skip = ("data",)
+    source: str
+    size: int
     data: bytes
-    partial: str | None = None  # why fewer than ``size`` bytes were read
+    partial: str | None
+
+    def __init__(self, source: str, size: int, data: bytes, partial: str | None = None) -> None:
+        _set(self, "source", source)
+        _set(self, "size", size)
+        _set(self, "data", data)
+        _set(self, "partial", partial)
 
     @property
     def complete(self) -> bool:
@@ -56,12 +80,21 @@ class Snapshot:
         return cls(m["src"], m["size"], P.snapshot_bytes(m), m.get("partial"))
 
 
-@dataclass(frozen=True)
-class Bar:
-    index: int  # 0-5, 6 = expansion ROM
+class Bar(Frozen):
+    """A BAR resource: ``index`` 0-5 (6 = expansion ROM), ``flags`` are the IORESOURCE_*
+    flags from sysfs ``resource``."""
+
+    __slots__ = ("flags", "index", "size", "start")
+    index: int
     start: int
     size: int
-    flags: int  # IORESOURCE_* flags from sysfs "resource"
+    flags: int
+
+    def __init__(self, index: int, start: int, size: int, flags: int) -> None:
+        _set(self, "index", index)
+        _set(self, "start", start)
+        _set(self, "size", size)
+        _set(self, "flags", flags)
 
     @property
     def is_io(self) -> bool:
@@ -72,25 +105,63 @@ class Bar:
         return bool(self.flags & 0x200)  # IORESOURCE_MEM
 
 
-@dataclass
-class PciDevice:
-    """A PCI function in the Linux device model."""
+class PciDevice(Slots):
+    """A PCI function in the Linux device model.
 
-    addr: str  # "0000:00:03.0"
+    ``addr`` is "0000:00:03.0"; ``path`` the components of its directory under
+    /sys/devices, ending with ``addr``; ``sriov`` is (total, num) VFs.
+    """
+
+    __slots__ = (
+        "addr",
+        "bars",
+        "classes",
+        "driver",
+        "dsn",
+        "early",
+        "ext",
+        "ids",
+        "live",
+        "path",
+        "policy",
+        "reset_methods",
+        "sriov",
+    )
+    addr: str
     ids: PciIds
-    path: list[str]  # components under /sys/devices, ending with addr
+    path: list[str]
     live: Snapshot
-    early: Snapshot | None = None
-    driver: str | None = None
-    classes: list[str] = field(default_factory=list)
-    bars: list[Bar] = field(default_factory=list)
-    reset_methods: list[str] = field(default_factory=list)
-    sriov: tuple[int, int] | None = None  # (total, num)
-    dsn: int | None = None
-    policy: str = "skip"
-    ext: dict[str, Any] = field(default_factory=dict)
+    early: Snapshot | None
+    driver: str | None
+    classes: list[str]
+    bars: list[Bar]
+    reset_methods: list[str]
+    sriov: tuple[int, int] | None
+    dsn: int | None
+    policy: str
+    ext: dict[str, Any]
 
     bus = "pci"
+
+    def __init__(self, addr: str, ids: PciIds, path: list[str], live: Snapshot,
+                 early: Snapshot | None = None, driver: str | None = None,
+                 classes: list[str] | None = None, bars: list[Bar] | None = None,
+                 reset_methods: list[str] | None = None, sriov: tuple[int, int] | None = None,
+                 dsn: int | None = None, policy: str = "skip",
+                 ext: dict[str, Any] | None = None) -> None:
+        self.addr = addr
+        self.ids = ids
+        self.path = path
+        self.live = live
+        self.early = early
+        self.driver = driver
+        self.classes = [] if classes is None else classes
+        self.bars = [] if bars is None else bars
+        self.reset_methods = [] if reset_methods is None else reset_methods
+        self.sriov = sriov
+        self.dsn = dsn
+        self.policy = policy
+        self.ext = {} if ext is None else ext
 
     @property
     def parent(self) -> str | None:
@@ -107,32 +178,38 @@ class PciDevice:
         return self.live.data[0x0E] & 0x7F if len(self.live.data) > 0x0E else 0
 
     def to_payload(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "bus": "pci",
-            "addr": self.addr,
-            "ids": self.ids.to_payload(),
-            "path": list(self.path),
-            "live": self.live.to_payload(),
-            "policy": self.policy,
-        }
-        if self.early is not None:
-            d["early"] = self.early.to_payload()
-        if self.driver:
-            d["driver"] = self.driver
-        if self.classes:
-            d["classes"] = sorted(self.classes)
-        if self.parent:
-            d["parent"] = self.parent
-        if self.bars:
-            d["bars"] = [[b.index, b.start, b.size, b.flags] for b in self.bars]
-        if self.reset_methods:
-            d["reset_methods"] = list(self.reset_methods)
-        if self.sriov is not None:
-            d["sriov"] = {"total": self.sriov[0], "num": self.sriov[1]}
+        """The payload map (payload.cddl pci-device), built with its keys already in R15
+        order (payload.DEVICE_KEYS: shorter first, then bytewise), so the encoder need not
+        sort 1,000 maps; an out-of-order map would still encode right, only slower."""
+        d: dict[str, Any] = {"bus": "pci"}
         if self.dsn is not None:
             d["dsn"] = self.dsn
         if self.ext:
-            d["ext"] = self.ext
+            from handoff import cbor
+
+            d["ext"] = cbor.canonical(self.ext)
+        ids = self.ids
+        d["ids"] = P.pci_ids(ids.vendor, ids.device, ids.subvendor, ids.subdevice,
+                             ids.class_code, ids.revision)
+        d["addr"] = self.addr
+        if self.bars:
+            d["bars"] = [[b.index, b.start, b.size, b.flags] for b in self.bars]
+        d["live"] = self.live.to_payload()
+        d["path"] = list(self.path)
+        if self.early is not None:
+            d["early"] = self.early.to_payload()
+        if self.sriov is not None:
+            d["sriov"] = {"num": self.sriov[1], "total": self.sriov[0]}
+        if self.driver:
+            d["driver"] = self.driver
+        parent = self.parent
+        if parent:
+            d["parent"] = parent
+        d["policy"] = self.policy
+        if self.classes:
+            d["classes"] = sorted(self.classes)
+        if self.reset_methods:
+            d["reset_methods"] = list(self.reset_methods)
         return d
 
     @classmethod

@@ -13,12 +13,11 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 
+from handoff._slots import Slots
 from handoff.devices import capabilities as caps
 from handoff.devices.model import Bar, PciDevice, PciIds, Snapshot
-from handoff.sysfs import ConfigSpace, SysfsTree
+from handoff.sysfs import SysfsTree
 
 NOT_ROOT = "not root: the kernel returns 64 bytes of config space to unprivileged readers"
 UNPRIVILEGED_BYTES = 64  # drivers/pci/pci-sysfs.c pci_read_config: !CAP_SYS_ADMIN -> 64
@@ -34,13 +33,19 @@ _CLASS_WALK_BUDGET = 48  # directories looked at per function when finding class
 _CLASS_WALK_DEPTH = 4
 
 
-@dataclass
-class Collection:
+class Collection(Slots):
     """The devices of one walk, and what went wrong on the way (per address)."""
 
+    __slots__ = ("devices", "privileged", "warnings")
     devices: list[PciDevice]
-    warnings: list[str] = field(default_factory=list)
-    privileged: bool = True
+    warnings: list[str]
+    privileged: bool
+
+    def __init__(self, devices: list[PciDevice], warnings: list[str] | None = None,
+                 privileged: bool = True) -> None:
+        self.devices = devices
+        self.warnings = [] if warnings is None else warnings
+        self.privileged = privileged
 
 
 def is_privileged() -> bool:
@@ -55,16 +60,19 @@ def read_config(tree: SysfsTree, addr: str, *, privileged: bool,
     ``size`` is the device's config size: the bytes returned when the read was complete,
     else the sysfs file size (which sysfs reports truthfully even to unprivileged readers).
     """
-    cs = ConfigSpace(Path(_path)) if _path is not None else tree.config(addr)
+    path = _path if _path is not None else str(tree.config(addr).path)
     try:
-        data = cs.read_all(4096)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(fd, 4096, 0)
+        finally:
+            os.close(fd)
     except OSError as e:
-        return Snapshot("live", _stat_size(cs.path, 0), b"",
-                            f"read error: {e.strerror or e}")
+        return Snapshot("live", _stat_size(path, 0), b"", f"read error: {e.strerror or e}")
     n = len(data)
-    if n in CONFIG_SIZES:
+    if n == 4096 or n == 256:
         return Snapshot("live", n, data)
-    size = _stat_size(cs.path, n)
+    size = _stat_size(path, n)
     if n >= size:
         return Snapshot("live", size, data[:size])
     if not privileged and n <= UNPRIVILEGED_BYTES:
@@ -120,18 +128,23 @@ def _attr_int(tree: SysfsTree, addr: str, name: str) -> int:
         return 0
 
 
+_ZERO_LINE = "0x0000000000000000 0x0000000000000000 0x0000000000000000"
+
+
 def parse_resource(text: str | None) -> list[Bar]:
     """BARs 0-5 and the expansion ROM (6) from sysfs ``resource`` (start end flags per line;
     drivers/pci/pci-sysfs.c resource_show). Unused lines (all zero) are left out."""
     bars: list[Bar] = []
     if not text:
         return bars
-    for i, line in enumerate(text.splitlines()[:7]):
+    for i, line in enumerate(text.split("\n", 7)[:7]):
+        if line == _ZERO_LINE:  # most lines: the kernel prints unused resources as zeros
+            continue
         parts = line.split()
         if len(parts) != 3:
             continue
         try:
-            start, end, flags = (int(p, 16) for p in parts)
+            start, end, flags = int(parts[0], 16), int(parts[1], 16), int(parts[2], 16)
         except ValueError:
             continue
         if not (start or end or flags):
@@ -230,6 +243,13 @@ def _int(text: str | None) -> int:
 def read_device(tree: SysfsTree, addr: str, *, privileged: bool = True,
                 _base: str | None = None) -> PciDevice:
     """One function's model: ids, topology, driver, BARs, reset methods, SR-IOV, DSN,
+    classes and the live config snapshot."""
+    return _read_device(tree, addr, privileged, _base)[0]
+
+
+def _read_device(tree: SysfsTree, addr: str, privileged: bool,
+                 _base: str | None) -> tuple[PciDevice, list[str]]:
+    """One function's model: ids, topology, driver, BARs, reset methods, SR-IOV, DSN,
     classes and the live config snapshot.
 
     Attribute paths are built as strings under ``tree``'s device directory: the per-device
@@ -258,6 +278,8 @@ def read_device(tree: SysfsTree, addr: str, *, privileged: bool = True,
         sriov = (_int(_read_text(f"{ddir}/sriov_totalvfs")),
                  _int(_read_text(f"{ddir}/sriov_numvfs")) if "sriov_numvfs" in names else 0)
     bars = parse_resource(_read_text(f"{ddir}/resource")) if "resource" in names else []
+    std, ext = caps.walk_standard(live.data), caps.walk_extended(live.data)
+    problems = [w.problem for w in (std, ext) if w.problem]
     return PciDevice(
         addr=addr,
         ids=ids_from(tree, addr, live.data),
@@ -268,8 +290,8 @@ def read_device(tree: SysfsTree, addr: str, *, privileged: bool = True,
         bars=bars,
         reset_methods=reset_methods,
         sriov=sriov,
-        dsn=caps.device_serial_number(live.data),
-    )
+        dsn=caps.device_serial_number(live.data, ext),
+    ), problems
 
 
 def collect(tree: SysfsTree | None = None, *, privileged: bool | None = None,
@@ -290,14 +312,14 @@ def collect(tree: SysfsTree | None = None, *, privileged: bool | None = None,
             out.warnings.append(f"{addr}: not a PCI address, skipped")
             continue
         try:
-            dev = read_device(tree, addr, privileged=privileged, _base=base)
+            dev, problems = _read_device(tree, addr, privileged, base)
         except OSError as e:
             if e.errno == errno.ENOENT:  # hot-unplugged while we walked
                 out.warnings.append(f"{addr}: disappeared during the walk")
                 continue
             raise
         out.devices.append(dev)
-        for problem in caps.iter_problems(dev.live.data):
+        for problem in problems:
             out.warnings.append(f"{addr}: {problem}")
     partial = [d.addr for d in out.devices if d.live.partial == NOT_ROOT]
     if partial:

@@ -17,10 +17,17 @@ from typing import Any
 
 from handoff.devices.model import PciDevice
 from handoff.errors import UsageError
+from handoff.restore.defaults import (  # noqa: F401  (re-exported)
+    ACTIONS,
+    QUIESCE,
+    RESET,
+    RESTORE_EARLY,
+    RESTORE_LIVE,
+    SKIP,
+    default_rule,
+    is_bridge,
+)
 
-QUIESCE, RESET, RESTORE_EARLY, RESTORE_LIVE, SKIP = (
-    "quiesce", "reset", "restore-early", "restore-live", "skip")
-ACTIONS = (QUIESCE, RESET, RESTORE_EARLY, RESTORE_LIVE, SKIP)
 # drivers/pci/pci.c pci_reset_fn_methods[] names, as sysfs reset_method accepts them.
 RESET_METHODS = ("device_specific", "acpi", "flr", "af_flr", "pm", "bus", "cxl_bus")
 # What restore may do instead when the kernel refuses what the action needs (docs/lockdown.md).
@@ -201,44 +208,15 @@ class Policy:
                 "fallback": list(self.fallback) if self.fallback else None}
 
 
-def is_bridge(dev: PciDevice) -> bool:
-    """A PCI-to-PCI (or subtractive/semi-transparent) bridge: devices sit behind it."""
-    return dev.header_type == 1 or dev.ids.class_code >> 8 in (0x0604, 0x0609)
-
-
-def _bus_master(dev: PciDevice) -> bool | None:
-    data = dev.live.data
-    return bool(data[4] & 0x04) if len(data) > 4 else None
-
-
 def default_decision(dev: PciDevice, *, blacklist: Iterable[str] = ()) -> Decision:
     """The built-in defaults (docs/policy.md, "Default policy"), first match wins."""
-    cls = dev.ids.class_code
-    restore = RESTORE_EARLY if dev.early is not None else RESTORE_LIVE
-    snap = "early" if dev.early is not None else "live (no early snapshot in the record)"
-    if is_bridge(dev):
-        return Decision(restore, f"PCI-to-PCI bridge: bus numbers and windows route "
-                                 f"everything below it; restore the {snap} state")
-    if dev.driver and dev.driver in set(blacklist):
-        return Decision(QUIESCE, f"its driver {dev.driver} is blacklisted in the capture "
-                                 "kernel: nothing will drive it, stop its DMA and INTx")
-    if cls >> 16 == 0x01:
-        return Decision(restore, f"storage controller: the dump may be written through it; "
-                                 f"restore the {snap} state")
-    if cls >> 16 == 0x06:
-        return Decision(SKIP, "host, ISA or other chipset bridge: left alone")
-    if cls >> 16 == 0x03:
-        return Decision(SKIP, "display controller: may carry the console, left alone")
-    bm = _bus_master(dev)
-    if bm or bm is None:
-        return Decision(QUIESCE, "bus-mastering device with no driver yet in the capture "
-                                 "kernel: stop its DMA and INTx until a driver takes it")
-    return Decision(SKIP, "not bus-mastering: nothing to stop")
+    action, why = default_rule(dev, blacklist)
+    return Decision(action, why)
 
 
 def default_action(device: PciDevice, *, blacklist: Iterable[str] = ()) -> str:
     """The default action for ``device`` (also what ``handoff save`` records)."""
-    return default_decision(device, blacklist=blacklist).action
+    return default_rule(device, blacklist)[0]
 
 
 # --- the file ------------------------------------------------------------------------------
