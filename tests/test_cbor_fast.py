@@ -19,6 +19,7 @@ import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_cbor import values  # the same random CBOR-able values as the decoder's tests
 
 from handoff import _binding as B
 from handoff import cbor
@@ -28,19 +29,6 @@ from handoff.errors import BadCBOR
 ROOT = Path(__file__).resolve().parents[1]
 _DUMPS = cbor2.dumps  # the real one, also while a test spies on cbor2.dumps
 
-leaf = (
-    st.integers(min_value=-(2**64), max_value=2**64 - 1)
-    | st.binary(max_size=40)
-    | st.text(max_size=20)
-    | st.booleans()
-    | st.none()
-)
-values = st.recursive(
-    leaf,
-    lambda kids: st.lists(kids, max_size=5)
-    | st.dictionaries(st.text(max_size=30), kids, max_size=6),
-    max_leaves=40,
-)
 
 
 @pytest.fixture

@@ -11,8 +11,11 @@ from handoff.cli import Formatter
 DESCRIPTION = """\
 Read every PCI function under /sys (or --sysfs-root), attach its early config state (from
 the early collector's snapshot, else `pci=earlydump` in the kernel log, else none), and write
-a handoff record. Without -o, print one row per device instead: address, ids, driver, class,
-config size read, the early-state source and the default policy.
+a handoff record. Without -o, print one row per device instead: address, ids, driver,
+class, config size read, the early-state source and the default policy.
+
+The kernel log (/dev/kmsg, then `journalctl -k -b`) is searched only when the running
+kernel's command line has pci=earlydump.
 
 Reads only; never writes to sysfs. Run as root: unprivileged readers get 64 bytes of config
 space, and the record marks those snapshots partial.
