@@ -202,7 +202,7 @@ def _encode(obj: Any, out: bytearray, depth: int) -> None:
         items = []
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise ValueError(f"map key {k!r} is not text (R16)")
+                raise ValueError(f"map key {k!r} is not text (R16)")  # noqa: TRY004 (a rule, not a type)
             kb = bytearray()
             _encode(k, kb, depth + 1)
             items.append((bytes(kb), v))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from handoff._slots import Slots
@@ -12,6 +11,7 @@ from handoff.record import Producer
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
+    from pathlib import Path
 
 
 class IdentitySource(Slots):
@@ -24,12 +24,13 @@ class IdentitySource(Slots):
     __slots__ = ("clock", "root")
 
     def __init__(self, root: Path | str = "/", clock: Callable[[], int] = time.time_ns) -> None:
-        self.root = Path(root)
+        self.root = os.fspath(root)  # a string: no pathlib on the save path
         self.clock = clock
 
     def _read(self, rel: str) -> str:
         try:
-            return (self.root / rel).read_text().strip()
+            with open(os.path.join(self.root, rel), encoding="utf-8", errors="replace") as f:
+                return f.read().strip()
         except OSError:
             return ""
 

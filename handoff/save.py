@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from handoff._slots import Slots
@@ -69,7 +68,7 @@ class SaveResult(Slots):
         return [d for d in self.devices if d.live.partial]
 
 
-def is_running_kernel_tree(root: Path) -> bool:
+def is_running_kernel_tree(root: str | os.PathLike[str]) -> bool:
     """Whether ``root`` is this kernel's sysfs (so kmsg and /run describe the same devices)."""
     try:
         return os.path.samefile(root, "/sys")
@@ -96,7 +95,7 @@ def collect_devices(
 
     tree = tree or SysfsTree()
     if running_kernel is None:
-        running_kernel = is_running_kernel_tree(tree.root)
+        running_kernel = is_running_kernel_tree(tree.root_dir)
     coll = collect(tree, privileged=privileged)
     kw: dict[str, Any] = {}
     if runner is not None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handoff._slots import Slots
 from handoff.errors import EnvironmentProblem, HandoffError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
 
 _WIDTHS = (1, 2, 4)
 
@@ -35,7 +38,7 @@ class ConfigSpace(Slots):
 
     __slots__ = ("path",)
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = path
 
     def read_all(self, limit: int = 4096) -> bytes:
@@ -94,23 +97,43 @@ def _check(offset: int, width: int) -> None:
 
 class SysfsTree(Slots):
     """A sysfs root: ``/sys`` or a copy whose ``bus/pci/devices`` entries are symlinks into
-    ``devices/pci0000:00/...``, as ``lspci -A linux-sysfs -O sysfs.path=ROOT/bus/pci`` reads."""
+    ``devices/pci0000:00/...``, as ``lspci -A linux-sysfs -O sysfs.path=ROOT/bus/pci`` reads.
 
-    __slots__ = ("root",)
+    The root is kept as a string: ``handoff save`` walks the tree with plain paths, and
+    importing pathlib would cost it ~4 ms of start-up. ``root``, ``pci_devices`` and
+    ``device_dir`` still give ``Path`` objects to the code that wants them.
+    """
+
+    __slots__ = ("_root",)
 
     def __init__(self, root: Path | str = "/sys") -> None:
-        self.root = Path(root)
+        self._root = os.fspath(root)
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._root)
+
+    @property
+    def root_dir(self) -> str:
+        return self._root
 
     @property
     def pci_devices(self) -> Path:
         return self.root / "bus" / "pci" / "devices"
 
+    @property
+    def pci_devices_dir(self) -> str:
+        """``bus/pci/devices`` under the root, as a string (for the walk)."""
+        return os.path.join(self._root, "bus", "pci", "devices")
+
     def pci_addresses(self) -> list[str]:
         try:
-            names = os.listdir(self.pci_devices)
+            names = os.listdir(self.pci_devices_dir)
         except FileNotFoundError:
             raise EnvironmentProblem(
-                f"{self.pci_devices} does not exist",
+                f"{self.pci_devices_dir} does not exist",
                 hint="pass --sysfs-root pointing at a sysfs tree (the directory holding bus/pci)",
             ) from None
         return sorted(names)
@@ -120,12 +143,13 @@ class SysfsTree(Slots):
 
     def device_path(self, addr: str) -> list[str]:
         """Components of the device's realpath below ``devices/`` (topology)."""
-        real = Path(os.path.realpath(self.device_dir(addr)))
-        devroot = Path(os.path.realpath(self.root / "devices"))
-        try:
-            return list(real.relative_to(devroot).parts)
-        except ValueError:
+        real = os.path.realpath(os.path.join(self.pci_devices_dir, addr))
+        devroot = os.path.realpath(os.path.join(self._root, "devices"))
+        if real == devroot:
+            return []
+        if not real.startswith(devroot.rstrip("/") + "/"):
             return [addr]
+        return [c for c in real[len(devroot.rstrip("/")) + 1:].split("/") if c]
 
     def attr(self, addr: str, name: str) -> str | None:
         """A sysfs attribute's text, stripped; None when absent or unreadable."""

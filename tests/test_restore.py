@@ -494,7 +494,7 @@ def test_a_corrupt_record_still_leaves_a_report_that_says_why(tmp_path: Path) ->
     tree = capture_tree(tmp_path)
     before = digest(tree.root)
     rep = tmp_path / "report.json"
-    out, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
+    _out, err, rc = run_cli(["restore", "--record", str(rec), "--sysfs-root", str(tree.root),
                             "--proc-root", str(proc_dir(tmp_path)), "--report", str(rep)])
     assert rc == 1 and "payload digest mismatch" in err
     assert digest(tree.root) == before

@@ -127,7 +127,7 @@ def test_status_shows_what_the_kernel_permits(machine: Machine) -> None:
     assert set(caps["devices"]) == {p.name for p in (machine.sys / "bus/pci/devices").iterdir()}
     assert "config writes   REFUSED" in caps["text"]
     assert {p: p.read_bytes() for p in machine.sys.rglob("config")} == before
-    rc, out, _ = cli("status", "--root", str(machine.root))
+    _rc, out, _ = cli("status", "--root", str(machine.root))
     assert "what this kernel permits" in out and "lockdown        integrity" in out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -56,16 +57,14 @@ def _rows(devices: list[Any]) -> list[list[object]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from handoff.errors import EnvironmentProblem
     from handoff.save import build_payload, collect_devices, previous_generation, write_atomic
     from handoff.sysfs import SysfsTree
 
-    tree = SysfsTree(Path(args.sysfs_root)) if args.sysfs_root else SysfsTree()
-    if args.sysfs_root and not (tree.pci_devices).is_dir():
+    tree = SysfsTree(args.sysfs_root) if args.sysfs_root else SysfsTree()
+    if args.sysfs_root and not os.path.isdir(tree.pci_devices_dir):
         raise EnvironmentProblem(
-            f"{tree.pci_devices} is not a directory",
+            f"{tree.pci_devices_dir} is not a directory",
             hint="--sysfs-root takes the directory that holds bus/pci/devices (like /sys)")
     from handoff.identity import IdentitySource
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from handoff._slots import Frozen, Slots
 from handoff.errors import HandoffError
@@ -35,7 +34,7 @@ def crc32c(data: bytes | memoryview, crc: int = 0) -> int:
     return native(data, crc=crc)
 
 
-DEFAULT_SNAPSHOT = Path("/run/handoff/early.bin")
+DEFAULT_SNAPSHOT = "/run/handoff/early.bin"
 EARLYDUMP_PARTIAL = "earlydump prints 256 bytes"
 
 MAGIC = b"HDOFEARL"  # E3
@@ -240,7 +239,7 @@ def gather(
     always used. ``boot_id`` (the running boot) rejects a snapshot file from another boot.
     """
     out = EarlySources()
-    path = Path(snapshot_path) if snapshot_path is not None else (
+    path = os.fspath(snapshot_path) if snapshot_path is not None else (
         DEFAULT_SNAPSHOT if running_kernel else None)
     if path is not None:
         _from_snapshot(out, path, explicit=snapshot_path is not None, boot_id=boot_id)
@@ -253,7 +252,7 @@ def gather(
     return out
 
 
-def _from_snapshot(out: EarlySources, path: Path, *, explicit: bool, boot_id: str) -> None:
+def _from_snapshot(out: EarlySources, path: str, *, explicit: bool, boot_id: str) -> None:
     try:
         with open(path, "rb") as f:
             raw = f.read(256 * 1024 * 1024)

@@ -255,7 +255,7 @@ def _read_device(tree: SysfsTree, addr: str, privileged: bool,
     Attribute paths are built as strings under ``tree``'s device directory: the per-device
     cost is dominated by syscalls, and pathlib would add tens of object creations per device.
     """
-    base = _base if _base is not None else str(tree.pci_devices)
+    base = _base if _base is not None else tree.pci_devices_dir
     ddir = f"{base}/{addr}"
     live = read_config(tree, addr, privileged=privileged, _path=f"{ddir}/config")
     try:
@@ -306,7 +306,7 @@ def collect(tree: SysfsTree | None = None, *, privileged: bool | None = None,
         privileged = is_privileged()
     addrs = list(addresses) if addresses is not None else tree.pci_addresses()
     out = Collection([], privileged=privileged)
-    base = str(tree.pci_devices)
+    base = tree.pci_devices_dir
     for addr in addrs:
         if not _is_pci_addr(addr):
             out.warnings.append(f"{addr}: not a PCI address, skipped")
