@@ -455,3 +455,31 @@ def test_never_writes_into_sysfs() -> None:
         write_atomic("/sys/bus/pci/devices/x", b"R")
     _, err, rc = run_cli(["save", "-o", "/sys/kernel/handoff"])
     assert rc == 2 and "refusing" in err
+
+
+def test_early_state_read_while_bound_yields_to_earlydump() -> None:
+    from handoff.devices.early import EARLYDUMP_PARTIAL, EarlySources, EarlyState, resolve
+
+    addr = "0000:00:05.0"
+    fw = bytes([0x86, 0x80, 0x0E, 0x10, 0x03, 0x01]) + bytes(250)
+    drv = bytes([0x86, 0x80, 0x0E, 0x10, 0x07, 0x01]) + bytes(250)
+    src = EarlySources()
+    src.add(addr, EarlyState("collector", drv, 256, None, (0x8086, 0x100E), bound=True))
+    src.add(addr, EarlyState("earlydump", fw, None, None, (0x8086, 0x100E)))
+    st, notes = resolve(src, addr, 256, 0x8086, 0x100E)
+    assert st is not None and st.source == "earlydump" and st.data == fw
+    assert notes == [(f"{addr}: a driver was bound when the collector read it; using earlydump "
+                     "instead (firmware's state)")]
+    # Without another source the bound state is still better than none; not bound, it wins.
+    only = EarlySources()
+    only.add(addr, EarlyState("collector", drv, 256, None, (0x8086, 0x100E), bound=True))
+    assert resolve(only, addr, 256, 0x8086, 0x100E) == (only.best(addr), [])
+    free = EarlySources()
+    free.add(addr, EarlyState("collector", fw, 256, None, (0x8086, 0x100E)))
+    free.add(addr, EarlyState("earlydump", drv, None, None, (0x8086, 0x100E)))
+    assert resolve(free, addr, 256, 0x8086, 0x100E)[0].source == "collector"
+    # A size mismatch still rules a source out first; an earlydump for a 4096-byte device
+    # says why it is short.
+    st4, notes4 = resolve(src, addr, 4096, 0x8086, 0x100E)
+    assert st4 is not None and st4.source == "earlydump" and st4.partial == EARLYDUMP_PARTIAL
+    assert notes4 == [f"{addr}: collector config size 256 differs from live 4096; not used"]

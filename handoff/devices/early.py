@@ -164,23 +164,27 @@ def read_snapshot_file(data: bytes) -> SnapshotFile:
 class EarlyState(Frozen):
     """Early config for one device: ``source`` ("collector", "earlydump"), the bytes, the
     device's config size if the source knows it, and why it is short, if it is. ``ids`` is
-    the (vendor, device) the source saw, for cross-checks."""
+    the (vendor, device) the source saw, for cross-checks; ``bound`` says a driver was
+    already bound when the source read it (so the bytes may not be firmware's)."""
 
-    __slots__ = ("data", "ids", "partial", "size", "source")
+    __slots__ = ("bound", "data", "ids", "partial", "size", "source")
     _repr_skip = ("data",)
     source: str
     data: bytes
     size: int | None
     partial: str | None
     ids: tuple[int, int] | None
+    bound: bool
 
     def __init__(self, source: str, data: bytes, size: int | None = None,
-                 partial: str | None = None, ids: tuple[int, int] | None = None) -> None:
+                 partial: str | None = None, ids: tuple[int, int] | None = None,
+                 bound: bool = False) -> None:
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "partial", partial)
         object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "bound", bound)
 
 
 class EarlySources(Slots):
@@ -281,15 +285,16 @@ def _from_snapshot(out: EarlySources, path: str, *, explicit: bool, boot_id: str
     bound = [e.addr for e in snap.entries.values() if e.driver_bound]
     if bound:
         out.notes.append(f"{path}: {len(bound)} device(s) already had a driver when the "
-                         "collector ran (built-in drivers); their early state may not be "
-                         "firmware's")
+                         "collector ran (built-in drivers, or modules the initramfs's PID 1 "
+                         "loaded first); for those, pci=earlydump output is preferred when "
+                         "there is any")
     for ent in snap.entries.values():
         partial = None
         if len(ent.data) < ent.size:
             partial = (f"read error: errno {ent.read_errno}" if ent.read_errno
                        else "short read by the collector")
         out.add(ent.addr, EarlyState("collector", ent.data, ent.size, partial,
-                                     (ent.vendor, ent.device)))
+                                     (ent.vendor, ent.device), ent.driver_bound))
     out.used.append(f"collector ({path})")
 
 
@@ -359,9 +364,12 @@ def resolve(sources: EarlySources, addr: str, live_size: int, vendor: int,
     """The early state to record for one device, and notes on sources passed over.
 
     A source whose ids differ from the live device is skipped (bus numbers moved between
-    collection and save), as is one whose config size disagrees.
+    collection and save), as is one whose config size disagrees. A state read while a driver
+    was bound (a collector entry with ``entry_flags`` bit 0) comes after every other usable
+    source: ``pci=earlydump``'s 256 bytes are firmware's, the collector's 4096 then are not.
     """
     notes: list[str] = []
+    usable: list[EarlyState] = []
     for st in sources.states.get(addr, []):
         if st.ids is not None and st.ids != (vendor, device):
             notes.append(f"{addr}: {st.source} saw {st.ids[0]:04x}:{st.ids[1]:04x}, live is "
@@ -373,5 +381,11 @@ def resolve(sources: EarlySources, addr: str, live_size: int, vendor: int,
             continue
         if st.source == "earlydump" and st.partial is None and live_size > len(st.data):
             st = EarlyState(st.source, st.data, live_size, EARLYDUMP_PARTIAL, st.ids)
-        return st, notes
-    return None, notes
+        usable.append(st)
+    if not usable:
+        return None, notes
+    best = next((st for st in usable if not st.bound), usable[0])
+    if best is not usable[0]:
+        notes.append(f"{addr}: a driver was bound when the {usable[0].source} read it; "
+                     f"using {best.source} instead (firmware's state)")
+    return best, notes
