@@ -163,3 +163,119 @@ def test_pcimem_builds_static_and_checks_its_arguments() -> None:
         [str(binary), "0000:ff:1f.7", "0", "0", "4"], capture_output=True, check=False
     )
     assert proc.returncode == 1 and b"No such file" in proc.stderr  # never maps anything here
+
+
+def test_readme_commands_are_what_a_user_types_for_each_generator() -> None:
+    from e2e_harness import bootinitrd
+
+    itools = bootinitrd.readme_commands("initramfs-tools")
+    dracut = bootinitrd.readme_commands("dracut")
+    for cmds in (itools, dracut):
+        assert cmds[0] == "make -C csrc/collector install"  # the comment is dropped
+        assert all("\\" not in c and "  #" not in c for c in cmds)
+    assert itools[-1] == "update-initramfs -u"
+    assert any(
+        c.startswith("install -m 0755 contrib/initramfs-tools/scripts/init-top/") for c in itools
+    )
+    assert dracut[-1] == "dracut -f"
+    assert "cp -r contrib/dracut/90handoff-early /usr/lib/dracut/modules.d/" in dracut
+    with pytest.raises(bootinitrd.InitrdError):
+        bootinitrd.readme_commands("no-such-generator")
+
+
+def test_a_real_initrd_scenario_boots_by_label_and_may_end_in_the_first_kernel() -> None:
+    from e2e_harness import Scenario
+
+    sc = Scenario(
+        name="x",
+        first_script="",
+        first_initrd="dracut",
+        transition="poweroff",
+        script_stages=("a",),
+        extra_cmdline="foo=1",
+    )
+    names = [s.name for s in sc.stages()]
+    assert names == ["first-root", "first-drivers", "first-script", "a", "poweroff"]
+    assert sc.stages()[0].timeout >= 150  # kernel, initrd and root mount in one stage
+    cmdline = sc.cmdline().split()
+    assert "root=LABEL=e2eroot" in cmdline and "init=/sbin/e2e-first-init" in cmdline
+    assert cmdline[-1] == "foo=1" and "pci=earlydump" in cmdline
+    plain = Scenario(name="y", first_script="")
+    assert [s.name for s in plain.stages()][:2] == ["first-init", "first-root"]
+    assert "capture-done" in [s.name for s in plain.stages()]
+    assert "root=" not in plain.cmdline()
+
+
+def test_checks_read_the_collectors_snapshot_of_a_fake_sysfs(tmp_path: Path) -> None:
+    import shutil
+
+    from e2e_harness import checks
+    from e2e_harness.config import REPO_ROOT
+
+    assert checks.crc32c(b"123456789") == 0xE3069283
+    assert shutil.which("make") and shutil.which("cc"), "make and cc: bash .ci/e2e-deps"
+    prog = tmp_path / "collect"
+    subprocess.run(
+        ["make", "-s", "-C", str(REPO_ROOT / "csrc/collector"), f"OUT={prog}"],
+        check=True,
+        capture_output=True,
+    )
+    devs = tmp_path / "sys/bus/pci/devices"
+    for addr, size, bound in (("0000:00:05.0", 256, False), ("0000:01:00.0", 4096, True)):
+        d = devs / addr
+        d.mkdir(parents=True)
+        (d / "config").write_bytes(bytes([0x86, 0x80, 0x0E, 0x10, 0x03, 0x01]).ljust(size, b"\1"))
+        for name, value in (
+            ("vendor", "0x8086"),
+            ("device", "0x100e"),
+            ("class", "0x020000"),
+            ("subsystem_vendor", "0x1af4"),
+            ("subsystem_device", "0x1100"),
+            ("revision", "0x03"),
+        ):
+            (d / name).write_text(value + "\n")
+        if bound:
+            (d / "driver").symlink_to(tmp_path)
+    boot_id = tmp_path / "boot_id"
+    boot_id.write_text("df6cbc5c-72ab-42e1-be08-57ca505678ea\n")
+    out = tmp_path / "run/handoff/early.bin"
+    subprocess.run(
+        [str(prog), "-q", "-r", str(tmp_path / "sys"), "-o", str(out), "-b", str(boot_id)],
+        check=True,
+    )
+    raw = out.read_bytes()
+    snap = checks.early_snapshot(raw)
+    assert snap.boot_id == "df6cbc5c-72ab-42e1-be08-57ca505678ea" and snap.flags == 0
+    assert list(snap.entries) == ["0000:00:05.0", "0000:01:00.0"]
+    e1000, nvme = snap.entries.values()
+    assert (e1000.config_size, len(e1000.data), e1000.driver_bound) == (256, 256, False)
+    assert (nvme.config_size, len(nvme.data), nvme.driver_bound) == (4096, 4096, True)
+    assert e1000.data == (devs / "0000:00:05.0/config").read_bytes() and e1000.vendor == 0x8086
+    bad = bytearray(raw)
+    bad[64 + 32 + 4] ^= 1  # a config byte of the first entry
+    with pytest.raises(AssertionError, match="CRC"):
+        checks.early_snapshot(bytes(bad))
+
+
+def test_checks_read_earlydump_and_module_load_trace_lines() -> None:
+    from e2e_harness import checks
+
+    rows = "".join(
+        f"[    0.702{i:03d}] {16 * i:08x}: "
+        + " ".join(f"{(16 * i + j) & 0xFF:02x}" for j in range(16))
+        + "\n"
+        for i in range(16)
+    )
+    dmesg = "[    0.702310] pci 0000:00:05.0: config space:\n" + rows + "[    4.7] Run /init\n"
+    assert checks.earlydump(dmesg) == {"0000:00:05.0": bytes(range(256))}
+    assert checks.first_event(checks.kernel_log(dmesg), r"^Run /init")[0] == 4.7
+    trace = (
+        "# tracer: nop\n"
+        "         systemd-1       [001] .....     5.634259: module_load: virtio_pci \n"
+        "   (udev-worker)-128     [001] .....     9.743283: module_load: e1000 \n"
+        "   (udev-worker)-121     [001] .....    10.113443: module_request: crypto-x wait=1\n"
+    )
+    assert checks.module_loads(trace) == [
+        checks.ModuleLoad(5.634259, "systemd-1", "virtio_pci"),
+        checks.ModuleLoad(9.743283, "(udev-worker)-128", "e1000"),
+    ]

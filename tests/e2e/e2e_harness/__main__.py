@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import rootfs
+from . import bootinitrd, rootfs
 from .qemu import StageError
 from .scenario import Scenario, run
 
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prepare-only",
         action="store_true",
-        help="download and unpack the packages, build the cached trees, exit",
+        help="download and unpack the packages, build the cached trees and the real "
+        "initrds of the early-* scenarios, exit",
     )
     args = parser.parse_args(argv)
     if args.prepare_only:
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kernel {pkgs.release}: {rootfs.vmlinux_for(pkgs)}")
         print(f"first initramfs: {rootfs.first_initramfs(pkgs)}")
         print(f"base tree: {rootfs.base_tree(pkgs)}")
+        kinds = list(bootinitrd.KINDS)
+        for kind, built in bootinitrd.build(
+            kinds, pkgs.kernel.root, pkgs.release, pkgs.kernel.filename
+        ).items():
+            print(f"{kind} initrd: {built.image} ({built.info['size']} bytes)")
         return 0
     status = 0
     for name in args.scenarios:

@@ -184,3 +184,133 @@ def dump_dir(result: Result) -> Path:
     )
     assert len(dumps) == 1, f"expected one capture/<timestamp>/vmcore, found {dumps}"
     return dumps[0]
+
+
+# -- the early collector's snapshot and the first kernel's logs (early-* scenarios) ----------
+
+_CRC32C_TABLE: list[int] = []
+
+
+def crc32c(data: bytes, crc: int = 0) -> int:
+    """CRC-32C (Castagnoli, reflected), chainable like the collector's; check value of
+    b"123456789" is 0xE3069283."""
+    if not _CRC32C_TABLE:
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            _CRC32C_TABLE.append(c)
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = _CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class EarlyEntry:
+    addr: str
+    config_size: int
+    data: bytes
+    vendor: int
+    device: int
+    driver_bound: bool
+    read_errno: int
+
+
+@dataclass(frozen=True)
+class EarlySnapshot:
+    version: tuple[int, int]
+    flags: int
+    created_ns: int
+    boot_id: str  # text form, as /proc/sys/kernel/random/boot_id
+    uptime_ns: int
+    entries: dict[str, EarlyEntry]
+
+
+def early_snapshot(raw: bytes) -> EarlySnapshot:
+    """Parse spec/early-snapshot.md 1.x strictly: every checksum must hold, the entries must
+    fill the file exactly and come in address order (what a correct collector writes)."""
+    assert len(raw) >= 64, f"snapshot of {len(raw)} bytes"
+    magic, major, minor, hsize, count, flags, created, boot, uptime, total, hcrc = (
+        struct.unpack_from("<8sHHIIIQ16sQII", raw, 0)
+    )
+    assert magic == b"HDOFEARL", magic
+    assert crc32c(raw[:60]) == hcrc, "header CRC-32C mismatch"
+    assert major == 1 and hsize >= 64 and hsize % 8 == 0, (major, hsize)
+    assert total == len(raw), f"total_size {total} != file size {len(raw)}"
+    entries: dict[str, EarlyEntry] = {}
+    pos = hsize
+    for i in range(count):
+        dom, bus, devfn, size, ln, ven, dev, _sv, _sd, _rev, eflags, _cls, err, ecrc = (
+            struct.unpack_from("<IBBHHHHHHBBIII", raw, pos)
+        )
+        assert size in (256, 4096) and ln <= size, (i, size, ln)
+        data = raw[pos + 32 : pos + 32 + ln]
+        assert crc32c(data, crc32c(raw[pos : pos + 28])) == ecrc, f"entry {i} CRC mismatch"
+        addr = f"{dom:04x}:{bus:02x}:{devfn >> 3:02x}.{devfn & 7}"
+        assert not entries or addr > max(entries), f"entry {addr} out of order"
+        entries[addr] = EarlyEntry(addr, size, data, ven, dev, bool(eflags & 1), err)
+        pos += 32 + ((ln + 7) & ~7)
+    assert pos == total, f"entries end at {pos}, total_size {total}"
+    b = boot.hex()
+    boot_text = f"{b[:8]}-{b[8:12]}-{b[12:16]}-{b[16:20]}-{b[20:]}" if any(boot) else ""
+    return EarlySnapshot((major, minor), flags, created, boot_text, uptime, entries)
+
+
+_KLOG = re.compile(r"^\[\s*(\d+\.\d+)\] (.*)$")
+
+
+def kernel_log(text: str) -> list[tuple[float, str]]:
+    """(seconds since boot, message) for each line of `dmesg` output."""
+    out = []
+    for line in text.splitlines():
+        m = _KLOG.match(line)
+        if m:
+            out.append((float(m.group(1)), m.group(2)))
+    return out
+
+
+def first_event(log: list[tuple[float, str]], pattern: str) -> tuple[float, str]:
+    rx = re.compile(pattern)
+    found = [(t, msg) for t, msg in log if rx.search(msg)]
+    assert found, f"no kernel log line matches {pattern!r}"
+    return found[0]
+
+
+def earlydump(text: str) -> dict[str, bytes]:
+    """pci=earlydump's 256-byte dumps from `dmesg` output, by address."""
+    out: dict[str, bytes] = {}
+    cur = None
+    for _t, msg in kernel_log(text):
+        m = re.match(r"pci (\S+): config space:$", msg)
+        if m:
+            cur = m.group(1)
+            out[cur] = b""
+            continue
+        m = re.match(r"([0-9a-f]{8}): ((?:[0-9a-f]{2} ){15}[0-9a-f]{2})$", msg.strip())
+        if m and cur is not None:
+            assert int(m.group(1), 16) == len(out[cur]), (cur, msg)
+            out[cur] += bytes.fromhex(m.group(2).replace(" ", ""))
+            if len(out[cur]) == 256:
+                cur = None
+    return out
+
+
+@dataclass(frozen=True)
+class ModuleLoad:
+    t: float
+    task: str  # comm-pid, as ftrace prints it
+    module: str
+
+
+_TRACE = re.compile(r"^\s*(.+?-\d+)\s+\[\d+\]\s+\S+\s+(\d+\.\d+): module_load: (\S+)")
+
+
+def module_loads(text: str) -> list[ModuleLoad]:
+    """The module_load events of an ftrace buffer (trace_event=module:module_load)."""
+    out = []
+    for line in text.splitlines():
+        m = _TRACE.match(line)
+        if m:
+            out.append(ModuleLoad(float(m.group(2)), m.group(1), m.group(3)))
+    return out

@@ -155,6 +155,7 @@ CAPTURE_APPEND = "console=ttyS0 reset_devices nr_cpus=1 irqpoll nousb panic=1 qu
 
 # Disk serials, so the guest finds each disk by /sys/block/vdX/serial, not by order.
 ROOT_SERIAL = "e2eroot"
+ROOT_LABEL = "e2eroot"  # the root disk's ext4 label: root=LABEL= for a real initramfs
 RESULTS_SERIAL = "e2eres"
 NVME_SERIAL = "e2envme"
 

@@ -1,4 +1,5 @@
-"""Check, and if possible install, what the host needs: QEMU, apt, e2fsprogs, binutils."""
+"""Check, and if possible install, what the host needs: QEMU, apt, e2fsprogs, binutils,
+debootstrap."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ TOOLS = {
     "makedumpfile": "makedumpfile",
     "gcc": "gcc",  # the static guest helpers (guest/tools/*.c), with libc6-dev's libc.a
     "git": "git",
+    "make": "make",  # csrc/collector, for the early-* scenarios' initrds
+    # The early-* scenarios build real initrds in Debian chroots (e2e_harness/bootinitrd.py);
+    # initramfs-tools and dracut themselves live only in those chroots, never on the host.
+    "debootstrap": "debootstrap",
+    "unshare": "util-linux",
+    "chroot": "coreutils",
 }
 DEPS_SCRIPT = REPO_ROOT / ".ci" / "e2e-deps"
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import pyinstall, qemu, results, rootfs, runtimecache, tools
+from . import bootinitrd, pyinstall, qemu, results, rootfs, runtimecache, tools
 from .config import (
     CACHE_DIR,
     CAPTURE_APPEND,
     CRASHKERNEL,
     GUEST_MEMORY,
     GUEST_SCRIPTS,
+    ROOT_LABEL,
     SCENARIOS_DIR,
     first_cmdline,
 )
@@ -73,7 +74,12 @@ class Scenario:
         /usr/bin/NAME in the first kernel's root and /bin/NAME in the capture initrd.
     crashkernel, memory: the first kernel's crashkernel= and QEMU's -m.
     transition: the stage the first script marks when it leaves the first kernel: "crash"
-        (lib.sh `crash`) or e.g. "kexec-exec" (lib.sh `kexec_exec`, for `kexec -e`).
+        (lib.sh `crash`), e.g. "kexec-exec" (lib.sh `kexec_exec`, for `kexec -e`), or
+        "poweroff" (lib.sh `power_off`: the run ends in the first kernel, no capture stages).
+    first_initrd: "" boots the first kernel with the harness's own small initramfs;
+        "initramfs-tools" or "dracut" with a real Debian 12 initrd built by that generator
+        with the early collector's hooks installed as contrib/README.md says (bootinitrd.py);
+        it mounts the root disk by its label and runs the harness's init through init=.
     seed_runtime: start the root disk with the capture runtime that `handoff load` packed in
         an earlier run (runtimecache.py), so this run does not rebuild it; False proves the
         cold build.
@@ -98,6 +104,7 @@ class Scenario:
     memory: str = GUEST_MEMORY
     transition: str = "crash"
     seed_runtime: bool = True
+    first_initrd: str = ""
 
     @classmethod
     def from_dir(cls, path: Path | str, **overrides: Any) -> Scenario:
@@ -123,17 +130,32 @@ class Scenario:
 
     def stages(self) -> list[Stage]:
         scale = timeout_scale()
+        first = list(FIRST_STAGES)
+        if self.first_initrd:
+            # A real initramfs prints no marker: the root's init is the first to speak.
+            first = [("first-root", FIRST_STAGES[0][1] + FIRST_STAGES[1][1]), *first[2:]]
         plan = [
-            *FIRST_STAGES,
+            *first,
             *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.script_stages],
             (self.transition, SCRIPT_STAGE_TIMEOUT),
-            CAPTURE_STAGES[0],
-            *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.pre_udev_stages],
-            *CAPTURE_STAGES[1:4],
-            *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.pre_pivot_stages],
-            *CAPTURE_STAGES[4:],
         ]
+        if self.transition != "poweroff":
+            plan += [
+                CAPTURE_STAGES[0],
+                *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.pre_udev_stages],
+                *CAPTURE_STAGES[1:4],
+                *[(s, SCRIPT_STAGE_TIMEOUT) for s in self.pre_pivot_stages],
+                *CAPTURE_STAGES[4:],
+            ]
         return [Stage(n, self.timeouts.get(n, t) * scale) for n, t in plan]
+
+    def cmdline(self) -> str:
+        """The first kernel's command line."""
+        parts = [first_cmdline(self.crashkernel)]
+        if self.first_initrd:
+            parts.append(f"root=LABEL={ROOT_LABEL} rw init=/sbin/e2e-first-init")
+        parts.append(self.extra_cmdline)
+        return " ".join(p for p in parts if p)
 
 
 @dataclass
@@ -151,6 +173,7 @@ class Result:
     kernel: str
     phases: dict[str, float] = field(default_factory=dict)  # host seconds per phase
     runtime_seeded: bool = False  # the root disk started with a packed capture runtime
+    first_initrd: bootinitrd.BootInitrd | None = None  # the real initrd the first kernel used
 
     def __repr__(self) -> str:  # short, for pytest's failure reports
         return f"Result({self.scenario!r}, {len(self.stages)} stages, out={self.out_dir})"
@@ -183,6 +206,7 @@ class Result:
             "qemu_s": round(self.qemu_s, 3),
             "host_phases_s": self.phases,
             "runtime_cache_seeded": self.runtime_seeded,
+            **({"first_initrd": self.first_initrd.info} if self.first_initrd else {}),
             "stages": rows,
             "infos": self.infos,
         }
@@ -234,9 +258,10 @@ def _root_image(
     rootfs.write_file(
         stage_dir / "sbin/e2e-first-init", (GUEST_SCRIPTS / "first-init.sh").read_text(), 0o755
     )
-    rootfs.capture_initrd(
-        pkgs, sc.capture_hooks, sc.vmcore, stage_dir / "boot/capture-initrd.img", capture_extra
-    )
+    if sc.transition != "poweroff":  # no capture kernel otherwise
+        rootfs.capture_initrd(
+            pkgs, sc.capture_hooks, sc.vmcore, stage_dir / "boot/capture-initrd.img", capture_extra
+        )
     rt_key, seeded = None, False
     if sc.with_handoff:
         pyinstall.install(stage_dir / "opt/handoff")
@@ -244,7 +269,7 @@ def _root_image(
         rt_key = runtimecache.key(stage_dir)
         seeded = sc.seed_runtime and runtimecache.seed(stage_dir, rt_key)
     image = run / "root.raw"
-    rootfs.make_ext4(stage_dir, image, rootfs.tree_size_mb(stage_dir) * 5 // 4 + 64, "e2eroot")
+    rootfs.make_ext4(stage_dir, image, rootfs.tree_size_mb(stage_dir) * 5 // 4 + 64, ROOT_LABEL)
     shutil.rmtree(stage_dir)
     return image, rt_key, seeded
 
@@ -271,6 +296,17 @@ def run(sc: Scenario) -> Result:
             initrd = rootfs.first_initramfs(pkgs)
             base = rootfs.base_tree(pkgs)
             phase("cached-trees")
+            boot = None
+            if sc.first_initrd:
+                boot = bootinitrd.build(
+                    [sc.first_initrd],
+                    pkgs.kernel.root,
+                    pkgs.release,
+                    pkgs.kernel.filename,
+                    also=list(bootinitrd.KINDS),  # a cold cache builds both in parallel
+                )[sc.first_initrd]
+                initrd = boot.image
+                phase("first-initrd")
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
             root_image, rt_key, seeded = _root_image(sc, pkgs, base, run_dir)
@@ -282,7 +318,7 @@ def run(sc: Scenario) -> Result:
         rootfs.make_ext4(None, disks["results"], RESULTS_DISK_MB, "e2eres")
         with disks["nvme"].open("wb") as f:
             f.truncate(64 << 20)
-        cmdline = f"{first_cmdline(sc.crashkernel)} {sc.extra_cmdline}".strip()
+        cmdline = sc.cmdline()
         argv = qemu.argv(kernel, initrd, cmdline, disks, memory=sc.memory)
         (run_dir / "qemu-argv.txt").write_text(shlex.join(argv) + "\n")  # copy-pasteable
         phase("run-images")
@@ -321,6 +357,7 @@ def run(sc: Scenario) -> Result:
         pkgs.release,
         phases,
         seeded,
+        boot,
     )
     timings = CACHE_DIR / f"timings-{sc.name}.json"
     timings.write_text(json.dumps(result.timings(), indent=1) + "\n")

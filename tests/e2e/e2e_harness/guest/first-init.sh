@@ -3,11 +3,14 @@
 # scenario's script (/etc/e2e/first.sh), which is expected to end in a crash.
 export PATH=/opt/handoff/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
+# A real initramfs (scenario first_initrd) hands over /proc, /sys, /dev and /run already
+# mounted, and /run holds what its hooks left there: mount only what is not mounted yet.
+[ -e /proc/mounts ] || mount -t proc proc /proc
+mounted() { grep -q "^[^ ]* $1 " /proc/mounts; }
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
+mounted /tmp || mount -t tmpfs tmpfs /tmp
+mounted /run || mount -t tmpfs tmpfs /run
 echo 4 > /proc/sys/kernel/printk
 . /etc/e2e/lib.sh
 stage first-root

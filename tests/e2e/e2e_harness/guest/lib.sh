@@ -74,6 +74,43 @@ crash() {
 	fail crash "echo c > /proc/sysrq-trigger returned"
 }
 
+# End a scenario in the first kernel (transition "poweroff"): no capture kernel follows.
+power_off() {
+	cd /
+	sync
+	umount /results 2>/dev/null
+	last_stage poweroff
+	poweroff -f
+	sleep 10
+	fail poweroff "poweroff -f returned"
+}
+
+# The early-collector scenarios (first_initrd): what the real initramfs left behind, read
+# from the real root. Kernel-log and trace timestamps (boot with
+# trace_event=module:module_load) order the snapshot's uptime against module loads, the root
+# mount and (dracut, with systemd.log_target=kmsg) the initrd's units; a kmsg line carrying
+# /proc/uptime relates the two clocks. Live config space and drivers are "after".
+early_evidence() {
+	cat /proc/cmdline > "$E2E_OUT/cmdline"
+	cat /proc/sys/kernel/random/boot_id > "$E2E_OUT/boot_id"
+	cat /proc/mounts > "$E2E_OUT/mounts"
+	ls -la /run/handoff > "$E2E_OUT/run-handoff.ls" 2>&1 || true
+	# The collector exists only inside the initrd: nothing on this root can have run it.
+	ls -la /usr/lib/handoff > "$E2E_OUT/root-usr-lib-handoff.ls" 2>&1 || true
+	if [ -f /run/handoff/early.bin ]; then
+		cp /run/handoff/early.bin "$E2E_OUT/early.bin"
+		stat -c '%Y %s' /run/handoff/early.bin > "$E2E_OUT/early.stat"
+	fi
+	echo "$(date +%s) $(cut -d' ' -f1 /proc/uptime)" > "$E2E_OUT/clock"
+	echo "<6>handoff-e2e uptime $(cut -d' ' -f1 /proc/uptime)" > /dev/kmsg
+	[ -e /sys/kernel/tracing/trace ] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
+	cat /sys/kernel/tracing/trace > "$E2E_OUT/trace.txt" 2>/dev/null || true
+	dmesg > "$E2E_OUT/dmesg.txt"
+	drivers_bound > "$E2E_OUT/drivers-live"
+	dump_config "$E2E_OUT/config-live"
+	return 0
+}
+
 # "BDF DRIVER" for every PCI function with a driver bound.
 drivers_bound() {
 	for _d in /sys/bus/pci/devices/*; do
