@@ -14,6 +14,7 @@ class Slots:
 
     __slots__ = ()
     _repr_skip: tuple[str, ...] = ()  # fields too large to show (raw bytes, payloads)
+    _eq_skip: tuple[str, ...] = ()  # fields equality ignores (back references)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__
@@ -23,7 +24,8 @@ class Slots:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__
+                   if n not in self._eq_skip)
 
     __hash__ = None  # type: ignore[assignment]  # mutable: not hashable, like @dataclass
 
@@ -50,4 +52,9 @@ class Frozen(Slots):
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash((type(self).__name__, *(getattr(self, n) for n in self.__slots__)))
+        return hash((type(self).__name__,
+                     *(getattr(self, n) for n in self.__slots__ if n not in self._eq_skip)))
+
+    def fields(self) -> dict[str, object]:
+        """The fields and their values, in order (``dataclasses.asdict`` without recursion)."""
+        return {n: getattr(self, n) for n in self.__slots__}

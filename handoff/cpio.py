@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
+from handoff._slots import Frozen
 from handoff.errors import BadContainer
 
 NEWC_MAGIC = b"070701"
@@ -44,8 +44,21 @@ class Stream(Protocol):
     def skip(self, n: int) -> int: ...  # returns how many bytes were skipped
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(Frozen):
+    __slots__ = (
+        "data_offset",
+        "gid",
+        "ino",
+        "mode",
+        "mtime",
+        "name",
+        "nlink",
+        "offset",
+        "rdevmajor",
+        "rdevminor",
+        "size",
+        "uid",
+    )
     name: str
     mode: int
     uid: int
@@ -58,6 +71,34 @@ class Member:
     rdevminor: int
     offset: int  # of the header, in the stream
     data_offset: int
+
+    def __init__(
+        self,
+        name: str,
+        mode: int,
+        uid: int,
+        gid: int,
+        nlink: int,
+        mtime: int,
+        size: int,
+        ino: int,
+        rdevmajor: int,
+        rdevminor: int,
+        offset: int,
+        data_offset: int,
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "uid", uid)
+        object.__setattr__(self, "gid", gid)
+        object.__setattr__(self, "nlink", nlink)
+        object.__setattr__(self, "mtime", mtime)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "ino", ino)
+        object.__setattr__(self, "rdevmajor", rdevmajor)
+        object.__setattr__(self, "rdevminor", rdevminor)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "data_offset", data_offset)
 
     @property
     def is_file(self) -> bool:

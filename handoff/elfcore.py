@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Protocol
 
+from handoff._slots import Frozen, Slots
 from handoff.errors import BadContainer
 
 ELF_MAGIC = b"\x7fELF"
@@ -56,15 +56,23 @@ def read_exact(blob: Blob, offset: int, length: int, what: str) -> bytes:
     return data
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(Frozen):
     """One ELF note. ``desc_offset`` is the descriptor's offset in the file (or note buffer)."""
 
+    __slots__ = ("desc", "desc_offset", "name", "offset", "type")
+    _repr_skip = ('desc',)
     name: bytes  # owner, without the terminating NUL
     type: int
-    desc: bytes = field(repr=False)
+    desc: bytes
     offset: int  # of the note header
     desc_offset: int
+
+    def __init__(self, name: bytes, type: int, desc: bytes, offset: int, desc_offset: int) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "desc", desc)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "desc_offset", desc_offset)
 
     @property
     def owner(self) -> str:
@@ -127,8 +135,8 @@ def _pad(n: int) -> int:
     return (n + NOTE_ALIGN - 1) & ~(NOTE_ALIGN - 1)
 
 
-@dataclass(frozen=True)
-class Phdr:
+class Phdr(Frozen):
+    __slots__ = ("align", "filesz", "flags", "memsz", "offset", "paddr", "type", "vaddr")
     type: int
     flags: int
     offset: int
@@ -138,11 +146,41 @@ class Phdr:
     memsz: int
     align: int
 
+    def __init__(
+        self,
+        type: int,
+        flags: int,
+        offset: int,
+        vaddr: int,
+        paddr: int,
+        filesz: int,
+        memsz: int,
+        align: int,
+    ) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "vaddr", vaddr)
+        object.__setattr__(self, "paddr", paddr)
+        object.__setattr__(self, "filesz", filesz)
+        object.__setattr__(self, "memsz", memsz)
+        object.__setattr__(self, "align", align)
 
-@dataclass
-class ElfCore:
+
+class ElfCore(Slots):
     """What inspect needs from an ELF file: the header facts, segment summary and notes."""
 
+    __slots__ = (
+        "e_type",
+        "elf_class",
+        "endian",
+        "load_count",
+        "load_memsz",
+        "machine",
+        "note_segments",
+        "notes",
+        "phnum",
+    )
     elf_class: int  # 32 or 64
     endian: str  # "<" or ">"
     e_type: int
@@ -152,6 +190,28 @@ class ElfCore:
     note_segments: list[Phdr]
     load_count: int
     load_memsz: int
+
+    def __init__(
+        self,
+        elf_class: int,
+        endian: str,
+        e_type: int,
+        machine: int,
+        phnum: int,
+        notes: list[Note],
+        note_segments: list[Phdr],
+        load_count: int,
+        load_memsz: int,
+    ) -> None:
+        self.elf_class = elf_class
+        self.endian = endian
+        self.e_type = e_type
+        self.machine = machine
+        self.phnum = phnum
+        self.notes = notes
+        self.note_segments = note_segments
+        self.load_count = load_count
+        self.load_memsz = load_memsz
 
     @property
     def type_name(self) -> str:

@@ -17,8 +17,8 @@ Nothing here reads page data or bitmaps.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
+from handoff._slots import Slots
 from handoff.elfcore import MAX_NOTE_BYTES, Blob, Note, iter_notes, read_exact
 from handoff.errors import BadContainer
 
@@ -46,8 +46,32 @@ SUB_SIZE = struct.calcsize("<" + _SUB)
 assert DDH_SIZE == 464 and SUB_SIZE == 104
 
 
-@dataclass
-class KdumpHeader:
+class KdumpHeader(Slots):
+    __slots__ = (
+        "bitmap_blocks",
+        "block_size",
+        "dump_level",
+        "endian",
+        "header_version",
+        "machine",
+        "max_mapnr",
+        "nodename",
+        "notes",
+        "nr_cpus",
+        "offset_note",
+        "offset_vmcoreinfo",
+        "phys_base",
+        "release",
+        "size_note",
+        "size_vmcoreinfo",
+        "status",
+        "sub_hdr_size",
+        "sysname",
+        "timestamp",
+        "version",
+        "vmcoreinfo",
+    )
+    _repr_skip = ('vmcoreinfo',)
     header_version: int
     endian: str
     sysname: str
@@ -61,15 +85,63 @@ class KdumpHeader:
     sub_hdr_size: int
     bitmap_blocks: int
     nr_cpus: int
-    phys_base: int = 0
-    dump_level: int | None = None
-    max_mapnr: int | None = None
-    offset_vmcoreinfo: int | None = None
-    size_vmcoreinfo: int | None = None
-    offset_note: int | None = None
-    size_note: int | None = None
-    notes: list[Note] = field(default_factory=list)
-    vmcoreinfo: bytes | None = field(default=None, repr=False)
+    phys_base: int
+    dump_level: int | None
+    max_mapnr: int | None
+    offset_vmcoreinfo: int | None
+    size_vmcoreinfo: int | None
+    offset_note: int | None
+    size_note: int | None
+    notes: list[Note]
+    vmcoreinfo: bytes | None
+
+    def __init__(
+        self,
+        header_version: int,
+        endian: str,
+        sysname: str,
+        nodename: str,
+        release: str,
+        version: str,
+        machine: str,
+        timestamp: int,
+        status: int,
+        block_size: int,
+        sub_hdr_size: int,
+        bitmap_blocks: int,
+        nr_cpus: int,
+        phys_base: int = 0,
+        dump_level: int | None = None,
+        max_mapnr: int | None = None,
+        offset_vmcoreinfo: int | None = None,
+        size_vmcoreinfo: int | None = None,
+        offset_note: int | None = None,
+        size_note: int | None = None,
+        notes: list[Note] | None = None,
+        vmcoreinfo: bytes | None = None,
+    ) -> None:
+        self.header_version = header_version
+        self.endian = endian
+        self.sysname = sysname
+        self.nodename = nodename
+        self.release = release
+        self.version = version
+        self.machine = machine
+        self.timestamp = timestamp
+        self.status = status
+        self.block_size = block_size
+        self.sub_hdr_size = sub_hdr_size
+        self.bitmap_blocks = bitmap_blocks
+        self.nr_cpus = nr_cpus
+        self.phys_base = phys_base
+        self.dump_level = dump_level
+        self.max_mapnr = max_mapnr
+        self.offset_vmcoreinfo = offset_vmcoreinfo
+        self.size_vmcoreinfo = size_vmcoreinfo
+        self.offset_note = offset_note
+        self.size_note = size_note
+        self.notes = [] if notes is None else notes
+        self.vmcoreinfo = vmcoreinfo
 
     @property
     def incomplete(self) -> bool:

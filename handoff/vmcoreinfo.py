@@ -7,16 +7,21 @@ everything else is kept as text. Input is untrusted: bounded, decoded leniently,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from handoff._slots import Frozen
 
 MAX_VMCOREINFO = 1 << 20  # the kernel's buffer is one page; be generous, but bounded
 MAX_LINE = 4096
 
 
-@dataclass(frozen=True)
-class VmcoreInfo:
-    entries: dict[str, str] = field(repr=False)
+class VmcoreInfo(Frozen):
+    __slots__ = ("entries",)
+    _repr_skip = ('entries',)
+    entries: dict[str, str]
+
+    def __init__(self, entries: dict[str, str]) -> None:
+        object.__setattr__(self, "entries", entries)
 
     @property
     def osrelease(self) -> str | None:

@@ -49,15 +49,17 @@ def _size(n: int) -> str:
 
 
 def _time_ns(ns: int) -> str:
-    import datetime as dt
+    import time  # builtin; datetime would cost every inspect ~1.5 ms of start-up
 
     if ns <= 0:
         return "unknown"
     try:
-        t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
+        t = time.gmtime(ns // 1_000_000_000)
+        if t.tm_year > 9999:
+            raise ValueError(ns)
     except (OverflowError, OSError, ValueError):
         return f"{ns} ns"
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 1_000_000_000:09d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ns % 1_000_000_000:09d}Z"
 
 
 def _time_s(s: int | None) -> str | None:

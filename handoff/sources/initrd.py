@@ -10,10 +10,10 @@ or nested initrd), never by name.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from handoff import cpio
+from handoff._slots import Slots
 from handoff.elfcore import Blob
 from handoff.errors import BadContainer
 from handoff.sources.blob import BytesBlob, SubBlob
@@ -60,14 +60,27 @@ def find_zstd() -> str | None:
     return shutil.which("zstd")
 
 
-@dataclass
-class Context:
+class Context(Slots):
     """State shared by one scan: the decompression budget and nesting depth."""
 
-    limit: int = field(default_factory=lambda: MAX_DECOMPRESSED)
-    budget: int = -1
-    depth: int = 0
-    _zstd: str | None | bool = False  # False: not looked up yet
+    __slots__ = ("_zstd", "budget", "depth", "limit")
+    limit: int
+    budget: int
+    depth: int
+    _zstd: str | None | bool  # False: not looked up yet
+
+    def __init__(
+        self,
+        limit: int | None = None,
+        budget: int = -1,
+        depth: int = 0,
+        _zstd: str | None | bool = False,
+    ) -> None:
+        self.limit = MAX_DECOMPRESSED if limit is None else limit
+        self.budget = budget
+        self.depth = depth
+        self._zstd = _zstd
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if self.budget < 0:
@@ -115,18 +128,34 @@ class BlobStream:
         return self.pos - start
 
 
-@dataclass
-class Part:
+class Part(Slots):
     """One archive of an initrd, as :func:`archives` yields it. ``stream`` reads the archive's
     cpio data (raw or decompressed), or is None when it cannot be read here (zstd without the
     zstd program); ``raw`` says the stream reads the file as is."""
 
+    __slots__ = ("compressed_size", "index", "method", "offset", "raw", "stream")
     index: int
     offset: int
     method: str | None
     stream: Any
     raw: bool
-    compressed_size: int | None = None
+    compressed_size: int | None
+
+    def __init__(
+        self,
+        index: int,
+        offset: int,
+        method: str | None,
+        stream: Any,
+        raw: bool,
+        compressed_size: int | None = None,
+    ) -> None:
+        self.index = index
+        self.offset = offset
+        self.method = method
+        self.stream = stream
+        self.raw = raw
+        self.compressed_size = compressed_size
 
 
 def archives(blob: Blob, ctx: Context) -> Iterator[Part]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from handoff._slots import Frozen, Slots
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.errors import InvalidRecord
@@ -25,20 +26,52 @@ _DESCRIPTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(Frozen):
     """Where a record was found. ``offset`` is a file offset when the bytes are in the file as
     is; inside a compressed cpio archive only ``member`` and ``member_offset`` are meaningful."""
 
-    offset: int | None = None
-    slot: int | None = None
-    member: str | None = None
-    member_offset: int | None = None
-    archive: int | None = None  # 1-based index of the cpio archive in the initrd
-    archive_offset: int | None = None
-    compression: str | None = None
-    within: str | None = None  # container kind inside a cpio member ("note", "raw", "region")
-    note: int | None = None  # index in the container's note list
+    __slots__ = (
+        "archive",
+        "archive_offset",
+        "compression",
+        "member",
+        "member_offset",
+        "note",
+        "offset",
+        "slot",
+        "within",
+    )
+    offset: int | None
+    slot: int | None
+    member: str | None
+    member_offset: int | None
+    archive: int | None  # 1-based index of the cpio archive in the initrd
+    archive_offset: int | None
+    compression: str | None
+    within: str | None  # container kind inside a cpio member ("note", "raw", "region")
+    note: int | None  # index in the container's note list
+
+    def __init__(
+        self,
+        offset: int | None = None,
+        slot: int | None = None,
+        member: str | None = None,
+        member_offset: int | None = None,
+        archive: int | None = None,
+        archive_offset: int | None = None,
+        compression: str | None = None,
+        within: str | None = None,
+        note: int | None = None,
+    ) -> None:
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "member", member)
+        object.__setattr__(self, "member_offset", member_offset)
+        object.__setattr__(self, "archive", archive)
+        object.__setattr__(self, "archive_offset", archive_offset)
+        object.__setattr__(self, "compression", compression)
+        object.__setattr__(self, "within", within)
+        object.__setattr__(self, "note", note)
 
     def __str__(self) -> str:
         parts = []
@@ -59,42 +92,80 @@ class Location:
         return ", ".join(parts) or "?"
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.fields().items() if v is not None}
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Frozen):
     """Something wrong in a container that did not stop the scan (an initrd's bad archive)."""
 
+    __slots__ = ("message", "offset")
     message: str
-    offset: int | None = None
+    offset: int | None
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "offset", offset)
 
     def __str__(self) -> str:
         return self.message
 
 
-@dataclass(frozen=True)
-class NoteInfo:
+class NoteInfo(Frozen):
+    __slots__ = ("member", "offset", "owner", "size", "type", "type_name")
     owner: str
     type: int
     type_name: str
     size: int  # descriptor size
     offset: int  # of the note header, in the note area's coordinates (file offset if raw)
-    member: str | None = None
+    member: str | None
+
+    def __init__(
+        self,
+        owner: str,
+        type: int,
+        type_name: str,
+        size: int,
+        offset: int,
+        member: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "owner", owner)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "type_name", type_name)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "member", member)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.fields().items() if v is not None}
 
 
-@dataclass
-class SlotStatus:
+class SlotStatus(Slots):
+    __slots__ = ("chosen", "error", "generation", "offset", "size", "slot", "status")
     slot: int
     offset: int
     size: int
     status: str  # "valid", "empty", "invalid"
-    generation: int | None = None
-    error: InvalidRecord | None = None
-    chosen: bool = False
+    generation: int | None
+    error: InvalidRecord | None
+    chosen: bool
+
+    def __init__(
+        self,
+        slot: int,
+        offset: int,
+        size: int,
+        status: str,
+        generation: int | None = None,
+        error: InvalidRecord | None = None,
+        chosen: bool = False,
+    ) -> None:
+        self.slot = slot
+        self.offset = offset
+        self.size = size
+        self.status = status
+        self.generation = generation
+        self.error = error
+        self.chosen = chosen
 
     def describe(self) -> str:
         if self.status == "valid":
@@ -113,14 +184,20 @@ class SlotStatus:
         return d
 
 
-@dataclass
-class Report:
+class Report(Slots):
     """A restore report note (NT_HANDOFF_REPORT): a JSON document, or why it is unreadable."""
 
+    __slots__ = ("data", "error", "offset", "size")
     offset: int
     size: int
-    data: Any = None
-    error: str | None = None
+    data: Any
+    error: str | None
+
+    def __init__(self, offset: int, size: int, data: Any = None, error: str | None = None) -> None:
+        self.offset = offset
+        self.size = size
+        self.data = data
+        self.error = error
 
     def summary(self) -> str:
         if self.error:
@@ -146,39 +223,100 @@ class Report:
         return d
 
 
-@dataclass
-class Found:
+class Found(Slots):
     """One record found in a container: validated (``record``) or refused (``error``)."""
 
+    __slots__ = ("container", "error", "kind", "location", "record", "reports", "vmcoreinfo")
+    _eq_skip = ('container',)
+    _repr_skip = ('container',)
     kind: str
     location: Location
-    record: Record | None = None
-    error: InvalidRecord | None = None
-    reports: list[Report] = field(default_factory=list)
-    vmcoreinfo: VmcoreInfo | None = None
-    container: Container | None = field(default=None, repr=False, compare=False)
+    record: Record | None
+    error: InvalidRecord | None
+    reports: list[Report]
+    vmcoreinfo: VmcoreInfo | None
+    container: Container | None
+
+    def __init__(
+        self,
+        kind: str,
+        location: Location,
+        record: Record | None = None,
+        error: InvalidRecord | None = None,
+        reports: list[Report] | None = None,
+        vmcoreinfo: VmcoreInfo | None = None,
+        container: Container | None = None,
+    ) -> None:
+        self.kind = kind
+        self.location = location
+        self.record = record
+        self.error = error
+        self.reports = [] if reports is None else reports
+        self.vmcoreinfo = vmcoreinfo
+        self.container = container
 
     @property
     def ok(self) -> bool:
         return self.record is not None
 
 
-@dataclass
-class Container:
+class Container(Slots):
     """What a file turned out to be, whether or not it holds a record."""
 
+    __slots__ = (
+        "archives",
+        "details",
+        "found",
+        "kind",
+        "missing_tools",
+        "name",
+        "notes",
+        "problems",
+        "reports",
+        "size",
+        "slots",
+        "vmcoreinfo",
+    )
     kind: str
     name: str
     size: int
-    found: list[Found] = field(default_factory=list)
-    notes: list[NoteInfo] = field(default_factory=list)
-    vmcoreinfo: VmcoreInfo | None = None
-    reports: list[Report] = field(default_factory=list)
-    slots: list[SlotStatus] = field(default_factory=list)
-    archives: list[dict[str, Any]] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    missing_tools: list[str] = field(default_factory=list)
+    found: list[Found]
+    notes: list[NoteInfo]
+    vmcoreinfo: VmcoreInfo | None
+    reports: list[Report]
+    slots: list[SlotStatus]
+    archives: list[dict[str, Any]]
+    details: dict[str, Any]
+    problems: list[Problem]
+    missing_tools: list[str]
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        size: int,
+        found: list[Found] | None = None,
+        notes: list[NoteInfo] | None = None,
+        vmcoreinfo: VmcoreInfo | None = None,
+        reports: list[Report] | None = None,
+        slots: list[SlotStatus] | None = None,
+        archives: list[dict[str, Any]] | None = None,
+        details: dict[str, Any] | None = None,
+        problems: list[Problem] | None = None,
+        missing_tools: list[str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.size = size
+        self.found = [] if found is None else found
+        self.notes = [] if notes is None else notes
+        self.vmcoreinfo = vmcoreinfo
+        self.reports = [] if reports is None else reports
+        self.slots = [] if slots is None else slots
+        self.archives = [] if archives is None else archives
+        self.details = {} if details is None else details
+        self.problems = [] if problems is None else problems
+        self.missing_tools = [] if missing_tools is None else missing_tools
 
     def describe(self) -> str:
         """A short phrase: "an ELF vmcore with 3 notes"."""
