@@ -1,4 +1,5 @@
-"""Every spec vector through the C path and the Python path, with the same verdict."""
+"""Every spec vector through the C path, the pure-Python path and the reader's fast path
+(the C core's CBOR check, then cbor2), with the same verdict."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from handoff import _binding, record
+from handoff import _binding, cbor, record
 from handoff import errors as E
 
 VECTORS = sorted((Path(__file__).resolve().parents[1] / "spec" / "vectors").glob("*.json"))
@@ -40,11 +41,17 @@ def _c_verdict(buf: bytes) -> str:
 
 
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
-def test_vector(path: Path) -> None:
+def test_vector(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     v = _load(path)
     buf = bytes.fromhex(v["record"])
     want = "ok" if v["valid"] else v["error"]
-    assert _python_verdict(buf) == want, "Python path"
+    with monkeypatch.context() as m:  # the reader without the C core: pure Python throughout
+        m.setattr(cbor, "_fast_loads", False)
+        assert _python_verdict(buf) == want, "Python path"
+    with monkeypatch.context() as m:  # the reader's fast path, whatever the payload's size
+        m.setattr(cbor, "FAST_LOADS_MIN", 0)
+        m.setattr(cbor, "_fast_loads", None)
+        assert _python_verdict(buf) == want, "Python reader, fast CBOR path"
     assert _c_verdict(buf) == want, "C path"
     if v["valid"]:
         exp = v["expect"]
