@@ -29,6 +29,10 @@ class Slots:
 
     __hash__ = None  # type: ignore[assignment]  # mutable: not hashable, like @dataclass
 
+    def as_dict(self) -> dict[str, object]:
+        """The fields and their values, in order (``dataclasses.asdict`` without recursion)."""
+        return {n: getattr(self, n) for n in self.__slots__}
+
     def replace(self, **changes: object) -> Slots:
         """A copy with ``changes`` applied (``dataclasses.replace``)."""
         unknown = set(changes) - set(self.__slots__)
@@ -55,6 +59,3 @@ class Frozen(Slots):
         return hash((type(self).__name__,
                      *(getattr(self, n) for n in self.__slots__ if n not in self._eq_skip)))
 
-    def fields(self) -> dict[str, object]:
-        """The fields and their values, in order (``dataclasses.asdict`` without recursion)."""
-        return {n: getattr(self, n) for n in self.__slots__}

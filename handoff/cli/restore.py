@@ -227,10 +227,8 @@ def _plugin_table(dev: Any, table: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from handoff.errors import EnvironmentProblem, HandoffError, UsageError
-    from handoff.restore import report
+    from handoff.restore import _paths, report
     from handoff.restore.apply import SysfsAccess, apply, rehearse, scan
     from handoff.restore.environment import probe
     from handoff.restore.match import identity_from
@@ -250,14 +248,17 @@ def run(args: argparse.Namespace) -> int:
         raise
     for n in notes:
         sys.stderr.write(f"handoff: note: {n}\n")
-    tree = SysfsTree(Path(args.sysfs_root))
-    if not tree.pci_devices.is_dir():
-        raise EnvironmentProblem(f"{tree.pci_devices} is not a directory",
+    # Paths stay strings (pathlib costs start-up), spelled as pathlib would in messages.
+    root = _paths.pathstr(args.sysfs_root)
+    tree = SysfsTree(root)
+    devices = _paths.join(root, "bus", "pci", "devices")
+    if not os.path.isdir(devices):
+        raise EnvironmentProblem(f"{devices} is not a directory",
                                  hint="--sysfs-root takes the directory holding bus/pci")
-    proc = Path(args.proc_root)
+    proc = _paths.pathstr(args.proc_root)
     real_sys = os.path.realpath(args.sysfs_root) == "/sys"
     writes = not args.dry_run or args.probe  # --probe writes back one byte: same gate
-    if (real_sys and writes and not (proc / "vmcore").exists()
+    if (real_sys and writes and not os.path.exists(_paths.join(proc, "vmcore"))
             and not args.allow_running_system):
         raise EnvironmentProblem(
             f"refusing to write to this running system's /sys: {proc}/vmcore does not exist, "
@@ -270,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     identity = identity_from(proc)
     # A real restore asks the kernel (one harmless write-back, one read-only mapping); a dry
     # run writes and maps nothing unless --probe, and judges from the lockdown mode.
-    env = probe(tree.root, probe_writes=writes, probe_bars=writes)
+    env = probe(root, probe_writes=writes, probe_bars=writes)
     registry = None
     if not args.no_plugins:
         from handoff.plugins import load

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from handoff._slots import Frozen, Slots
 from handoff.errors import HandoffError
+
+_set = object.__setattr__
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.devices.model import PciDevice
@@ -63,14 +65,20 @@ class WriteRefused(PluginError):
 # --- match rules --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IdRule:
+class IdRule(Frozen):
     """Vendor and device id; ``device`` None is any device of the vendor, ``device_last`` makes
     ``device..device_last`` an inclusive range."""
 
+    __slots__ = ("device", "device_last", "vendor")
     vendor: int
-    device: int | None = None
-    device_last: int | None = None
+    device: int | None
+    device_last: int | None
+
+    def __init__(self, vendor: int, device: int | None = None,
+                 device_last: int | None = None) -> None:
+        _set(self, "vendor", vendor)
+        _set(self, "device", device)
+        _set(self, "device_last", device_last)
 
     def matches(self, vendor: int, device: int) -> bool:
         if vendor != self.vendor:
@@ -88,12 +96,16 @@ class IdRule:
         return f"{self.vendor:04x}:{self.device:04x}-{self.device_last:04x}"
 
 
-@dataclass(frozen=True)
-class ClassRule:
+class ClassRule(Frozen):
     """A class code (base << 16 | sub << 8 | prog-if) compared under ``mask``."""
 
+    __slots__ = ("mask", "value")
     value: int
-    mask: int = 0xFFFFFF
+    mask: int
+
+    def __init__(self, value: int, mask: int = 0xFFFFFF) -> None:
+        _set(self, "value", value)
+        _set(self, "mask", mask)
 
     def matches(self, class_code: int) -> bool:
         return class_code & self.mask == self.value & self.mask
@@ -148,17 +160,24 @@ def parse_class(text: str) -> ClassRule:
     return ClassRule(value, mask)
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(Frozen):
     """Which devices a plugin is offered: one matching rule is enough. ``ids`` and ``classes``
     compare the device's ids; ``caps`` are standard capability ids (PCI 3.0 §6.7) of which the
     device's config snapshot must hold one; ``any_device`` offers every device. The plugin's
     ``accepts`` then decides on a device it was offered."""
 
-    ids: tuple[IdRule, ...] = ()
-    classes: tuple[ClassRule, ...] = ()
-    caps: tuple[int, ...] = ()
-    any_device: bool = False
+    __slots__ = ("any_device", "caps", "classes", "ids")
+    ids: tuple[IdRule, ...]
+    classes: tuple[ClassRule, ...]
+    caps: tuple[int, ...]
+    any_device: bool
+
+    def __init__(self, ids: tuple[IdRule, ...] = (), classes: tuple[ClassRule, ...] = (),
+                 caps: tuple[int, ...] = (), any_device: bool = False) -> None:
+        _set(self, "ids", ids)
+        _set(self, "classes", classes)
+        _set(self, "caps", caps)
+        _set(self, "any_device", any_device)
 
     @classmethod
     def of(cls, ids: Sequence[str] = (), classes: Sequence[str] = (), caps: Sequence[int] = (),
@@ -193,8 +212,7 @@ class Match:
 StepBody = Callable[["StepContext"], "str | None"]
 
 
-@dataclass
-class PluginStep:
+class PluginStep(Slots):
     """One planned unit of a plugin's work on one device.
 
     A hook builds it with ``name``, ``why``, ``body`` and optionally ``timeout_s`` (None: the
@@ -205,18 +223,50 @@ class PluginStep:
     running the step reports it and touches nothing.
     """
 
+    __slots__ = (
+        "addr",
+        "assume",
+        "body",
+        "device",
+        "ext_version",
+        "name",
+        "phase",
+        "plugin",
+        "problem",
+        "state",
+        "timeout_s",
+        "why",
+    )
     name: str
     why: str
     body: StepBody | None
-    timeout_s: float | None = None
-    assume: Mapping[tuple[int, int], int] = field(default_factory=dict)
-    plugin: str = ""
-    addr: str = ""
-    phase: str = ""
-    device: PciDevice | None = None
-    state: Mapping[str, Any] | None = None
-    ext_version: int = 1
-    problem: str | None = None
+    timeout_s: float | None
+    assume: Mapping[tuple[int, int], int]
+    plugin: str
+    addr: str
+    phase: str
+    device: PciDevice | None
+    state: Mapping[str, Any] | None
+    ext_version: int
+    problem: str | None
+
+    def __init__(self, name: str, why: str, body: StepBody | None, timeout_s: float | None = None,
+                 assume: Mapping[tuple[int, int], int] | None = None, plugin: str = "",
+                 addr: str = "", phase: str = "", device: PciDevice | None = None,
+                 state: Mapping[str, Any] | None = None, ext_version: int = 1,
+                 problem: str | None = None) -> None:
+        self.name = name
+        self.why = why
+        self.body = body
+        self.timeout_s = timeout_s
+        self.assume = {} if assume is None else assume
+        self.plugin = plugin
+        self.addr = addr
+        self.phase = phase
+        self.device = device
+        self.state = state
+        self.ext_version = ext_version
+        self.problem = problem
 
     @property
     def label(self) -> str:
@@ -234,19 +284,29 @@ def _hex(v: int | None, width: int) -> str | None:
     return None if v is None else f"{v:#0{2 + 2 * width}x}"
 
 
-@dataclass(frozen=True)
-class Access:
+class Access(Frozen):
     """One register access: ``op`` is read, write or poll (a bounded series of reads, logged
     once with the last value read); ``value`` is what was read or written (None when a dry run
     did not read); ``result`` says what happened ("ok", "not written (dry run)", ...)."""
 
+    __slots__ = ("bar", "name", "offset", "op", "result", "value", "width")
     bar: int
     offset: int
     width: int
     op: str
     value: int | None
     result: str
-    name: str | None = None
+    name: str | None
+
+    def __init__(self, bar: int, offset: int, width: int, op: str, value: int | None, result: str,
+                 name: str | None = None) -> None:
+        _set(self, "bar", bar)
+        _set(self, "offset", offset)
+        _set(self, "width", width)
+        _set(self, "op", op)
+        _set(self, "value", value)
+        _set(self, "result", result)
+        _set(self, "name", name)
 
     def as_tuple(self) -> tuple[int, int, int, str, int | None, str]:
         return (self.bar, self.offset, self.width, self.op, self.value, self.result)
@@ -265,11 +325,24 @@ class Access:
         return f"BAR{self.bar}+{self.offset:#x} {reg} {self.op} {val}: {self.result}"
 
 
-@dataclass
-class StepResult:
+class StepResult(Slots):
     """What running one :class:`PluginStep` did. ``outcome`` is one of :data:`OUTCOMES`; a dry
     run's steps end ``planned``. ``ext`` is the section a save step recorded (with its "v")."""
 
+    __slots__ = (
+        "accesses",
+        "addr",
+        "dropped",
+        "elapsed_s",
+        "ext",
+        "message",
+        "notes",
+        "outcome",
+        "phase",
+        "plugin",
+        "step",
+        "why",
+    )
     plugin: str
     addr: str
     phase: str
@@ -277,11 +350,28 @@ class StepResult:
     why: str
     outcome: str
     message: str
-    accesses: list[Access] = field(default_factory=list)
-    dropped: int = 0  # accesses not logged (the log is capped per step)
-    elapsed_s: float = 0.0
-    ext: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
+    accesses: list[Access]
+    dropped: int  # accesses not logged (the log is capped per step)
+    elapsed_s: float
+    ext: dict[str, Any] | None
+    notes: list[str]
+
+    def __init__(self, plugin: str, addr: str, phase: str, step: str, why: str, outcome: str,
+                 message: str, accesses: list[Access] | None = None, dropped: int = 0,
+                 elapsed_s: float = 0.0, ext: dict[str, Any] | None = None,
+                 notes: list[str] | None = None) -> None:
+        self.plugin = plugin
+        self.addr = addr
+        self.phase = phase
+        self.step = step
+        self.why = why
+        self.outcome = outcome
+        self.message = message
+        self.accesses = [] if accesses is None else accesses
+        self.dropped = dropped
+        self.elapsed_s = elapsed_s
+        self.ext = ext
+        self.notes = [] if notes is None else notes
 
     @property
     def ok(self) -> bool:

@@ -14,7 +14,6 @@ pci_mmap_resource()), and EINVAL when a bound driver has claimed the region
 from __future__ import annotations
 
 import errno
-import math
 import mmap
 import os
 import re
@@ -23,12 +22,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
+from handoff._slots import Frozen
 from handoff.errors import EnvironmentProblem, HandoffError
+from handoff.restore import _paths
 from handoff.sysfs import SysfsTree
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+_set = object.__setattr__
 
 WIDTHS = (1, 2, 4, 8)
 MAX_BARS = 6  # resource0..resource5; the expansion ROM is "rom", never mapped here
@@ -135,9 +139,11 @@ class MmapFile:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, writable: bool, bar: int | None = None,
-             driver: str | None = None,
+             driver: str | Callable[[], str | None] | None = None,
              mmap_fn: Callable[..., mmap.mmap] = mmap.mmap) -> MmapFile:
-        """Open and map ``path`` whole; errors become the BarError subclasses above."""
+        """Open and map ``path`` whole; errors become the BarError subclasses above.
+        ``driver`` names the bound driver for the message when a claimed region is refused
+        (or is a function that finds it then)."""
         p = os.fspath(path)
         flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
@@ -190,13 +196,16 @@ def _open_error(e: OSError, path: str, bar: int | None) -> BarError:
                           errno_=e.errno)
 
 
-def _mmap_error(e: OSError, path: str, bar: int | None, driver: str | None) -> BarError:
+def _mmap_error(e: OSError, path: str, bar: int | None,
+                driver: str | Callable[[], str | None] | None) -> BarError:
     if e.errno == errno.EPERM:
         return BarMappingRefused(
             f"{path}: {LOCKDOWN_MESSAGE}", bar=bar, path=path, errno_=e.errno,
             hint="under lockdown only the kernel's own resets (sysfs reset, remove/rescan) "
                  "reach the device; see /sys/kernel/security/lockdown")
     if e.errno == errno.EINVAL:
+        if callable(driver):
+            driver = driver()
         who = f" ({driver})" if driver else ""
         return BarClaimed(f"{path}: {CLAIMED_MESSAGE}{who}", bar=bar, path=path,
                           errno_=e.errno,
@@ -260,7 +269,7 @@ class BarAccessor:
         self.close()
 
 
-OpenFile = Callable[[Path, bool, int], RegisterFile]
+OpenFile = Callable[["Path", bool, int], RegisterFile]
 
 
 class BarSource(Protocol):
@@ -278,6 +287,10 @@ class SysfsBars:
 
     ``open_file(path, writable, index)`` is the seam tests use to put a register model between
     the accessor and the file; the default maps the file.
+
+    Paths are built as strings (pathlib stays off the restore path): ``resourceN`` below the
+    device's directory, whose real location is resolved by the kernel in one call and must
+    lie inside the tree; the bound driver is read only to explain a refused mapping.
     """
 
     def __init__(self, tree: SysfsTree, addr: str, *, writable: bool = True,
@@ -292,6 +305,9 @@ class SysfsBars:
         self._mmap_fn = mmap_fn
         self._open: dict[int, BarAccessor] = {}
         self._failed: dict[int, BarError] = {}
+        self._root = _paths.pathstr(tree.root_dir)  # as str(tree.root) spells it
+        self._dir = _paths.join(self._root, "bus", "pci", "devices", addr)
+        self._resource: list[str] | None = None
 
     def resource_path(self, index: int) -> Path:
         return self.tree.device_dir(self.addr) / f"resource{index}"
@@ -313,35 +329,35 @@ class SysfsBars:
         if not 0 <= index < MAX_BARS:
             raise BarUnavailable(f"{self.addr}: BAR index {index} is not 0-5", bar=index)
         flags = self._flags(index)
-        path = self.resource_path(index)
+        path = _paths.join(self._dir, f"resource{index}")
         if flags is not None and flags & IORESOURCE_IO:
             raise BarUnavailable(f"{self.addr}: BAR{index} is an I/O-port BAR; plugins map "
-                                 "memory BARs only", bar=index, path=str(path))
+                                 "memory BARs only", bar=index, path=path)
         self._inside(path, index)
         if self._open_file is not None:
-            regs = self._open_file(path, self.writable, index)
+            regs = self._open_file(self.resource_path(index), self.writable, index)
         else:
             regs = MmapFile.open(path, writable=self.writable, bar=index,
-                                 driver=self.tree.link_name(self.addr, "driver"),
+                                 driver=lambda: _paths.link_name(_paths.join(self._dir,
+                                                                             "driver")),
                                  mmap_fn=self._mmap_fn)
-        return BarAccessor(regs, bar=index, path=str(path))
+        return BarAccessor(regs, bar=index, path=path)
 
     def _flags(self, index: int) -> int | None:
-        text = self.tree.attr(self.addr, "resource")
-        if not text:
-            return None
-        lines = text.splitlines()
+        if self._resource is None:
+            text = _paths.read_attr(_paths.join(self._dir, "resource"))
+            self._resource = text.splitlines() if text else []
         try:
-            return int(lines[index].split()[2], 16)
+            return int(self._resource[index].split()[2], 16)
         except (IndexError, ValueError):
             return None
 
-    def _inside(self, path: Path, index: int) -> None:
-        root = Path(os.path.realpath(self.tree.root))
-        real = Path(os.path.realpath(path.parent)) / path.name
-        if root not in real.parents:
+    def _inside(self, path: str, index: int) -> None:
+        root = _paths.resolve(self._root)
+        real = _paths.join(_paths.resolve(self._dir), f"resource{index}")
+        if not _paths.inside(real, root) or real == root:
             raise BarUnavailable(f"{path} resolves outside the sysfs tree {root}: refused",
-                                 bar=index, path=str(path))
+                                 bar=index, path=path)
 
     def close(self) -> None:
         for acc in self._open.values():
@@ -367,14 +383,25 @@ class RefusedBars:
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
+_INF = float("inf")  # math.inf: the math extension module is not loaded for this alone
 
 
-@dataclass(frozen=True)
-class Deadline:
+def _finite(x: float) -> bool:
+    """``math.isfinite(x)`` (float(x) raises for what math would not take, as it does)."""
+    f = float(x)
+    return -_INF < f < _INF  # NaN compares false
+
+
+class Deadline(Frozen):
     """A point on a monotonic ``clock`` (injectable, so tests run bounded waits instantly)."""
 
+    __slots__ = ("at", "clock")
     at: float
-    clock: Clock = time.monotonic
+    clock: Clock
+
+    def __init__(self, at: float, clock: Clock = time.monotonic) -> None:
+        _set(self, "at", at)
+        _set(self, "clock", clock)
 
     @classmethod
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
@@ -382,7 +409,7 @@ class Deadline:
 
     @classmethod
     def never(cls, clock: Clock = time.monotonic) -> Deadline:
-        return cls(math.inf, clock)
+        return cls(_INF, clock)
 
     def remaining(self) -> float:
         return max(0.0, self.at - self.clock())
@@ -395,12 +422,18 @@ class Deadline:
         return Deadline(min(self.at, self.clock() + seconds), self.clock)
 
 
-@dataclass(frozen=True)
-class PollResult:
+class PollResult(Frozen):
+    __slots__ = ("elapsed", "ok", "reads", "value")
     ok: bool  # the predicate held on the last read
     value: int  # the last value read
     reads: int
     elapsed: float  # seconds on the poll's clock
+
+    def __init__(self, ok: bool, value: int, reads: int, elapsed: float) -> None:
+        _set(self, "ok", ok)
+        _set(self, "value", value)
+        _set(self, "reads", reads)
+        _set(self, "elapsed", elapsed)
 
 
 def poll(read_fn: Callable[[], int], predicate: Callable[[int], bool], timeout_s: float,
@@ -413,7 +446,7 @@ def poll(read_fn: Callable[[], int], predicate: Callable[[int], bool], timeout_s
     Linux's read_poll_timeout() re-reads), and the number of reads is capped at
     ``timeout_s / interval + 2``, so a clock that stands still cannot make it spin forever.
     """
-    if timeout_s < 0 or not math.isfinite(timeout_s):
+    if timeout_s < 0 or not _finite(timeout_s):
         raise ValueError(f"poll timeout {timeout_s!r} is not a finite number of seconds >= 0")
     if not interval > 0:
         raise ValueError(f"poll interval {interval!r} is not > 0")

@@ -8,12 +8,15 @@ their names: a plugin's name is its ext-section key, so two plugins may not shar
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from handoff._slots import Frozen, Slots
 from handoff.plugins.api import API_VERSION, NAME_RE, Match, Plugin
+
+_set = object.__setattr__
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.devices.model import PciDevice
@@ -23,15 +26,23 @@ BUILTIN = "built-in"
 ENTRY_POINT = "entry point"
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(Frozen):
     """A loaded plugin and where it came from."""
 
+    __slots__ = ("dist", "dist_version", "entry_point", "plugin", "source")
     plugin: Plugin
     source: str  # BUILTIN or ENTRY_POINT
-    entry_point: str | None = None  # "name = module:attr"
-    dist: str | None = None  # distribution that declared the entry point
-    dist_version: str | None = None
+    entry_point: str | None  # "name = module:attr"
+    dist: str | None  # distribution that declared the entry point
+    dist_version: str | None
+
+    def __init__(self, plugin: Plugin, source: str, entry_point: str | None = None,
+                 dist: str | None = None, dist_version: str | None = None) -> None:
+        _set(self, "plugin", plugin)
+        _set(self, "source", source)
+        _set(self, "entry_point", entry_point)
+        _set(self, "dist", dist)
+        _set(self, "dist_version", dist_version)
 
     @property
     def name(self) -> str:
@@ -52,13 +63,18 @@ class PluginInfo:
                 "matches": p.match.describe(), "requires": p.requires or None}
 
 
-@dataclass(frozen=True)
-class LoadProblem:
+class LoadProblem(Frozen):
     """An entry point that did not give a usable plugin, and why."""
 
+    __slots__ = ("dist", "entry_point", "error")
     entry_point: str
     dist: str | None
     error: str
+
+    def __init__(self, entry_point: str, dist: str | None, error: str) -> None:
+        _set(self, "entry_point", entry_point)
+        _set(self, "dist", dist)
+        _set(self, "error", error)
 
     def __str__(self) -> str:
         who = f" from {self.dist}" if self.dist else ""
@@ -68,14 +84,21 @@ class LoadProblem:
         return {"entry_point": self.entry_point, "dist": self.dist, "error": self.error}
 
 
-@dataclass
-class Selection:
+class Selection(Slots):
     """The plugins offered one device: accepted, declined (with why) and those whose
     ``accepts`` raised (with the error)."""
 
-    accepted: list[PluginInfo] = field(default_factory=list)
-    declined: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("accepted", "declined", "errors")
+    accepted: list[PluginInfo]
+    declined: dict[str, str]
+    errors: dict[str, str]
+
+    def __init__(self, accepted: list[PluginInfo] | None = None,
+                 declined: dict[str, str] | None = None,
+                 errors: dict[str, str] | None = None) -> None:
+        self.accepted = [] if accepted is None else accepted
+        self.declined = {} if declined is None else declined
+        self.errors = {} if errors is None else errors
 
 
 class Registry:
@@ -174,7 +197,53 @@ def load(*, builtins: bool = True, entry_points: bool = True, group: str = GROUP
     return Registry(infos, problems)
 
 
+def declares_group(group: str = GROUP, path: Iterable[object] | None = None) -> bool:
+    """Whether some distribution on ``path`` (default ``sys.path``) may declare an entry point
+    of ``group``: a cheap look before :mod:`importlib.metadata` is asked.
+
+    Importing ``importlib.metadata`` (with ``email``, ``zipfile``, ...) and letting it parse the
+    metadata of every installed distribution cost ~40 ms of every restore, most often to find
+    no plugin at all. This looks where ``importlib.metadata``'s path finder looks: the
+    ``*.dist-info`` and ``*.egg-info`` directories (and an ``.egg``'s ``EGG-INFO``) directly
+    in each ``sys.path`` directory, and reads only their ``entry_points.txt``. True as soon
+    as one names ``group``, and also whenever this look cannot be sure (a zip file on the
+    path, a path entry that is not a string, a meta-path finder of its own that finds
+    distributions): then ``importlib.metadata`` does the full search, as it always did.
+    """
+    import sys
+    from importlib.machinery import PathFinder
+
+    if any(getattr(f, "find_distributions", None) is not None and f is not PathFinder
+           for f in sys.meta_path):
+        return True
+    needle = group.encode()
+    for entry in sys.path if path is None else path:
+        if not isinstance(entry, str):
+            return True
+        root = entry or "."
+        try:
+            names = os.listdir(root)
+        except NotADirectoryError:
+            return True  # a zip archive: importlib.metadata looks inside it
+        except OSError:
+            continue  # missing or unreadable: importlib.metadata finds nothing there either
+        egg = root.lower().endswith(".egg")
+        for name in names:
+            low = name.lower()
+            if not (low.endswith((".dist-info", ".egg-info")) or (egg and low == "egg-info")):
+                continue
+            try:
+                with open(os.path.join(root, name, "entry_points.txt"), "rb") as f:
+                    if needle in f.read():
+                        return True
+            except OSError:
+                continue  # no entry points (or an .egg-info file): nothing declared
+    return False
+
+
 def _load_entry_points(group: str, add: Any, problems: list[LoadProblem]) -> None:
+    if not declares_group(group):
+        return
     from importlib import metadata
 
     try:

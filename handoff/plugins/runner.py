@@ -4,6 +4,8 @@ the kernel is reported, and the run moves on.
 - :func:`steps_for` asks every plugin that matches a device for its steps of one phase;
 - :func:`run_step` runs one step in a worker thread under a deadline; if the body does not
   return in time its register access is revoked and the step is reported as a timeout;
+  worker threads are long-lived and reused (starting a thread per step cost 0.35-2.5 ms
+  each, docs/performance.md §4): one is replaced only when a step overran and was abandoned;
 - :func:`run_plugins` does both over many devices and returns every result.
 
 Where the restore engine calls these, relative to its config-space passes, is in
@@ -12,12 +14,13 @@ docs/plugins.md ("Phases and ordering").
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from handoff._slots import Slots
 from handoff.devices.model import PciDevice
 from handoff.plugins.api import (
     FAILED,
@@ -50,7 +53,13 @@ from handoff.plugins.bar import (
     SysfsBars,
 )
 from handoff.plugins.context import StepContext
-from handoff.plugins.registry import LoadProblem, PluginInfo, Registry, default_registry
+from handoff.plugins.registry import (
+    LoadProblem,
+    PluginInfo,
+    Registry,
+    Selection,
+    default_registry,
+)
 from handoff.sysfs import SysfsTree
 
 GRACE_S = 0.5  # how long past its deadline a body may take to unwind on its own
@@ -76,16 +85,19 @@ def _state(info: PluginInfo, saved: PciDevice | None) -> tuple[Mapping[str, Any]
 
 
 def steps_for(device: PciDevice, phase: str, *, saved: PciDevice | None = None,
-              registry: Registry | None = None) -> list[PluginStep]:
+              registry: Registry | None = None,
+              selection: Selection | None = None) -> list[PluginStep]:
     """The steps every plugin that takes ``device`` (the device as it is now) has for
     ``phase``, in plugin order. ``saved`` is the record's device, whose ``ext`` gives each
-    plugin its state (default: ``device`` itself). Planning never touches the device; a plugin
-    that raises while planning yields one step with ``problem`` set, which reports it when run.
+    plugin its state (default: ``device`` itself). ``selection`` is ``registry.select(device)``
+    when the caller already has it (a restore plan selects once per device, not once per
+    phase). Planning never touches the device; a plugin that raises while planning yields one
+    step with ``problem`` set, which reports it when run.
     """
     if phase not in PHASES:
         raise ValueError(f"phase {phase!r} is not one of {', '.join(PHASES)}")
     reg = registry if registry is not None else default_registry()
-    sel = reg.select(device)
+    sel = selection if selection is not None else reg.select(device)
     out: list[PluginStep] = []
     for name, err in sel.errors.items():
         info = reg.get(name)
@@ -177,11 +189,8 @@ def run_step(step: PluginStep, bars: BarSource | None, deadline: Deadline, *,
             box["error"] = e
 
     if isolate:
-        worker = threading.Thread(target=target, daemon=True,
-                                  name=f"handoff-plugin-{step.plugin}-{step.addr}")
-        worker.start()
-        worker.join(bound.remaining() + grace_s)
-        if worker.is_alive():
+        if not _run_isolated(target, bound.remaining() + grace_s,
+                             f"handoff-plugin-{step.plugin}-{step.addr}"):
             ctx.revoke()
             return result(TIMEOUT, f"{step.label} did not return within its bound of "
                                    f"{limit:g} s: abandoned, its register access revoked",
@@ -203,14 +212,107 @@ def run_step(step: PluginStep, bars: BarSource | None, deadline: Deadline, *,
     return r
 
 
-@dataclass
-class PluginRun:
+class _Worker:
+    """A daemon thread that runs step bodies one at a time, handed over through a lock.
+
+    Starting a thread per step made every step wait for a new thread to be scheduled
+    (``Thread.start()`` blocks until it runs): 0.35-2.5 ms each, hundreds of steps per
+    restore. A worker instead waits on its ``_go`` lock between steps. One that is still
+    running a body when the caller's wait ends is *abandoned*: it is never given another job
+    and ends once the stuck body returns (if ever; it is a daemon thread).
+    """
+
+    __slots__ = ("_go", "_job", "abandoned", "thread")
+
+    def __init__(self) -> None:
+        self._go = threading.Lock()
+        self._go.acquire()  # released by run() when a job is there
+        self._job: tuple[Callable[[], None], Any] | None = None
+        self.abandoned = False
+        self.thread = threading.Thread(target=self._loop, daemon=True,
+                                       name="handoff-plugin-worker")
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._go.acquire()
+            job, self._job = self._job, None
+            if job is None:
+                return  # abandoned while waiting for a job
+            fn, done = job
+            try:
+                fn()  # contains whatever the body raises (run_step's target)
+            finally:
+                done.release()
+            if self.abandoned:
+                return
+
+    def run(self, fn: Callable[[], None], timeout: float, name: str) -> bool:
+        """Run ``fn`` here; True if it returned within ``timeout`` seconds. False: it is
+        still running, and this worker is abandoned."""
+        done = threading.Lock()
+        done.acquire()
+        self.thread.name = name
+        self._job = (fn, done)
+        self._go.release()
+        if timeout < threading.TIMEOUT_MAX:
+            finished = done.acquire(timeout=max(0.0, timeout))
+        else:  # an unbounded step (Thread.join would raise OverflowError here)
+            finished = done.acquire()
+        if not finished:
+            self.abandoned = True
+            try:
+                self._go.release()  # a thread back at _go.acquire() wakes to no job and ends
+            except RuntimeError:
+                pass  # it has not taken the job yet: it ends after running it
+        return finished
+
+
+_idle: list[_Worker] = []
+_idle_lock = threading.Lock()
+
+
+def _run_isolated(fn: Callable[[], None], timeout: float, name: str) -> bool:
+    """Run ``fn`` in an idle worker thread (a new one if none is idle, e.g. the last one was
+    abandoned or another thread is running steps too); True if it returned in time."""
+    with _idle_lock:
+        worker = _idle.pop() if _idle else None
+    if worker is None:
+        worker = _Worker()
+    if not worker.run(fn, timeout, name):
+        return False
+    worker.thread.name = "handoff-plugin-worker"
+    with _idle_lock:
+        _idle.append(worker)
+    return True
+
+
+def _forget_workers() -> None:
+    """After fork(): the parent's worker threads do not exist in the child."""
+    global _idle_lock
+    _idle.clear()
+    _idle_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
+class PluginRun(Slots):
     """Every step result of one phase over a set of devices, and the registry's problems."""
 
+    __slots__ = ("dry_run", "phase", "problems", "results")
     phase: str
     dry_run: bool
-    results: list[StepResult] = field(default_factory=list)
-    problems: list[LoadProblem] = field(default_factory=list)
+    results: list[StepResult]
+    problems: list[LoadProblem]
+
+    def __init__(self, phase: str, dry_run: bool, results: list[StepResult] | None = None,
+                 problems: list[LoadProblem] | None = None) -> None:
+        self.phase = phase
+        self.dry_run = dry_run
+        self.results = [] if results is None else results
+        self.problems = [] if problems is None else problems
 
     @property
     def ok(self) -> bool:
@@ -246,7 +348,8 @@ def run_plugins(devices: Iterable[PciDevice], phase: str, *,
                 budget_s: float | None = None, refuse_bars: str | None = None,
                 bars_for: BarsFor | None = None, clock: Clock = time.monotonic,
                 sleep: Sleep = time.sleep, isolate: bool = True,
-                grace_s: float = GRACE_S, allow_bound: bool = False) -> PluginRun:
+                grace_s: float = GRACE_S, allow_bound: bool = False,
+                selections: Mapping[str, Selection] | None = None) -> PluginRun:
     """Run ``phase`` of every matching plugin on ``devices``, in the order given.
 
     ``saved`` maps addresses to the record's devices (their ext sections become the plugins'
@@ -258,7 +361,8 @@ def run_plugins(devices: Iterable[PciDevice], phase: str, *,
     (default /sys) read-only in the save and verify phases; ``bars_for(device, writable)``
     overrides how. Devices with a driver bound in the running kernel get no writing phase:
     their steps are refused (the same refusal mmap gives when the driver claimed the BAR)
-    unless ``allow_bound``.
+    unless ``allow_bound``. ``selections`` maps addresses to ``registry.select(device)`` made
+    earlier (a plan's), so plugins' ``accepts`` are not asked again.
     """
     reg = registry if registry is not None else default_registry()
     run = PluginRun(phase, dry_run, problems=list(reg.problems))
@@ -266,7 +370,8 @@ def run_plugins(devices: Iterable[PciDevice], phase: str, *,
     writable = phase not in READ_ONLY_PHASES
     sysfs = tree or SysfsTree()
     for dev in devices:
-        steps = steps_for(dev, phase, saved=(saved or {}).get(dev.addr), registry=reg)
+        steps = steps_for(dev, phase, saved=(saved or {}).get(dev.addr), registry=reg,
+                          selection=(selections or {}).get(dev.addr))
         if not steps:
             continue
         bars: BarSource | None = None

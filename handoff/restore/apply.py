@@ -16,12 +16,12 @@ import os
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from handoff.devices.model import PciDevice
 from handoff.devices.pci import read_device
 from handoff.errors import HandoffError
+from handoff.restore import _paths
 from handoff.restore import pciregs as R
 from handoff.restore.plan import DevicePlan, Plan
 from handoff.restore.pluginpass import PluginRuntime, run_phase
@@ -41,6 +41,9 @@ from handoff.restore.steps import (
     Step,
 )
 from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
 
 _ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
 _ATTRS = ("reset", "reset_method", "enable")  # the only attributes the engine ever writes
@@ -71,57 +74,74 @@ class DeviceAccess(Protocol):
 
 
 class SysfsAccess:
-    """Device access inside one sysfs tree (``/sys`` in a capture kernel, a copy in tests)."""
+    """Device access inside one sysfs tree (``/sys`` in a capture kernel, a copy in tests).
+
+    Paths are strings spelled as pathlib spells them (pathlib stays off the restore path);
+    ``config_factory`` gets a ``Path`` unless it is the default :class:`ConfigSpace`."""
 
     def __init__(self, tree: SysfsTree,
                  config_factory: Callable[[Path], ConfigPort] = ConfigSpace) -> None:
         self.tree = tree
-        self.root = Path(os.path.realpath(tree.root))
+        self._root = _paths.pathstr(tree.root_dir)  # as str(tree.root) spells it
+        self._real_root = os.path.realpath(self._root)
         self._factory = config_factory
         self.log: list[tuple[str, str, str]] = []  # (addr, what, value) of every write
 
-    def _inside(self, path: Path) -> Path:
-        real = Path(os.path.realpath(path))
-        if real != self.root and self.root not in real.parents:
-            raise OutsideTree(f"{path} resolves to {real}, outside the sysfs tree {self.root}: "
-                              "refused")
+    @property
+    def root(self) -> Path:
+        """The tree's real root (symlinks resolved)."""
+        from pathlib import Path
+
+        return Path(self._real_root)
+
+    def _inside(self, path: str) -> str:
+        real = _paths.resolve(path)
+        if not _paths.inside(real, self._real_root):
+            raise OutsideTree(f"{path} resolves to {real}, outside the sysfs tree "
+                              f"{self._real_root}: refused")
         return real
 
-    def _dev(self, addr: str) -> Path:
+    def _dev(self, addr: str, name: str) -> str:
         if not _ADDR.match(addr):
             raise OutsideTree(f"{addr!r} is not a PCI address: refused")
-        return self.tree.device_dir(addr)
+        return _paths.join(self._root, "bus", "pci", "devices", addr, name)
 
     def config(self, addr: str) -> ConfigPort:
-        path = self._inside(self._dev(addr) / "config")
-        port = self._factory(path)
+        path = self._inside(self._dev(addr, "config"))
+        if self._factory is ConfigSpace:
+            port: ConfigPort = ConfigSpace(path)
+        else:
+            from pathlib import Path
+
+            port = self._factory(Path(path))
         return _Logged(port, addr, self.log)
 
     def read_attr(self, addr: str, name: str) -> str | None:
-        return self.tree.attr(addr, name)
+        return _paths.read_attr(_paths.join(self._root, "bus", "pci", "devices", addr, name))
 
     def write_attr(self, addr: str, name: str, text: str) -> None:
         if name not in _ATTRS:
             raise OutsideTree(f"writing attribute {name!r} is not something restore does")
-        self._write_file(self._inside(self._dev(addr) / name), text)
+        self._write_file(self._inside(self._dev(addr, name)), text)
         self.log.append((addr, name, text))
 
     def remove(self, addr: str) -> None:
         """``echo 1 > remove``: the kernel stops and removes the device and anything below it
         (remove_store(): pci_stop_and_remove_bus_device_locked())."""
-        self._write_file(self._inside(self._dev(addr) / "remove"), "1")
+        self._write_file(self._inside(self._dev(addr, "remove")), "1")
         self.log.append((addr, "remove", "1"))
 
     def rescan(self) -> None:
         """``echo 1 > bus/pci/rescan``: the kernel rescans every bus (rescan_store():
         pci_rescan_bus() on each root bus) before the write returns."""
-        self._write_file(self._inside(self.tree.root / "bus" / "pci" / "rescan"), "1")
+        self._write_file(self._inside(_paths.join(self._root, "bus", "pci", "rescan")), "1")
         self.log.append(("", "bus/pci/rescan", "1"))
 
     def present(self, addr: str) -> bool:
-        return _ADDR.match(addr) is not None and self._dev(addr).exists()
+        return _ADDR.match(addr) is not None and os.path.exists(
+            _paths.join(self._root, "bus", "pci", "devices", addr))
 
-    def _write_file(self, path: Path, text: str) -> None:
+    def _write_file(self, path: str, text: str) -> None:
         try:
             # Never O_CREAT: only existing attributes. O_TRUNC is what `echo >` does; sysfs
             # ignores it, and a copy of a tree then holds exactly the value written.

@@ -271,8 +271,8 @@ def _left_alone_all(addr: str, img: bytearray, saved: bytes, placed: list[R.Plac
         if cur != sv:
             out.append(_left_alone(addr, p, cur, sv))
     n = min(len(img), len(saved))
-    for off in range(0, n, 4):
-        if all(covered[off:off + 4]) or img[off:off + 4] == saved[off:off + 4]:
+    for off in _differing_dwords(img, saved, n):
+        if all(covered[off:off + 4]):
             continue
         cap = R.cap_at(bytes(img), off)
         where = f"{cap.name} +{off - cap.offset:#x}" if cap else f"offset {off:#x}"
@@ -281,4 +281,18 @@ def _left_alone_all(addr: str, img: bytearray, saved: bytes, placed: list[R.Plac
         cur, sv = _get(img, off, 4), _get(saved, off, 4)
         out.append(Step(addr, RESTORE_PHASE, where, off, 4, SKIP_OP, why, cur, sv,
                         status="skipped"))
+    return out
+
+
+def _differing_dwords(a: bytes | bytearray, b: bytes | bytearray, n: int) -> list[int]:
+    """Offsets (ascending) of the dwords below ``n`` where ``a`` and ``b`` differ. Blocks
+    are compared whole first: most of a 4 KiB image is the same in both."""
+    out: list[int] = []
+    block = 256
+    for start in range(0, n, block):
+        if a[start:start + block] == b[start:start + block]:
+            continue  # every dword in it is equal too
+        for off in range(start, min(start + block, n), 4):
+            if a[off:off + 4] != b[off:off + 4]:
+                out.append(off)
     return out

@@ -21,11 +21,14 @@ import errno
 import mmap
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from handoff._slots import Slots
+from handoff.restore import _paths
 from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
 
 LOCKED_MODES = ("integrity", "confidentiality")
 INTERRUPT_LINE = 0x3C  # PCI 3.0 §6.2.4: scratch for software, no hardware effect
@@ -33,19 +36,27 @@ _IORESOURCE_MEM = 0x200  # include/linux/ioport.h
 _BAR_CANDIDATES = 3  # unbound devices tried when a mapping fails for a reason other than EPERM
 
 
-ConfigFactory = Callable[[Path], Any]
+ConfigFactory = Callable[["Path"], Any]
 
 
-@dataclass
-class Check:
+class Check(Slots):
     """One capability and how it was established: ``ok`` True/False/None (unknown),
     ``how`` "probed", "inferred" or "not probed", ``detail`` the evidence in words."""
 
+    __slots__ = ("detail", "device", "errno", "how", "ok")
     ok: bool | None
     how: str
     detail: str
-    device: str | None = None
-    errno: str | None = None
+    device: str | None
+    errno: str | None
+
+    def __init__(self, ok: bool | None, how: str, detail: str, device: str | None = None,
+                 errno: str | None = None) -> None:
+        self.ok = ok
+        self.how = how
+        self.detail = detail
+        self.device = device
+        self.errno = errno
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"permitted": self.ok, "how": self.how, "detail": self.detail}
@@ -56,17 +67,36 @@ class Check:
         return d
 
 
-@dataclass
-class DeviceCaps:
+class DeviceCaps(Slots):
     """The sysfs attributes that decide what the kernel can do to one device for us."""
 
+    __slots__ = (
+        "addr",
+        "driver",
+        "enable",
+        "remove",
+        "reset",
+        "reset_method_file",
+        "reset_methods",
+    )
     addr: str
-    reset_methods: tuple[str, ...] = ()
-    reset: bool = False  # the ``reset`` attribute exists (the kernel has a reset function)
-    reset_method_file: bool = False  # kernels before 5.15 have ``reset`` but no reset_method
-    remove: bool = False
-    driver: str | None = None
-    enable: bool = False  # the ``enable`` attribute exists (pci_enable/disable_device)
+    reset_methods: tuple[str, ...]
+    reset: bool  # the ``reset`` attribute exists (the kernel has a reset function)
+    reset_method_file: bool  # kernels before 5.15 have ``reset`` but no reset_method
+    remove: bool
+    driver: str | None
+    enable: bool  # the ``enable`` attribute exists (pci_enable/disable_device)
+
+    def __init__(self, addr: str, reset_methods: tuple[str, ...] = (), reset: bool = False,
+                 reset_method_file: bool = False, remove: bool = False, driver: str | None = None,
+                 enable: bool = False) -> None:
+        self.addr = addr
+        self.reset_methods = reset_methods
+        self.reset = reset
+        self.reset_method_file = reset_method_file
+        self.remove = remove
+        self.driver = driver
+        self.enable = enable
 
     @property
     def resets(self) -> tuple[str, ...]:
@@ -92,17 +122,42 @@ class DeviceCaps:
                 "remove": self.remove, "driver": self.driver}
 
 
-@dataclass
-class Environment:
-    lockdown: str | None = None  # "none", "integrity", "confidentiality"; None = unknown
-    config_writes_permitted: bool | None = None  # None = unknown until a write is tried
-    reset_permitted: bool | None = None
-    notes: list[str] = field(default_factory=list)
-    bars_mappable: bool | None = None
-    config_check: Check | None = None
-    bar_check: Check | None = None
-    rescan: bool | None = None  # <root>/bus/pci/rescan exists
-    devices: dict[str, DeviceCaps] = field(default_factory=dict)
+class Environment(Slots):
+    __slots__ = (
+        "bar_check",
+        "bars_mappable",
+        "config_check",
+        "config_writes_permitted",
+        "devices",
+        "lockdown",
+        "notes",
+        "rescan",
+        "reset_permitted",
+    )
+    lockdown: str | None  # "none", "integrity", "confidentiality"; None = unknown
+    config_writes_permitted: bool | None  # None = unknown until a write is tried
+    reset_permitted: bool | None
+    notes: list[str]
+    bars_mappable: bool | None
+    config_check: Check | None
+    bar_check: Check | None
+    rescan: bool | None  # <root>/bus/pci/rescan exists
+    devices: dict[str, DeviceCaps]
+
+    def __init__(self, lockdown: str | None = None, config_writes_permitted: bool | None = None,
+                 reset_permitted: bool | None = None, notes: list[str] | None = None,
+                 bars_mappable: bool | None = None, config_check: Check | None = None,
+                 bar_check: Check | None = None, rescan: bool | None = None,
+                 devices: dict[str, DeviceCaps] | None = None) -> None:
+        self.lockdown = lockdown
+        self.config_writes_permitted = config_writes_permitted
+        self.reset_permitted = reset_permitted
+        self.notes = [] if notes is None else notes
+        self.bars_mappable = bars_mappable
+        self.config_check = config_check
+        self.bar_check = bar_check
+        self.rescan = rescan
+        self.devices = {} if devices is None else devices
 
     @property
     def locked(self) -> bool:
@@ -158,12 +213,12 @@ def probe(sysfs_root: Path | str, *, probe_writes: bool = False, probe_bars: boo
     reading) the smallest memory BAR of an unbound device, unless lockdown already says no.
     ``config_factory`` and ``mmap_fn`` are the seams tests use to simulate the kernel.
     """
-    root = Path(sysfs_root)
+    root = _paths.pathstr(sysfs_root)  # as str(Path(sysfs_root)) spells it
     tree = SysfsTree(root)
     env = Environment()
     _read_lockdown(env, root)
     _read_devices(env, tree)
-    env.rescan = (root / "bus" / "pci" / "rescan").exists()
+    env.rescan = os.path.exists(_paths.join(root, "bus", "pci", "rescan"))
     if env.lockdown is not None:  # lockdown never restricts the kernel's own resets
         env.reset_permitted = True
     if probe_writes:
@@ -191,14 +246,15 @@ def probe(sysfs_root: Path | str, *, probe_writes: bool = False, probe_bars: boo
     return env
 
 
-def _read_lockdown(env: Environment, root: Path) -> None:
-    path = root / "kernel" / "security" / "lockdown"
+def _read_lockdown(env: Environment, root: str) -> None:
+    path = _paths.join(root, "kernel", "security", "lockdown")
     try:
-        env.lockdown = parse_lockdown(path.read_text())
+        with open(path, encoding=None) as f:
+            env.lockdown = parse_lockdown(f.read())
     except OSError:
-        sec = root / "kernel" / "security"
+        sec = _paths.join(root, "kernel", "security")
         why = ("securityfs is not mounted there (mount -t securityfs securityfs "
-               f"{sec})") if sec.is_dir() and not any(sec.iterdir()) else "it is not readable"
+               f"{sec})") if os.path.isdir(sec) and not os.listdir(sec) else "it is not readable"
         env.notes.append(f"{path}: {why}; lockdown mode unknown")
 
 
@@ -208,17 +264,35 @@ def _read_devices(env: Environment, tree: SysfsTree) -> None:
     except Exception as e:  # noqa: BLE001 - no PCI sysfs: nothing per device to report
         env.notes.append(str(e))
         return
+    devices = _paths.join(_paths.pathstr(tree.root_dir), "bus", "pci", "devices")
     for addr in addrs:
-        ddir = tree.device_dir(addr)
+        ddir = _paths.join(devices, addr)
         try:
             names = set(os.listdir(ddir))
         except OSError:
             continue
-        methods = tuple((tree.attr(addr, "reset_method") or "").split()) \
+        methods = tuple((_paths.read_attr(_paths.join(ddir, "reset_method")) or "").split()) \
             if "reset_method" in names else ()
         env.devices[addr] = DeviceCaps(addr, methods, "reset" in names,
                                        "reset_method" in names, "remove" in names,
-                                       tree.link_name(addr, "driver"), "enable" in names)
+                                       _paths.link_name(_paths.join(ddir, "driver")),
+                                       "enable" in names)
+
+
+def _device_dir(tree: SysfsTree, addr: str) -> str:
+    """``str(tree.device_dir(addr))``, without pathlib."""
+    return _paths.join(_paths.pathstr(tree.root_dir), "bus", "pci", "devices", addr)
+
+
+def _config_path(tree: SysfsTree, addr: str, factory: ConfigFactory) -> Any:
+    """The device's ``config`` for ``factory``: a string for the default ConfigSpace, the
+    ``Path`` the seam promises otherwise."""
+    path = _paths.join(_device_dir(tree, addr), "config")
+    if factory is ConfigSpace:
+        return path
+    from pathlib import Path
+
+    return Path(path)
 
 
 def _errname(e: int | None) -> str:
@@ -231,7 +305,7 @@ def _probe_candidates(env: Environment, tree: SysfsTree,
     its address, accessor and Interrupt Line value."""
     order = sorted(env.devices.values(), key=lambda c: (c.driver is not None, c.addr))
     for c in order:
-        port = factory(tree.device_dir(c.addr) / "config")
+        port = factory(_config_path(tree, c.addr, factory))
         try:
             ids = port.read(0, 4)
             htype = port.read(0x0E, 1) & 0x7F
@@ -272,13 +346,15 @@ def _probe_write(env: Environment, tree: SysfsTree, factory: ConfigFactory) -> C
 def _bars_of(tree: SysfsTree, addr: str) -> list[tuple[int, int]]:
     """(size, index) of the memory BARs in ``resource`` that have a resourceN file."""
     out = []
-    for i, line in enumerate((tree.attr(addr, "resource") or "").splitlines()[:6]):
+    ddir = _device_dir(tree, addr)
+    for i, line in enumerate((_paths.read_attr(_paths.join(ddir, "resource")) or "")
+                             .splitlines()[:6]):
         try:
             start, end, flags = (int(x, 16) for x in line.split()[:3])
         except ValueError:
             continue
         if flags & _IORESOURCE_MEM and end > start and \
-                (tree.device_dir(addr) / f"resource{i}").exists():
+                os.path.exists(_paths.join(ddir, f"resource{i}")):
             out.append((end - start + 1, i))
     return out
 
@@ -297,7 +373,7 @@ def _probe_bar(env: Environment, tree: SysfsTree,
         return Check(None, "not probed", "no unbound device with a memory BAR to map")
     seen: list[str] = []
     for size, addr, i in cands[:_BAR_CANDIDATES]:
-        path = tree.device_dir(addr) / f"resource{i}"
+        path = _paths.join(_device_dir(tree, addr), f"resource{i}")
         try:
             MmapFile.open(path, writable=False, bar=i, mmap_fn=mmap_fn).close()
         except BarMappingRefused:

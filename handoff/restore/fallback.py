@@ -11,9 +11,9 @@ replacement was chosen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from handoff._slots import Slots
 from handoff.devices.model import PciDevice
 from handoff.restore.environment import DeviceCaps, Environment
 from handoff.restore.policy import RESET, Decision, is_bridge
@@ -65,19 +65,42 @@ def default_fallback(dev: PciDevice) -> tuple[tuple[str, ...], str]:
                            "re-enumeration would not stop it)")
 
 
-@dataclass
-class Fallback:
+class Fallback(Slots):
     """Per device: what was wanted, what the kernel refused, and what is done instead."""
 
+    __slots__ = (
+        "chain",
+        "chain_from",
+        "instead",
+        "method",
+        "passed",
+        "permitted",
+        "refused",
+        "wanted",
+        "why",
+    )
     wanted: str  # the policy action
     refused: list[str]  # "2 config write(s): kernel lockdown (integrity) refuses ..."
     chain: tuple[str, ...]
     chain_from: str  # "rule 2 (line 9)", "policy fallback", "default for bridges: ..."
     instead: str  # reset, rescan, skip or none
     why: str
-    method: str | None = None
-    passed: list[str] = field(default_factory=list)  # why earlier choices were not possible
-    permitted: list[str] = field(default_factory=list)  # what the kernel still does here
+    method: str | None
+    passed: list[str]  # why earlier choices were not possible
+    permitted: list[str]  # what the kernel still does here
+
+    def __init__(self, wanted: str, refused: list[str], chain: tuple[str, ...], chain_from: str,
+                 instead: str, why: str, method: str | None = None,
+                 passed: list[str] | None = None, permitted: list[str] | None = None) -> None:
+        self.wanted = wanted
+        self.refused = refused
+        self.chain = chain
+        self.chain_from = chain_from
+        self.instead = instead
+        self.why = why
+        self.method = method
+        self.passed = [] if passed is None else passed
+        self.permitted = [] if permitted is None else permitted
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"wanted": self.wanted, "refused": self.refused,

@@ -8,12 +8,15 @@ serial number when both sides have one). Everything else is refused, with the re
 
 from __future__ import annotations
 
+import os
 import shlex
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from handoff._slots import Frozen, Slots
 from handoff.devices.model import PciDevice
+from handoff.restore import _paths
+
+_set = object.__setattr__
 
 CMDLINE_BOOT_ID = "handoff.boot_id"
 CMDLINE_GENERATION = "handoff.generation"
@@ -27,15 +30,24 @@ class RecordInfo(Protocol):
     generation: int
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(Frozen):
     """What is known of the crashed kernel; None where nothing could be learned."""
 
-    kernel_release: str | None = None
-    boot_id: str | None = None
-    generation: int | None = None
-    sources: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()  # why a source gave nothing
+    __slots__ = ("boot_id", "generation", "kernel_release", "notes", "sources")
+    kernel_release: str | None
+    boot_id: str | None
+    generation: int | None
+    sources: tuple[str, ...]
+    notes: tuple[str, ...]  # why a source gave nothing
+
+    def __init__(self, kernel_release: str | None = None, boot_id: str | None = None,
+                 generation: int | None = None, sources: tuple[str, ...] = (),
+                 notes: tuple[str, ...] = ()) -> None:
+        _set(self, "kernel_release", kernel_release)
+        _set(self, "boot_id", boot_id)
+        _set(self, "generation", generation)
+        _set(self, "sources", sources)
+        _set(self, "notes", notes)
 
     @property
     def known(self) -> bool:
@@ -61,7 +73,7 @@ def parse_cmdline(text: str) -> dict[str, str]:
     return out
 
 
-def vmcore_release(path: Path) -> str | None:
+def vmcore_release(path: str | os.PathLike[str]) -> str | None:
     """OSRELEASE from the VMCOREINFO note of an ELF vmcore; reads only the headers and notes."""
     from handoff import elfcore, vmcoreinfo
     from handoff.sources.blob import FileBlob
@@ -74,28 +86,31 @@ def vmcore_release(path: Path) -> str | None:
     return None
 
 
-def identity_from(proc_root: Path = Path("/proc")) -> Identity:
+def identity_from(proc_root: str | os.PathLike[str] = "/proc") -> Identity:
     """The crashed kernel's identity as the capture kernel sees it under ``proc_root``."""
     release = boot_id = None
     generation = None
     sources: list[str] = []
     notes: list[str] = []
+    proc = _paths.pathstr(proc_root)  # paths in notes read as pathlib spells them
+    cmdline = _paths.join(proc, "cmdline")
     try:
-        args = parse_cmdline((proc_root / "cmdline").read_text(errors="replace"))
+        with open(cmdline, errors="replace") as f:
+            args = parse_cmdline(f.read())
     except OSError as e:
         args = {}
-        notes.append(f"{proc_root / 'cmdline'}: {e.strerror}")
+        notes.append(f"{cmdline}: {e.strerror}")
     if CMDLINE_BOOT_ID in args:
         boot_id = args[CMDLINE_BOOT_ID].strip().lower()
-        sources.append(f"{CMDLINE_BOOT_ID}= on {proc_root / 'cmdline'}")
+        sources.append(f"{CMDLINE_BOOT_ID}= on {cmdline}")
     if CMDLINE_GENERATION in args:
         try:
             generation = int(args[CMDLINE_GENERATION], 0)
-            sources.append(f"{CMDLINE_GENERATION}= on {proc_root / 'cmdline'}")
+            sources.append(f"{CMDLINE_GENERATION}= on {cmdline}")
         except ValueError:
             notes.append(f"{CMDLINE_GENERATION}={args[CMDLINE_GENERATION]!r} is not a number")
-    vmcore = proc_root / "vmcore"
-    if vmcore.exists():
+    vmcore = _paths.join(proc, "vmcore")
+    if os.path.exists(vmcore):
         try:
             release = vmcore_release(vmcore)
             if release:
@@ -109,11 +124,16 @@ def identity_from(proc_root: Path = Path("/proc")) -> Identity:
     return Identity(release, boot_id, generation, tuple(sources), tuple(notes))
 
 
-@dataclass
-class IdentityCheck:
+class IdentityCheck(Slots):
+    __slots__ = ("forced", "ok", "problems")
     ok: bool  # the record may be applied (matching, or forced)
-    problems: list[str] = field(default_factory=list)
-    forced: bool = False
+    problems: list[str]
+    forced: bool
+
+    def __init__(self, ok: bool, problems: list[str] | None = None, forced: bool = False) -> None:
+        self.ok = ok
+        self.problems = [] if problems is None else problems
+        self.forced = forced
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "forced": self.forced, "problems": self.problems}
@@ -149,14 +169,21 @@ MATCHED, VANISHED, MISMATCH, GONE, UNREADABLE = (
     "matched", "vanished", "mismatch", "gone", "unreadable")
 
 
-@dataclass
-class DeviceMatch:
+class DeviceMatch(Slots):
     """The saved device, the device now at its address (None if none), and the verdict."""
 
+    __slots__ = ("current", "reasons", "saved", "status")
     saved: PciDevice
     current: PciDevice | None
     status: str
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str]
+
+    def __init__(self, saved: PciDevice, current: PciDevice | None, status: str,
+                 reasons: list[str] | None = None) -> None:
+        self.saved = saved
+        self.current = current
+        self.status = status
+        self.reasons = [] if reasons is None else reasons
 
     @property
     def ok(self) -> bool:

@@ -12,9 +12,11 @@ Linux definitions in include/uapi/linux/pci_regs.h.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
+from handoff._slots import Frozen
 from handoff.devices import capabilities as caps
+
+_set = object.__setattr__
 
 # Kinds of bits. RW bits are restored; RW_KEEP bits are writable but a restore never changes
 # them (the reason is in ``why``); W1C bits are written as 0 so that a write never clears a
@@ -34,14 +36,23 @@ NORULE = "norule"  # handoff has no rule: differences are reported, not written
 Fmt = Callable[[int], str]
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(Frozen):
+    __slots__ = ("fmt", "kind", "name", "shift", "why", "width")
     name: str
     shift: int
-    width: int = 1
-    kind: str = RW
-    fmt: Fmt | None = None
-    why: str | None = None  # why an RW_KEEP / ACTION bit is not restored
+    width: int
+    kind: str
+    fmt: Fmt | None
+    why: str | None  # why an RW_KEEP / ACTION bit is not restored
+
+    def __init__(self, name: str, shift: int, width: int = 1, kind: str = RW,
+                 fmt: Fmt | None = None, why: str | None = None) -> None:
+        _set(self, "name", name)
+        _set(self, "shift", shift)
+        _set(self, "width", width)
+        _set(self, "kind", kind)
+        _set(self, "fmt", fmt)
+        _set(self, "why", why)
 
     @property
     def mask(self) -> int:
@@ -55,15 +66,26 @@ class Field:
         return self.fmt(v) if self.fmt else (str(v) if self.width == 1 else f"{v:#x}")
 
 
-@dataclass(frozen=True)
-class Register:
+class Register(Frozen):
+    __slots__ = ("default_kind", "fields", "name", "offset", "rule", "why", "width")
     name: str
     offset: int  # from the header start or the capability start
     width: int  # 1, 2 or 4 (3 for Class Code: decoded, never written)
-    rule: str = NEVER
-    fields: tuple[Field, ...] = ()
-    why: str | None = None  # why a NEVER/DRIVER/NORULE register is not written
-    default_kind: str = RO  # kind of the whole register when it has no fields
+    rule: str
+    fields: tuple[Field, ...]  # the bit fields
+    why: str | None  # why a NEVER/DRIVER/NORULE register is not written
+    default_kind: str  # kind of the whole register when it has no fields
+
+    def __init__(self, name: str, offset: int, width: int, rule: str = NEVER,
+                 fields: tuple[Field, ...] = (), why: str | None = None,
+                 default_kind: str = RO) -> None:
+        _set(self, "name", name)
+        _set(self, "offset", offset)
+        _set(self, "width", width)
+        _set(self, "rule", rule)
+        _set(self, "fields", fields)
+        _set(self, "why", why)
+        _set(self, "default_kind", default_kind)
 
     @property
     def full(self) -> int:
@@ -437,14 +459,20 @@ NOT_RESTORED_WHY = {
 }
 
 
-@dataclass(frozen=True)
-class Cap:
+class Cap(Frozen):
     """A capability found in config space (``offset`` absolute)."""
 
+    __slots__ = ("extended", "id", "offset", "version")
     offset: int
     id: int
-    extended: bool = False
-    version: int = 0
+    extended: bool
+    version: int
+
+    def __init__(self, offset: int, id: int, extended: bool = False, version: int = 0) -> None:
+        _set(self, "offset", offset)
+        _set(self, "id", id)
+        _set(self, "extended", extended)
+        _set(self, "version", version)
 
     @property
     def name(self) -> str:
@@ -454,15 +482,27 @@ class Cap:
 
     @property
     def short(self) -> str:
-        return {(False, CAP_EXP): "PCIe", (False, CAP_MSIX): "MSI-X", (False, CAP_MSI): "MSI",
-                (False, CAP_PM): "PM", (False, CAP_SSVID): "SSVID", (True, EXT_AER): "AER", (True, EXT_ACS): "ACS",
-                (True, EXT_LTR): "LTR", (True, EXT_DSN): "DSN"}.get(
-            (self.extended, self.id), self.name)
+        return _SHORT.get((self.extended, self.id)) or self.name
+
+
+_SHORT = {(False, CAP_EXP): "PCIe", (False, CAP_MSIX): "MSI-X", (False, CAP_MSI): "MSI",
+          (False, CAP_PM): "PM", (False, CAP_SSVID): "SSVID", (True, EXT_AER): "AER",
+          (True, EXT_ACS): "ACS", (True, EXT_LTR): "LTR", (True, EXT_DSN): "DSN"}
+_CAPS: dict[bytes, tuple[Cap, ...]] = {}
+_CAPS_MAX = 64  # config images kept: planning one device looks at its two images repeatedly
 
 
 def find_caps(config: bytes) -> list[Cap]:
-    """Every capability, through the bounded walks of handoff.devices.capabilities."""
-    return [Cap(c.offset, c.id, c.extended, c.version) for c in caps.capabilities(config)]
+    """Every capability, through the bounded walks of handoff.devices.capabilities
+    (memoized by the image's content)."""
+    key = bytes(config)
+    hit = _CAPS.get(key)
+    if hit is None:
+        if len(_CAPS) >= _CAPS_MAX:
+            _CAPS.clear()
+        hit = _CAPS[key] = tuple(Cap(c.offset, c.id, c.extended, c.version)
+                                 for c in caps.capabilities(key))
+    return list(hit)
 
 
 def u(config: bytes, off: int, width: int) -> int | None:
@@ -590,14 +630,21 @@ def class_name(class_code: int) -> str:
 
 # --- where each register sits in one config image ------------------------------------------
 
-@dataclass(frozen=True)
-class Placed:
+class Placed(Frozen):
     """A register at its absolute ``offset`` in one device's config space."""
 
+    __slots__ = ("bar_mask", "cap", "offset", "reg")
     reg: Register
     offset: int
-    cap: Cap | None = None
-    bar_mask: int | None = None  # the writable bits of a BAR (type bits excluded)
+    cap: Cap | None
+    bar_mask: int | None  # the writable bits of a BAR (type bits excluded)
+
+    def __init__(self, reg: Register, offset: int, cap: Cap | None = None,
+                 bar_mask: int | None = None) -> None:
+        _set(self, "reg", reg)
+        _set(self, "offset", offset)
+        _set(self, "cap", cap)
+        _set(self, "bar_mask", bar_mask)
 
     @property
     def label(self) -> str:
@@ -612,21 +659,44 @@ class Placed:
         return self.reg.full & ~self.rw_mask if self.bar_mask is not None else self.reg.keep_mask
 
 
+_LAYOUTS: dict[tuple[object, ...], tuple[Placed, ...]] = {}
+_LAYOUTS_MAX = 512  # distinct device layouts kept; a machine has a few dozen
+
+
 def layout(config: bytes) -> list[Placed]:
     """Every register handoff knows in ``config``, in offset order: the header for its
-    type (BARs as the image lays them out) and the registers of each known capability."""
+    type (BARs as the image lays them out) and the registers of each known capability.
+
+    Memoized by what the layout depends on: the image's size, header type, BAR types, and
+    each capability's place, id, version and (standard ones) flags word, which selects the
+    MSI and PCIe registers present. Devices of one kind share one layout."""
     if len(config) < 0x10:
         return []
     htype = config[0x0E] & 0x7F
+    bars = bar_layout(config, htype)
+    found = find_caps(config)
+    key = (len(config), htype, tuple(bars),
+           tuple((c.offset, c.id, c.extended, c.version,
+                  None if c.extended else u(config, c.offset + 2, 2)) for c in found))
+    hit = _LAYOUTS.get(key)
+    if hit is None:
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        hit = _LAYOUTS[key] = tuple(_layout(config, htype, bars, found))
+    return list(hit)
+
+
+def _layout(config: bytes, htype: int, bar_list: list[tuple[int, str, int]],
+            found: list[Cap]) -> list[Placed]:
     out: list[Placed] = []
-    bars = {off: (name, mask) for off, name, mask in bar_layout(config, htype)}
+    bars = {off: (name, mask) for off, name, mask in bar_list}
     for r in header_registers(htype):
         if r.rule == BAR:
             continue
         out.append(Placed(r, r.offset))
     for off, (name, mask) in bars.items():
         out.append(Placed(Register(name, off, 4, BAR, why=_BAR_WHY), off, None, mask))
-    for cap in find_caps(config):
+    for cap in found:
         head = 4 if cap.extended else 2
         out.append(Placed(Register("Capability Header", 0, head, why="RO"), cap.offset, cap))
         for r in cap_registers(config, cap):

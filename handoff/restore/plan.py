@@ -22,9 +22,9 @@ refused, and fallback.py picks what the kernel can still do for the device.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from handoff._slots import Slots
 from handoff.devices.model import PciDevice, devices_from_payload
 from handoff.restore import pciregs as R
 from handoff.restore.configplan import quiesce_step, restore_steps, snapshot_problem
@@ -68,25 +68,66 @@ from handoff.restore.steps import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.plugins import Registry
+    from handoff.plugins.registry import Selection
 
 _WINDOW_OFFSETS = (0x1C, 0x20, 0x24, 0x28, 0x2C, 0x30)
 
 
-@dataclass
-class DevicePlan:
+class DevicePlan(Slots):
+    __slots__ = (
+        "decision",
+        "fallback",
+        "match",
+        "notes",
+        "outcome",
+        "plugin_notes",
+        "plugin_ops",
+        "plugins",
+        "saved",
+        "selection",
+        "snapshot",
+        "status",
+        "steps",
+        "why",
+    )
+    _repr_skip = ("selection",)
+    _eq_skip = ("selection",)
     saved: PciDevice
     match: DeviceMatch
     decision: Decision
     status: str  # planned, nothing, skip, refused
     why: str
-    steps: list[Step] = field(default_factory=list)
-    snapshot: str | None = None  # "early" / "live" for restores
-    notes: list[str] = field(default_factory=list)
-    outcome: str | None = None  # set by apply: done, partial, failed, refused, nothing, skipped
-    plugin_ops: list[PluginOp] = field(default_factory=list)
-    plugins: list[str] = field(default_factory=list)  # plugins that took the device
-    plugin_notes: list[str] = field(default_factory=list)
-    fallback: Fallback | None = None
+    steps: list[Step]
+    snapshot: str | None  # "early" / "live" for restores
+    notes: list[str]
+    outcome: str | None  # set by apply: done, partial, failed, refused, nothing, skipped
+    plugin_ops: list[PluginOp]
+    plugins: list[str]  # plugins that took the device
+    plugin_notes: list[str]
+    fallback: Fallback | None
+    # plugins.registry.Selection made while planning plugin steps; running them reuses it
+    selection: Selection | None
+
+    def __init__(self, saved: PciDevice, match: DeviceMatch, decision: Decision, status: str,
+                 why: str, steps: list[Step] | None = None, snapshot: str | None = None,
+                 notes: list[str] | None = None, outcome: str | None = None,
+                 plugin_ops: list[PluginOp] | None = None, plugins: list[str] | None = None,
+                 plugin_notes: list[str] | None = None, fallback: Fallback | None = None,
+                 selection: Selection | None = None) -> None:
+        self.saved = saved
+        self.match = match
+        self.decision = decision
+        self.status = status
+        self.why = why
+        self.steps = [] if steps is None else steps
+        self.snapshot = snapshot
+        self.notes = [] if notes is None else notes
+        self.outcome = outcome
+        self.plugin_ops = [] if plugin_ops is None else plugin_ops
+        self.plugins = [] if plugins is None else plugins
+        self.plugin_notes = [] if plugin_notes is None else plugin_notes
+        self.fallback = fallback
+        self.selection = selection
 
     @property
     def addr(self) -> str:
@@ -131,8 +172,11 @@ class DevicePlan:
         return d
 
 
-@dataclass
-class Plan:
+class Plan(Slots):
+    __slots__ = ("_topo", "appeared", "check", "devices", "env", "identity", "policy", "record",
+                 "registry")
+    _repr_skip = ("_topo",)
+    _eq_skip = ("_topo",)
     record: dict[str, Any]
     identity: Identity
     check: IdentityCheck
@@ -140,11 +184,28 @@ class Plan:
     policy: Policy
     devices: list[DevicePlan]
     appeared: list[PciDevice]
-    registry: Registry | None = None  # None: device plugins off for the whole run
+    registry: Registry | None  # None: device plugins off for the whole run
+
+    def __init__(self, record: dict[str, Any], identity: Identity, check: IdentityCheck,
+                 env: Environment, policy: Policy, devices: list[DevicePlan],
+                 appeared: list[PciDevice], registry: Registry | None = None) -> None:
+        self.record = record
+        self.identity = identity
+        self.check = check
+        self.env = env
+        self.policy = policy
+        self.devices = devices
+        self.appeared = appeared
+        self.registry = registry
+        self._topo: tuple[tuple[tuple[int, int], ...], list[DevicePlan]] | None = None
 
     def topo(self) -> list[DevicePlan]:
-        """Bridges before the devices behind them."""
-        return sorted(self.devices, key=lambda d: (d.depth, d.addr))
+        """Bridges before the devices behind them. Sorted once per set of devices: every
+        pass asks (the cached list keeps its devices alive, so their ids stay theirs)."""
+        key = tuple((id(d), id(d.match.current)) for d in self.devices)
+        if self._topo is None or self._topo[0] != key:
+            self._topo = (key, sorted(self.devices, key=lambda d: (d.depth, d.addr)))
+        return list(self._topo[1])
 
     def in_order(self, direction: str) -> list[DevicePlan]:
         topo = self.topo()

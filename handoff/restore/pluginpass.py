@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from handoff._slots import Slots
 from handoff.plugins import Deadline, Registry, run_plugins, steps_for
 from handoff.plugins.bar import Clock, Sleep
 from handoff.plugins.runner import GRACE_S, BarsFor
+from handoff.restore import _paths
 from handoff.restore.policy import QUIESCE, RESET, RESTORE_EARLY, RESTORE_LIVE, Plugins
 from handoff.restore.steps import P_QUIESCE, P_RESET, P_RESTORE, P_SAVE, P_VERIFY, PluginOp
 from handoff.sysfs import SysfsTree
@@ -35,20 +36,43 @@ _PHASES_FOR = {
 }
 
 
-@dataclass
-class PluginRuntime:
+class PluginRuntime(Slots):
     """How plugin steps reach the devices: the sysfs tree their BARs are mapped from (or the
     ``bars_for`` seam tests put register models in), the clock and sleep bounded waits use,
     and ``budget_s``, one bound on all plugin steps of the run (None: each step's own)."""
 
-    tree: SysfsTree | None = None
-    bars_for: BarsFor | None = None
-    clock: Clock = time.monotonic
-    sleep: Sleep = time.sleep
-    isolate: bool = True
-    budget_s: float | None = None
-    grace_s: float = GRACE_S
-    _deadline: Deadline | None = field(default=None, repr=False)
+    __slots__ = (
+        "_deadline",
+        "bars_for",
+        "budget_s",
+        "clock",
+        "grace_s",
+        "isolate",
+        "sleep",
+        "tree",
+    )
+    _repr_skip = ("_deadline",)
+    tree: SysfsTree | None
+    bars_for: BarsFor | None
+    clock: Clock
+    sleep: Sleep
+    isolate: bool
+    budget_s: float | None
+    grace_s: float
+    _deadline: Deadline | None
+
+    def __init__(self, tree: SysfsTree | None = None, bars_for: BarsFor | None = None,
+                 clock: Clock = time.monotonic, sleep: Sleep = time.sleep, isolate: bool = True,
+                 budget_s: float | None = None, grace_s: float = GRACE_S,
+                 _deadline: Deadline | None = None) -> None:
+        self.tree = tree
+        self.bars_for = bars_for
+        self.clock = clock
+        self.sleep = sleep
+        self.isolate = isolate
+        self.budget_s = budget_s
+        self.grace_s = grace_s
+        self._deadline = _deadline
 
     def remaining(self) -> float | None:
         if self.budget_s is None:
@@ -85,12 +109,12 @@ def plan_device(dp: DevicePlan, registry: Registry, env: Environment) -> None:
             dp.plugin_notes.append(f"plugin(s) {', '.join(missing)} named by the policy are "
                                    "not installed (`handoff plugins` lists what is)")
     current = dp.match.current
-    sel = reg.select(current)
+    sel = dp.selection = reg.select(current)  # once: run_phase reuses it
     dp.plugins = [i.name for i in sel.accepted]
     dp.plugin_notes.extend(f"{n} declined: {why}" for n, why in sel.declined.items())
     refusal = env.bar_refusal()
     for phase in phases:
-        for s in steps_for(current, phase, saved=dp.saved, registry=reg):
+        for s in steps_for(current, phase, saved=dp.saved, registry=reg, selection=sel):
             why = s.why if s.problem is None else f"{s.why}: {s.problem}"
             op = PluginOp(dp.addr, phase, s.plugin, s.name, why)
             if refusal and s.problem is None:
@@ -112,7 +136,8 @@ def run_phase(devices: Iterable[DevicePlan], phase: str, registry: Registry, rt:
     refusal = None if dry_run else env.bar_refusal()
     # Messages name sysfs files relative to the tree ("bus/pci/devices/.../resource0"): the
     # same in /sys and in a copy, and shorter in the report note.
-    roots = sorted({f"{rt.tree.root}/", f"{os.path.realpath(rt.tree.root)}/"}, key=len,
+    root = _paths.pathstr(rt.tree.root_dir) if rt.tree is not None else ""
+    roots = sorted({f"{root}/", f"{os.path.realpath(root)}/"}, key=len,
                    reverse=True) if rt.tree is not None else []
     for dp in devices:
         ops = [o for o in dp.plugin_ops if o.phase == phase]
@@ -129,7 +154,9 @@ def run_phase(devices: Iterable[DevicePlan], phase: str, registry: Registry, rt:
         run = run_plugins([dp.match.current], phase, registry=reg, tree=rt.tree,
                           saved={dp.addr: dp.saved}, dry_run=dry_run, budget_s=budget,
                           refuse_bars=refusal, bars_for=rt.bars_for, clock=rt.clock,
-                          sleep=rt.sleep, isolate=rt.isolate, grace_s=rt.grace_s)
+                          sleep=rt.sleep, isolate=rt.isolate, grace_s=rt.grace_s,
+                          selections=None if dp.selection is None else
+                          {dp.addr: dp.selection})
         todo = list(ops)
         for r in run.results:
             op = next((o for o in todo if (o.plugin, o.step) == (r.plugin, r.step)), None)

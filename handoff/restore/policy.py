@@ -11,10 +11,9 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from handoff._slots import Frozen
 from handoff.devices.model import PciDevice
 from handoff.errors import UsageError
 from handoff.restore.defaults import (  # noqa: F401  (re-exported)
@@ -27,6 +26,11 @@ from handoff.restore.defaults import (  # noqa: F401  (re-exported)
     default_rule,
     is_bridge,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+_set = object.__setattr__
 
 # drivers/pci/pci.c pci_reset_fn_methods[] names, as sysfs reset_method accepts them.
 RESET_METHODS = ("device_specific", "acpi", "flr", "af_flr", "pm", "bus", "cxl_bus")
@@ -44,13 +48,18 @@ _ADDR_GLOB = re.compile(r"^[0-9a-f:.*?\[\]\-]+$")
 _HEXW = re.compile(r"^([0-9a-fx]{4}|\*)$")
 
 
-@dataclass(frozen=True)
-class ClassPattern:
+class ClassPattern(Frozen):
     """A class-code pattern: ``value`` and ``mask`` over base << 16 | sub << 8 | prog-if."""
 
+    __slots__ = ("mask", "text", "value")
     value: int
     mask: int
     text: str
+
+    def __init__(self, value: int, mask: int, text: str) -> None:
+        _set(self, "value", value)
+        _set(self, "mask", mask)
+        _set(self, "text", text)
 
     def matches(self, class_code: int) -> bool:
         return class_code & self.mask == self.value
@@ -80,11 +89,16 @@ def parse_class(text: str) -> ClassPattern:
     return ClassPattern(value, mask, text)
 
 
-@dataclass(frozen=True)
-class IdPattern:
+class IdPattern(Frozen):
+    __slots__ = ("device", "text", "vendor")
     vendor: int | None
     device: int | None
     text: str
+
+    def __init__(self, vendor: int | None, device: int | None, text: str) -> None:
+        _set(self, "vendor", vendor)
+        _set(self, "device", device)
+        _set(self, "text", text)
 
     def matches(self, vendor: int, device: int) -> bool:
         return ((self.vendor is None or self.vendor == vendor)
@@ -115,19 +129,48 @@ def parse_address(text: str) -> str:
     return t
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Frozen):
+    __slots__ = (
+        "action",
+        "address",
+        "cls",
+        "driver",
+        "fallback",
+        "id",
+        "index",
+        "line",
+        "plugins",
+        "reset_method",
+        "why",
+    )
     index: int  # 1-based position among the rules
     line: int  # line of its [[rule]] header in the file, 0 when not from a file
     action: str
-    address: str | None = None
-    id: IdPattern | None = None
-    cls: ClassPattern | None = None
-    driver: str | None = None
-    reset_method: str | None = None
-    why: str | None = None
-    plugins: Plugins | None = None  # None: the policy's top-level setting
-    fallback: tuple[str, ...] | None = None
+    address: str | None
+    id: IdPattern | None
+    cls: ClassPattern | None
+    driver: str | None
+    reset_method: str | None
+    why: str | None
+    plugins: Plugins | None  # None: the policy's top-level setting
+    fallback: tuple[str, ...] | None
+
+    def __init__(self, index: int, line: int, action: str, address: str | None = None,
+                 id: IdPattern | None = None, cls: ClassPattern | None = None,
+                 driver: str | None = None, reset_method: str | None = None,
+                 why: str | None = None, plugins: Plugins | None = None,
+                 fallback: tuple[str, ...] | None = None) -> None:
+        _set(self, "index", index)
+        _set(self, "line", line)
+        _set(self, "action", action)
+        _set(self, "address", address)
+        _set(self, "id", id)
+        _set(self, "cls", cls)
+        _set(self, "driver", driver)
+        _set(self, "reset_method", reset_method)
+        _set(self, "why", why)
+        _set(self, "plugins", plugins)
+        _set(self, "fallback", fallback)
 
     def matches(self, dev: PciDevice) -> bool:
         if self.address is not None and not fnmatch.fnmatchcase(dev.addr, self.address):
@@ -146,26 +189,58 @@ class Rule:
         return f"rule {self.index}{where}: {' '.join(crit)}"
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Frozen):
+    __slots__ = (
+        "action",
+        "fallback",
+        "fallback_source",
+        "plugins",
+        "reset_method",
+        "rule",
+        "source",
+        "why",
+    )
     action: str
     why: str
-    rule: Rule | None = None
-    reset_method: str | None = None
-    source: str = "default"  # "rule", "policy default", "record" or "default"
-    plugins: Plugins = True
-    fallback: tuple[str, ...] | None = None  # None: the built-in default for the device kind
-    fallback_source: str | None = None  # "rule 2 (line 9)", "policy fallback"
+    rule: Rule | None
+    reset_method: str | None
+    source: str  # "rule", "policy default", "record" or "default"
+    plugins: Plugins
+    fallback: tuple[str, ...] | None  # None: the built-in default for the device kind
+    fallback_source: str | None  # "rule 2 (line 9)", "policy fallback"
+
+    def __init__(self, action: str, why: str, rule: Rule | None = None,
+                 reset_method: str | None = None, source: str = "default", plugins: Plugins = True,
+                 fallback: tuple[str, ...] | None = None,
+                 fallback_source: str | None = None) -> None:
+        _set(self, "action", action)
+        _set(self, "why", why)
+        _set(self, "rule", rule)
+        _set(self, "reset_method", reset_method)
+        _set(self, "source", source)
+        _set(self, "plugins", plugins)
+        _set(self, "fallback", fallback)
+        _set(self, "fallback_source", fallback_source)
 
 
-@dataclass(frozen=True)
-class Policy:
-    rules: tuple[Rule, ...] = ()
-    blacklist: tuple[str, ...] = ()
-    default: str | None = None  # action for devices no rule matches (None: record, defaults)
-    source: str = "built-in defaults"
-    plugins: Plugins = True  # top-level ``plugins``
-    fallback: tuple[str, ...] | None = None  # top-level ``fallback`` (never for bridges)
+class Policy(Frozen):
+    __slots__ = ("blacklist", "default", "fallback", "plugins", "rules", "source")
+    rules: tuple[Rule, ...]
+    blacklist: tuple[str, ...]
+    default: str | None  # action for devices no rule matches (None: record, defaults)
+    source: str
+    plugins: Plugins  # top-level ``plugins``
+    fallback: tuple[str, ...] | None  # top-level ``fallback`` (never for bridges)
+
+    def __init__(self, rules: tuple[Rule, ...] = (), blacklist: tuple[str, ...] = (),
+                 default: str | None = None, source: str = "built-in defaults",
+                 plugins: Plugins = True, fallback: tuple[str, ...] | None = None) -> None:
+        _set(self, "rules", rules)
+        _set(self, "blacklist", blacklist)
+        _set(self, "default", default)
+        _set(self, "source", source)
+        _set(self, "plugins", plugins)
+        _set(self, "fallback", fallback)
 
     def decide(self, dev: PciDevice, recorded: str | None = None) -> Decision:
         """Rule, then the policy's ``default``, then the record's action, then defaults.
@@ -228,6 +303,8 @@ _LIST_KEYS = ("plugins", "fallback")  # the rule keys that are not strings
 
 
 def load_policy(path: str | Path) -> Policy:
+    from pathlib import Path  # only with a policy file: pathlib costs every start-up otherwise
+
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -338,16 +415,13 @@ def _rule(i: int, r: dict[str, Any], loc: _Locator) -> Rule:
                 why=r.get("why"), **kw)
 
 
-@dataclass
 class _Locator:
     """Finds the line of a key by scanning the text: tomllib reports lines only for syntax."""
 
-    text: str
-    name: str
-    _rules: list[int] = field(default_factory=list)  # line of each [[rule]] header
-    _top_end: int = 0
-
-    def __post_init__(self) -> None:
+    def __init__(self, text: str, name: str) -> None:
+        self.text = text
+        self.name = name
+        self._rules: list[int] = []  # line of each [[rule]] header
         lines = self.text.splitlines()
         self._top_end = len(lines)
         for n, line in enumerate(lines, 1):

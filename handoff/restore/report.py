@@ -16,7 +16,6 @@ and dropped last (the totals and each device's outcome always stay).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from handoff.restore import pciregs as R
@@ -223,6 +222,8 @@ def build(plan: Plan, *, dry_run: bool = False, max_ops: int | None = None) -> d
 
 def encode(plan: Plan, *, dry_run: bool = False, limit: int = MAX_REPORT_BYTES) -> bytes:
     """Compact JSON under ``limit`` bytes: per-device operation lists shrink until it fits."""
+    import json  # only when a report is written: the text output does not need it
+
     for max_ops in (None, 16, 8, 4, 2, 1, 0):
         doc = build(plan, dry_run=dry_run, max_ops=max_ops)
         if max_ops is not None:

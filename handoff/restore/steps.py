@@ -9,8 +9,9 @@ ordering"); the kernel functions each pass follows are cited in plan.py and conf
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from handoff._slots import Slots
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.plugins.api import Access, StepResult
@@ -41,11 +42,34 @@ PASSES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-@dataclass
-class Step:
+class Step(Slots):
     """One operation on one device. For config writes, the value written is
     ``(current & keep) | (target & mask)``, verified by ``readback & mask == target & mask``."""
 
+    __slots__ = (
+        "addr",
+        "current",
+        "delay_ms",
+        "detail",
+        "instead",
+        "keep",
+        "mask",
+        "method",
+        "offset",
+        "op",
+        "phase",
+        "readback",
+        "reg",
+        "result",
+        "retries",
+        "saved",
+        "status",
+        "target",
+        "transient",
+        "value",
+        "why",
+        "width",
+    )
     addr: str
     phase: str
     reg: str
@@ -53,22 +77,51 @@ class Step:
     width: int
     op: str  # write, reset, rescan, skip, refuse
     why: str
-    current: int | None = None  # what the register should hold when the step runs
-    saved: int | None = None  # the snapshot's value (restore phase)
-    value: int | None = None  # what is written
-    mask: int = 0
-    target: int = 0
-    keep: int = 0
-    retries: int = 0
-    delay_ms: int = 0
-    transient: bool = False  # an intermediate value of a sequence (bridge windows)
-    method: str | None = None  # reset method; None with op reset: the kernel's choice
-    detail: str = ""  # decoded change: "Bus Master 1 -> 0, INTx Disable 0 -> 1"
-    instead: bool = False  # a fallback for something the kernel refused
+    current: int | None  # what the register should hold when the step runs
+    saved: int | None  # the snapshot's value (restore phase)
+    value: int | None  # what is written
+    mask: int
+    target: int
+    keep: int
+    retries: int
+    delay_ms: int
+    transient: bool  # an intermediate value of a sequence (bridge windows)
+    method: str | None  # reset method; None with op reset: the kernel's choice
+    detail: str  # decoded change: "Bus Master 1 -> 0, INTx Disable 0 -> 1"
+    instead: bool  # a fallback for something the kernel refused
     # filled in by apply
-    status: str = "planned"  # planned, verified, unverified, done, refused, skipped
-    result: str | None = None
-    readback: int | None = None
+    status: str  # planned, verified, unverified, done, refused, skipped
+    result: str | None
+    readback: int | None
+
+    def __init__(self, addr: str, phase: str, reg: str, offset: int, width: int, op: str, why: str,
+                 current: int | None = None, saved: int | None = None, value: int | None = None,
+                 mask: int = 0, target: int = 0, keep: int = 0, retries: int = 0,
+                 delay_ms: int = 0, transient: bool = False, method: str | None = None,
+                 detail: str = "", instead: bool = False, status: str = "planned",
+                 result: str | None = None, readback: int | None = None) -> None:
+        self.addr = addr
+        self.phase = phase
+        self.reg = reg
+        self.offset = offset
+        self.width = width
+        self.op = op
+        self.why = why
+        self.current = current
+        self.saved = saved
+        self.value = value
+        self.mask = mask
+        self.target = target
+        self.keep = keep
+        self.retries = retries
+        self.delay_ms = delay_ms
+        self.transient = transient
+        self.method = method
+        self.detail = detail
+        self.instead = instead
+        self.status = status
+        self.result = result
+        self.readback = readback
 
     @property
     def acts(self) -> bool:
@@ -105,24 +158,56 @@ class Step:
         return d
 
 
-@dataclass
-class PluginOp:
+class PluginOp(Slots):
     """One device-plugin step in the plan: planned from the plugin's hook, then filled in from
     the :class:`~handoff.plugins.api.StepResult` a (dry or real) run gave."""
 
+    __slots__ = (
+        "accesses",
+        "addr",
+        "dropped",
+        "elapsed_s",
+        "ext",
+        "notes",
+        "phase",
+        "plugin",
+        "refused_by",
+        "result",
+        "status",
+        "step",
+        "why",
+    )
     addr: str
     phase: str  # save, quiesce, reset, restore, verify
     plugin: str
     step: str
     why: str
-    status: str = "planned"  # planned, ok, failed, refused, timeout
-    result: str | None = None  # the step's message, or why it was refused
-    refused_by: str | None = None  # refused at plan time (lockdown): the kernel is not asked
-    accesses: list[Access] = field(default_factory=list)
-    dropped: int = 0
-    elapsed_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    ext: dict[str, Any] | None = None
+    status: str  # planned, ok, failed, refused, timeout
+    result: str | None  # the step's message, or why it was refused
+    refused_by: str | None  # refused at plan time (lockdown): the kernel is not asked
+    accesses: list[Access]
+    dropped: int
+    elapsed_s: float
+    notes: list[str]
+    ext: dict[str, Any] | None
+
+    def __init__(self, addr: str, phase: str, plugin: str, step: str, why: str,
+                 status: str = "planned", result: str | None = None, refused_by: str | None = None,
+                 accesses: list[Access] | None = None, dropped: int = 0, elapsed_s: float = 0.0,
+                 notes: list[str] | None = None, ext: dict[str, Any] | None = None) -> None:
+        self.addr = addr
+        self.phase = phase
+        self.plugin = plugin
+        self.step = step
+        self.why = why
+        self.status = status
+        self.result = result
+        self.refused_by = refused_by
+        self.accesses = [] if accesses is None else accesses
+        self.dropped = dropped
+        self.elapsed_s = elapsed_s
+        self.notes = [] if notes is None else notes
+        self.ext = ext
 
     @property
     def label(self) -> str:

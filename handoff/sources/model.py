@@ -92,7 +92,7 @@ class Location(Frozen):
         return ", ".join(parts) or "?"
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.fields().items() if v is not None}
+        return {k: v for k, v in self.as_dict().items() if v is not None}
 
 
 class Problem(Frozen):
@@ -136,7 +136,7 @@ class NoteInfo(Frozen):
         object.__setattr__(self, "member", member)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.fields().items() if v is not None}
+        return {k: v for k, v in self.as_dict().items() if v is not None}
 
 
 class SlotStatus(Slots):

@@ -20,14 +20,16 @@ later) §7.7.2 "MSI-X Capability and Table Structure":
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from handoff._slots import Frozen
 from handoff.devices import capabilities as caps
 from handoff.devices.model import PciDevice
 from handoff.plugins.api import Match, Plugin, PluginStep, StepFailed
 from handoff.plugins.bar import BarBoundsError
 from handoff.plugins.context import StepContext
+
+_set = object.__setattr__
 
 PCI_CAP_ID_MSIX = 0x11
 MSIX_FLAGS = 2
@@ -42,14 +44,23 @@ ENTRY_VECTOR_CTRL = 12
 VECTOR_CTRL_MASKED = 1 << 0
 
 
-@dataclass(frozen=True)
-class MsixCap:
+class MsixCap(Frozen):
+    __slots__ = ("cap", "control", "pba_bir", "pba_offset", "table_bir", "table_offset")
     cap: int  # offset of the capability in config space
     control: int
     table_bir: int
     table_offset: int
     pba_bir: int
     pba_offset: int
+
+    def __init__(self, cap: int, control: int, table_bir: int, table_offset: int, pba_bir: int,
+                 pba_offset: int) -> None:
+        _set(self, "cap", cap)
+        _set(self, "control", control)
+        _set(self, "table_bir", table_bir)
+        _set(self, "table_offset", table_offset)
+        _set(self, "pba_bir", pba_bir)
+        _set(self, "pba_offset", pba_offset)
 
     @property
     def size(self) -> int:

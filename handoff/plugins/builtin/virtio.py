@@ -20,14 +20,17 @@ forget them. References are to the Virtual I/O Device (VIRTIO) specification 1.1
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from handoff._slots import Frozen
 from handoff.devices import capabilities as caps
 from handoff.devices.model import PciDevice
 from handoff.plugins.api import Match, Plugin, PluginStep, StepFailed, StepTimeout
 from handoff.plugins.context import StepContext
+
+_set = object.__setattr__
 
 VENDOR = 0x1AF4
 PCI_CAP_ID_VNDR = 0x09
@@ -39,13 +42,20 @@ COMMON_LEN_MIN = DEVICE_STATUS + 1
 RESET_TIMEOUT_S = 1.0  # the spec gives no bound; a device that takes longer is reported
 
 
-@dataclass(frozen=True)
-class VirtioCap:
+class VirtioCap(Frozen):
+    __slots__ = ("bar", "cap", "cfg_type", "length", "offset")
     cap: int  # offset in config space
     cfg_type: int
     bar: int
     offset: int
     length: int
+
+    def __init__(self, cap: int, cfg_type: int, bar: int, offset: int, length: int) -> None:
+        _set(self, "cap", cap)
+        _set(self, "cfg_type", cfg_type)
+        _set(self, "bar", bar)
+        _set(self, "offset", offset)
+        _set(self, "length", length)
 
 
 def virtio_caps(config: bytes) -> list[VirtioCap]:
@@ -63,12 +73,22 @@ def virtio_caps(config: bytes) -> list[VirtioCap]:
 
 
 def common_cfg(config: bytes) -> VirtioCap | None:
-    """The first usable VIRTIO_PCI_CAP_COMMON_CFG (§4.1.4: reserved BAR values are ignored)."""
+    """The first usable VIRTIO_PCI_CAP_COMMON_CFG (§4.1.4: reserved BAR values are ignored).
+    Memoized by content: ``accepts`` and every hook ask for it on the same snapshot."""
+    if type(config) is bytes:
+        return _common_cfg_cached(config)
+    return _common_cfg(config)
+
+
+def _common_cfg(config: bytes) -> VirtioCap | None:
     for v in virtio_caps(config):
         if v.cfg_type == VIRTIO_PCI_CAP_COMMON_CFG and v.bar <= 5 \
                 and v.length >= COMMON_LEN_MIN:
             return v
     return None
+
+
+_common_cfg_cached = functools.lru_cache(maxsize=64)(_common_cfg)
 
 
 class Virtio(Plugin):
