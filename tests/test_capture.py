@@ -120,6 +120,7 @@ def test_copy_equals_source_and_zero_pages_are_holes(tmp_path: Path) -> None:
     dst = tmp_path / "copy"
     res = S.copy_sparse(str(src), str(dst))
     assert res.method == "sparse-copy" and res.format == "elf" and res.layout == "elf"
+    assert res.reader == "mmap" and res.as_dict()["reader"] == "mmap"
     assert dst.stat().st_size == src.stat().st_size == res.size == res.source_size
     assert sha(dst) == sha(src)
     for off, n in load_ranges(src):
@@ -143,7 +144,8 @@ def test_copy_reports_progress_up_to_the_total(tmp_path: Path) -> None:
     src = tmp_path / "vmcore"
     vmcore_like(src)
     seen: list[tuple[int, int]] = []
-    S.copy_sparse(str(src), str(tmp_path / "copy"), progress=lambda d, t: seen.append((d, t)))
+    S.copy_sparse(str(src), str(tmp_path / "copy"), progress=lambda d, t: seen.append((d, t)),
+                  chunk=1 << 20)
     done = [d for d, _ in seen]
     assert done == sorted(done) and len(seen) >= 4
     assert (
@@ -172,8 +174,10 @@ def test_unreadable_pages_become_holes_and_are_reported(
         return real(fd, bufs, offset)
 
     monkeypatch.setattr(os, "preadv", preadv)
-    res = S.copy_sparse(str(src), str(tmp_path / "copy"))
+    # Only the read path sees EIO: a mapped source that cannot be read fails the mmap itself.
+    res = S.copy_sparse(str(src), str(tmp_path / "copy"), map_source=False)
     monkeypatch.undo()
+    assert res.reader == "read"
     assert res.unreadable == ((bad, PAGE),) and res.unreadable_bytes == PAGE
     assert any("could not be read" in w for w in res.warnings)
     out = (tmp_path / "copy").read_bytes()
@@ -181,6 +185,90 @@ def test_unreadable_pages_become_holes_and_are_reported(
     expect = bytes(src_bytes[:bad]) + bytes(PAGE) + bytes(src_bytes[bad + PAGE :])
     assert out == expect
     assert loads
+
+
+def test_an_unmappable_source_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "vmcore"
+    vmcore_like(src)
+    real = S.mmap.mmap
+
+    def no_file_maps(fd: int, *a: Any, **kw: Any) -> Any:
+        if fd != -1:  # the read buffer (anonymous) still works
+            raise OSError(errno.ENODEV, "No such device")
+        return real(fd, *a, **kw)
+
+    monkeypatch.setattr(S.mmap, "mmap", no_file_maps)
+    res = S.copy_sparse(str(src), str(tmp_path / "copy"))
+    monkeypatch.undo()
+    assert res.reader == "read" and not res.warnings
+    assert sha(tmp_path / "copy") == sha(src)
+    assert_holes_where_zero(src, tmp_path / "copy")
+
+
+def tricky_pages(seed: int, n: int) -> bytes:
+    """Pages that defeat sampling: zero, random, one non-zero byte anywhere (mostly outside
+    the sampled words), data only in a sampled word, and runs of each."""
+    rnd = random.Random(seed)
+    out = []
+    while len(out) < n:
+        kind = rnd.randrange(6)
+        run = rnd.choice((1, 1, 2, 3, 17, 300))
+        for _ in range(run):
+            if kind in (0, 1):
+                out.append(bytes(PAGE))
+            elif kind == 2:
+                out.append(rnd.randbytes(PAGE))
+            else:
+                p = bytearray(PAGE)
+                at = rnd.randrange(PAGE) if kind != 4 else 8 * 64 * rnd.randrange(8)
+                p[at] = rnd.randrange(1, 256)
+                if kind == 5:
+                    p[-1] = 1  # the last byte: never sampled
+                out.append(bytes(p))
+    return b"".join(out[:n])
+
+
+@pytest.mark.parametrize("chunk,window,mapped", [
+    (1 << 20, 1 << 20, True),  # a new mapping for nearly every chunk
+    (4 << 20, 64 << 20, True),
+    (3 * PAGE, 64 << 20, True),  # chunks of three pages
+    (1 << 20, 64 << 20, False),
+])
+def test_zero_pages_are_found_exactly(tmp_path: Path, chunk: int, window: int,
+                                      mapped: bool) -> None:
+    a = tricky_pages(11, 1500)
+    b = tricky_pages(12, 333) + b"\0" * 1000  # a partial last page of zeros: written
+    src = tmp_path / "vmcore"
+    with src.open("wb") as f:
+        W.write_core(f, loads=[W.Load(0x100000, len(a), data=a),
+                               W.Load(0x800000, len(b), data=b)])
+    dst = tmp_path / "copy"
+    res = S.copy_sparse(str(src), str(dst), chunk=chunk, window=window, map_source=mapped)
+    assert res.reader == ("mmap" if mapped else "read")
+    assert dst.read_bytes() == src.read_bytes()
+    assert_holes_where_zero(src, dst)
+    data = src.read_bytes()
+    ranges = S.copy_ranges(os.open(src, os.O_RDONLY), len(data))[0]
+    assert res.copied + res.zero_skipped == sum(y - x for x, y in ranges)
+    want_skipped = 0
+    for x, y in ranges:
+        for c in range(x, y, chunk):
+            e = min(y, c + chunk)
+            want_skipped += sum(PAGE for o in range(c, e - PAGE + 1, PAGE)
+                                if not any(data[o:o + PAGE]))
+            if not any(data[c:e]) and (e - c) % PAGE:
+                want_skipped += (e - c) % PAGE  # an all-zero chunk is skipped whole
+    assert res.zero_skipped == want_skipped
+
+
+def test_zero_page_test_without_sampling(tmp_path: Path) -> None:
+    """A page size that is not a multiple of 64 bytes is compared page by page."""
+    src = tmp_path / "blob"
+    src.write_bytes(bytes(1000) + b"x" + bytes(999) + bytes(1000) + b"tail")
+    dst = tmp_path / "copy"
+    res = S.copy_sparse(str(src), str(dst), page=1000)
+    assert dst.read_bytes() == src.read_bytes()
+    assert res.zero_skipped == 2000 and res.copied == 1004
 
 
 def test_a_source_that_is_not_elf_is_copied_whole(tmp_path: Path) -> None:

@@ -164,7 +164,7 @@ def test_runtime_size_and_manifest(machine: Machine, tmp_path: Path) -> None:
     assert rc == 0, err
     doc = json.loads(out)
     rt = doc["runtime"]
-    assert rt["mode"] == "bundled" and rt["compression"] == "xz"
+    assert rt["mode"] == "bundled" and rt["compression"] == runtime.DEFAULT_COMPRESSION == "gzip"
     assert rt["compressed_size"] < 8 << 20  # the goal for the crashkernel budget
     assert doc["sizes"]["runtime_compressed"] == rt["compressed_size"]
     dest = tmp_path / "u"
@@ -197,6 +197,13 @@ def test_xz_uses_crc32_and_a_small_dictionary() -> None:
     assert runtime.compress(data, "none") == data
     with pytest.raises(ValueError, match="unknown compression 'zstd'"):
         runtime.compress(data, "zstd")
+
+
+def test_the_cli_offers_the_runtime_compressions_default_first() -> None:
+    from handoff.cli import load as cli_load
+
+    assert cli_load.COMPRESSIONS == runtime.COMPRESSIONS
+    assert runtime.COMPRESSIONS[0] == runtime.DEFAULT_COMPRESSION
 
 
 # -- hooks -------------------------------------------------------------------------------------------

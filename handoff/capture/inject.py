@@ -25,11 +25,11 @@ import fcntl
 import os
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from handoff import errors as E
 from handoff import kdump
+from handoff._slots import Frozen
 from handoff.elfcore import MAX_NOTE_BYTES, NOTE_ALIGN, Note, iter_notes, read_exact
 from handoff.record import NOTE_NAME, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
@@ -69,10 +69,16 @@ assert struct.calcsize("<" + _KDUMP_SUB) == _SUB_SIZE_V6
 assert struct.calcsize("<QiiQQqQ") == _SUB_OFFSET_NOTE
 
 
-@dataclass(frozen=True)
-class NoteArea:
+_AREA_FIELDS = ("format", "endian", "offset", "size", "notes", "own_notes", "used",
+                "file_size", "detail", "_patch")
+
+
+class NoteArea(Frozen):
     """Where a dump keeps its notes, and the header field that says so."""
 
+    __slots__ = _AREA_FIELDS
+    _repr_skip = ("_patch",)
+    _eq_skip = ("_patch",)
     format: str  # "elf" or "kdump"
     endian: str  # "<" or ">"
     offset: int  # file offset of the note area
@@ -81,17 +87,28 @@ class NoteArea:
     own_notes: tuple[Note, ...]  # the notes of this area only
     used: int  # bytes taken by notes; any rest is zero padding
     file_size: int
-    detail: dict[str, Any] = field(default_factory=dict)  # format facts for reports
+    detail: dict[str, Any]  # format facts for reports
     # (file offset, new header bytes) for a new area at (offset, size); internal
-    _patch: Callable[[int, int], tuple[int, bytes]] | None = field(
-        default=None, repr=False, compare=False
-    )
+    _patch: Callable[[int, int], tuple[int, bytes]] | None
+
+    def __init__(self, format: str, endian: str, offset: int, size: int,
+                 notes: tuple[Note, ...], own_notes: tuple[Note, ...], used: int,
+                 file_size: int, detail: dict[str, Any] | None = None,
+                 _patch: Callable[[int, int], tuple[int, bytes]] | None = None) -> None:
+        values = (format, endian, offset, size, notes, own_notes, used, file_size,
+                  {} if detail is None else detail, _patch)
+        for name, value in zip(_AREA_FIELDS, values):
+            object.__setattr__(self, name, value)
 
 
-@dataclass(frozen=True)
-class InjectResult:
+_INJECT_FIELDS = ("path", "format", "added", "skipped", "note_offset_before",
+                  "note_size_before", "note_offset", "note_size", "appended", "file_size")
+
+
+class InjectResult(Frozen):
     """What :func:`inject_notes` did. ``added``/``skipped`` hold (n_type, descriptor size)."""
 
+    __slots__ = _INJECT_FIELDS
     path: str
     format: str
     added: tuple[tuple[int, int], ...]
@@ -102,6 +119,15 @@ class InjectResult:
     note_size: int
     appended: int  # bytes the file grew by
     file_size: int
+
+    def __init__(self, path: str, format: str, added: tuple[tuple[int, int], ...],
+                 skipped: tuple[tuple[int, int], ...], note_offset_before: int,
+                 note_size_before: int, note_offset: int, note_size: int, appended: int,
+                 file_size: int) -> None:
+        values = (path, format, added, skipped, note_offset_before, note_size_before,
+                  note_offset, note_size, appended, file_size)
+        for name, value in zip(_INJECT_FIELDS, values):
+            object.__setattr__(self, name, value)
 
     @property
     def changed(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
+import sys
 import time
 from typing import Any
 
@@ -32,7 +32,7 @@ def tool_versions(makedumpfile: str | None = None) -> dict[str, str]:
 
     out = {
         "handoff": __version__,
-        "python": platform.python_version(),
+        "python": sys.version.split()[0],  # platform.python_version(), without platform
         "capture_kernel": os.uname().release,
     }
     if makedumpfile:

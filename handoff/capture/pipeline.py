@@ -11,16 +11,15 @@ Files, in ``DIR/<UTC timestamp>/`` (or ``DIR/`` with ``subdir=False``):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from handoff import errors as E
 from handoff import paths
+from handoff._slots import Slots
 from handoff.capture import meta as M
 from handoff.capture import save as S
 from handoff.capture.inject import InjectResult, inject_notes
@@ -37,20 +36,38 @@ DEFAULT_MAKEDUMPFILE_ARGS = ("-c", "-d", "31")  # Debian kdump-tools' MAKEDUMP_A
 MAX_REPORT = 4 << 20  # what handoff.sources reads back (records.MAX_REPORT)
 
 
-@dataclass
-class CaptureResult:
+_CAPTURE_FIELDS = ("directory", "dump", "method", "argv", "save", "inject", "record", "report",
+                   "meta", "warnings", "exit_code", "dry_run")
+
+
+class CaptureResult(Slots):
+    """What :func:`capture` did: where the dump is, how it was saved, what was injected."""
+
+    __slots__ = _CAPTURE_FIELDS
     directory: str
     dump: str  # final path of the dump
     method: str
-    argv: tuple[str, ...] = ()
-    save: S.SaveResult | None = None  # None in a dry run
-    inject: InjectResult | None = None
-    record: dict[str, Any] = field(default_factory=dict)
-    report: dict[str, Any] | None = None
-    meta: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    exit_code: int = E.EXIT_OK
-    dry_run: bool = False
+    argv: tuple[str, ...]
+    save: S.SaveResult | None  # None in a dry run
+    inject: InjectResult | None
+    record: dict[str, Any]
+    report: dict[str, Any] | None
+    meta: str | None
+    warnings: list[str]
+    exit_code: int
+    dry_run: bool
+
+    def __init__(self, directory: str, dump: str, method: str, argv: tuple[str, ...] = (),
+                 save: S.SaveResult | None = None, inject: InjectResult | None = None,
+                 record: dict[str, Any] | None = None, report: dict[str, Any] | None = None,
+                 meta: str | None = None, warnings: list[str] | None = None,
+                 exit_code: int = E.EXIT_OK, dry_run: bool = False) -> None:
+        self.directory, self.dump, self.method, self.argv = directory, dump, method, argv
+        self.save, self.inject = save, inject
+        self.record = {} if record is None else record
+        self.report, self.meta = report, meta
+        self.warnings = [] if warnings is None else warnings
+        self.exit_code, self.dry_run = exit_code, dry_run
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -297,9 +314,9 @@ def capture(
         warnings.append(f"no report injected: {rep_info.get('error')}")
     os.rename(work, final)
     M.fsync_dir(directory)
-    result.save = dataclasses.replace(saved, path=final)
+    result.save = cast("S.SaveResult", saved.replace(path=final))
     if result.inject:
-        result.inject = dataclasses.replace(result.inject, path=final)
+        result.inject = cast(InjectResult, result.inject.replace(path=final))
     result.exit_code = _exit_code(rec_info, rep_info, report, fallback, inject_failed)
     _write_meta(result, started, clock(), mdf_version, status="saved")
     return result

@@ -1,15 +1,28 @@
 """Save /proc/vmcore: a sparse ELF copy that never writes zero pages, or through makedumpfile.
 
-The sparse copy reads the ELF headers, the notes and each PT_LOAD range 1 MiB at a time with
-``preadv`` into one preallocated, page-aligned buffer. A chunk that is all zero (one ``memcmp``
-against a zero buffer, through ``bytes.startswith``) is skipped; other chunks are split into
-pages, and runs of non-zero pages are written with ``pwrite`` at their own offsets, so zero
-pages become holes. (Measured on the development host: ``startswith`` compares at 23-35 GB/s;
-``memoryview == memoryview`` goes item by item at 0.5 GB/s, ``not any(buf)`` at 0.17 GB/s.)
-The output keeps the source's layout byte for byte, so every offset in its headers stays true.
+The sparse copy reads the ELF headers, the notes and each PT_LOAD range in 4 MiB chunks and
+writes only the pages that are not all zero, with ``pwrite`` at their own offsets, so zero
+pages become holes. The output keeps the source's layout byte for byte, so every offset in its
+headers stays true.
 
-A page the kernel cannot read (``EIO`` on hardware-poisoned memory) is left as a hole and
-reported, so one bad page never costs the dump.
+**Reading.** The source is mapped (``mmap``, 64 MiB windows), as makedumpfile does by default:
+for /proc/vmcore the kernel maps the old memory once per window, where every ``read`` would
+map and unmap each 4 KiB page in turn (x86 ``copy_oldmem_page``), and the data is copied only
+once, from the mapping into the page cache. A source that cannot be mapped is read with
+``preadv`` into one page-aligned buffer; on that path a page the kernel cannot read (``EIO``)
+is left as a hole and reported, so one bad page never costs the dump.
+
+**Finding zero pages** costs a few calls per chunk, not one per page (under QEMU's TCG, where
+the capture kernel of the tests runs, each Python-level step costs 20-50 times its native
+time): a chunk that is all zero is one ``memcmp`` (``bytes.startswith`` of a zero buffer,
+23-35 GB/s on the development host); otherwise eight 8-byte words of every page are gathered
+with one strided ``memoryview`` slice and OR-folded per page with big-integer shifts, which
+yields one byte per page, zero only where all 64 sampled bytes are zero. Only those candidate
+pages are compared in full, each run of consecutive candidates with one ``memcmp`` first.
+Measured in the e2e guest (QEMU TCG) on a 404 MiB vmcore with 217 MiB of data: 0.5 s to
+classify every page (reading it with ``preadv`` alone took 1.1 s) and 2.3-3.0 s to save it,
+where reading and testing each page in Python took 4.9-6.0 s and ``dd bs=1M`` of the whole
+vmcore 4.3-5.0 s.
 """
 
 from __future__ import annotations
@@ -17,19 +30,19 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-import shutil
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from handoff import errors as E
+from handoff._slots import Frozen
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20  # bytes tested and written per step
+WINDOW = 64 << 20  # bytes of the source mapped at a time
 PAGE = 4096
+SAMPLES = 8  # words sampled per page before a page is compared in full
 MAX_UNREADABLE_RANGES = 1000  # kept in the result; the byte count is always exact
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
@@ -38,10 +51,15 @@ _PHDR64 = struct.Struct("<IIQQQQQQ")
 _PHDR64_BE = struct.Struct(">IIQQQQQQ")
 
 
-@dataclass(frozen=True)
-class SaveResult:
+_SAVE_FIELDS = ("path", "method", "format", "source", "source_size", "size", "allocated",
+                "copied", "zero_skipped", "unreadable", "unreadable_bytes", "seconds", "argv",
+                "layout", "reader", "warnings")
+
+
+class SaveResult(Frozen):
     """How a dump was saved. Sizes in bytes; ``allocated`` is what the file takes on disk."""
 
+    __slots__ = _SAVE_FIELDS
     path: str
     method: str  # "sparse-copy" or "makedumpfile"
     format: str  # "elf" or "kdump" (what the file turned out to be)
@@ -49,14 +67,26 @@ class SaveResult:
     source_size: int
     size: int
     allocated: int
-    copied: int = 0  # bytes written (sparse copy)
-    zero_skipped: int = 0  # bytes of zero pages not written (sparse copy)
-    unreadable: tuple[tuple[int, int], ...] = ()  # (offset, length) left as holes
-    unreadable_bytes: int = 0
-    seconds: float = 0.0
-    argv: tuple[str, ...] = ()
-    layout: str = "elf"  # how the source was read: "elf" (headers + segments) or "whole-file"
-    warnings: tuple[str, ...] = field(default=())
+    copied: int  # bytes written (sparse copy)
+    zero_skipped: int  # bytes of zero pages not written (sparse copy)
+    unreadable: tuple[tuple[int, int], ...]  # (offset, length) left as holes
+    unreadable_bytes: int
+    seconds: float
+    argv: tuple[str, ...]
+    layout: str  # how the source was read: "elf" (headers + segments) or "whole-file"
+    reader: str  # "mmap" (mapped windows) or "read" (preadv; unreadable pages found)
+    warnings: tuple[str, ...]
+
+    def __init__(self, path: str, method: str, format: str, source: str, source_size: int,
+                 size: int, allocated: int, copied: int = 0, zero_skipped: int = 0,
+                 unreadable: tuple[tuple[int, int], ...] = (), unreadable_bytes: int = 0,
+                 seconds: float = 0.0, argv: tuple[str, ...] = (), layout: str = "elf",
+                 reader: str = "mmap", warnings: tuple[str, ...] = ()) -> None:
+        values = (path, method, format, source, source_size, size, allocated, copied,
+                  zero_skipped, unreadable, unreadable_bytes, seconds, argv, layout, reader,
+                  warnings)
+        for name, value in zip(_SAVE_FIELDS, values):
+            object.__setattr__(self, name, value)
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -74,6 +104,7 @@ class SaveResult:
                 copied=self.copied,
                 zero_skipped=self.zero_skipped,
                 layout=self.layout,
+                reader=self.reader,
                 unreadable_bytes=self.unreadable_bytes,
                 unreadable=[list(r) for r in self.unreadable],
             )
@@ -139,48 +170,76 @@ def copy_ranges(fd: int, size: int) -> tuple[list[tuple[int, int]], str | None]:
 
 
 class _Sink:
-    """Writes the non-zero pages of the chunk in ``buf`` at their offsets; counts the rest."""
+    """Writes the pages of a chunk that are not all zero at their offsets; counts the rest."""
 
-    def __init__(self, fd: int, buf: mmap.mmap, page: int) -> None:
+    def __init__(self, fd: int, chunk: int, page: int) -> None:
         self.fd = fd
-        self.buf = buf
-        self.mv = memoryview(buf)
         self.page = page
-        self.zero_page = bytes(page)
-        self.zero = bytes(len(buf))
+        self.zero = bytes(max(chunk, page))  # calloc'd: untouched zero pages cost no memory
         self.copied = 0
         self.skipped = 0
+        words = page // 8
+        # Sampling needs whole 8-byte words and a power-of-two sample count per page.
+        self.samples = SAMPLES if page % (8 * SAMPLES) == 0 and words >= SAMPLES else 0
+        self.stride = words // SAMPLES if self.samples else 0
 
-    def put(self, n: int, offset: int) -> None:
-        """Write the non-zero pages of ``buf[:n]``, which came from file offset ``offset``."""
-        # Two C-level tests, measured on the development host: ``zeros.startswith(view)`` is
-        # one memcmp of the whole chunk (23-35 GB/s), which settles the long zero runs of
-        # unused memory; ``buf.find(zero_page, i, i + page)`` tests one page without creating
-        # a slice: 40 us per MiB of data pages in one list comprehension, against 200 us for
-        # slices and startswith, 150 us in 64 KiB blocks. ``memoryview ==`` would go byte by
-        # byte at 0.5 GB/s, ``not any(buf)`` at 0.17 GB/s.
-        mv = self.mv
-        if self.zero.startswith(mv[:n]):
+    def put(self, view: memoryview, offset: int) -> None:
+        """Write the non-zero pages of ``view`` (a byte view), which came from ``offset``.
+
+        Pages count from the start of ``view``; a partial last page is always written
+        (ftruncate makes a zero tail a hole anyway).
+        """
+        n = len(view)
+        zero = self.zero
+        if zero.startswith(view):  # one memcmp: the long zero runs of unused memory
             self.skipped += n
             return
-        page, zp, find = self.page, self.zero_page, self.buf.find
-        # -1 for a page with data, its offset for a zero page. A partial last page never
-        # matches a whole zero page: it is written (ftruncate makes a zero tail a hole anyway).
-        hits = [find(zp, i, i + page) for i in range(0, n, page)]
-        if max(hits) < 0:
-            self._write(mv[:n], offset)
+        page = self.page
+        pages = n // page
+        if pages == 0:
+            self._write(view, offset)
             return
-        start = -1  # start of the current run of data pages
-        for i, hit in zip(range(0, n, page), hits):
-            if hit >= 0:
-                if start >= 0:
-                    self._write(mv[start:i], offset + start)
-                    start = -1
-                self.skipped += page
-            elif start < 0:
-                start = i
-        if start >= 0:
-            self._write(mv[start:n], offset + start)
+        flags = self._flags(view, pages)
+        i = flags.find(0)
+        if i < 0:  # every page has a non-zero sample: all data
+            self._write(view, offset)
+            return
+        done = 0  # view[:done] is written or skipped
+        while i >= 0:
+            rest = flags[i:]
+            j = i + len(rest) - len(rest.lstrip(b"\0"))  # candidates i..j-1
+            a, b = i * page, j * page
+            if zero.startswith(view[a:b]):
+                holes = [(a, b)]
+            else:  # some candidate has data beyond the samples: compare page by page
+                holes = [(k, k + page) for k in range(a, b, page)
+                         if zero.startswith(view[k:k + page])]
+            for ha, hb in holes:
+                if ha > done:
+                    self._write(view[done:ha], offset + done)
+                self.skipped += hb - ha
+                done = hb
+            i = flags.find(0, j)
+        if done < n:
+            self._write(view[done:], offset + done)
+
+    def _flags(self, view: memoryview, pages: int) -> bytes:
+        """One byte per page of ``view``: 0 when the sampled words of the page are all zero
+        (a candidate zero page), non-zero when the page certainly holds data."""
+        if not self.samples:
+            zp, page = self.zero[: self.page], self.page
+            return bytes(view[k * page:(k + 1) * page] != zp for k in range(pages))
+        s = self.samples
+        # SAMPLES words of every page, evenly spaced, in one strided copy.
+        acc = int.from_bytes(view[: pages * self.page].cast("Q")[:: self.stride], "little")
+        # OR-fold each page's group of s words (8*s bytes) into its lowest byte: shifting by
+        # half, a quarter... of the group width brings every byte of a group onto byte 0
+        # of that group (bits shifted in from the next group land only on bytes above it).
+        sh = s * 32
+        while sh >= 8:
+            acc |= acc >> sh
+            sh >>= 1
+        return acc.to_bytes(pages * s * 8, "little")[:: s * 8]
 
     def _write(self, data: memoryview, offset: int) -> None:
         self.copied += len(data)
@@ -188,6 +247,39 @@ class _Sink:
             w = os.pwrite(self.fd, data, offset)
             data = data[w:]
             offset += w
+
+
+class _Mapper:
+    """Views of the source through ``mmap`` windows; ``view`` returns None once mapping
+    has failed (the caller reads instead)."""
+
+    def __init__(self, fd: int, size: int, window: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.window = window
+        self.start = self.end = 0
+        self.mv: memoryview | None = None
+        self.ok = True
+
+    def view(self, offset: int, length: int) -> memoryview | None:
+        if not self.ok:
+            return None
+        if self.mv is None or not (self.start <= offset and offset + length <= self.end):
+            self.mv = None  # unmapped once the last view of it is gone
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            end = min(self.size, max(start + self.window, offset + length))
+            try:
+                m = mmap.mmap(self.fd, end - start, access=mmap.ACCESS_READ, offset=start)
+            except (OSError, ValueError, OverflowError):
+                # not mappable (a pipe, an old kernel's /proc/vmcore, ...): read it
+                self.ok = False
+                return None
+            self.mv, self.start, self.end = memoryview(m), start, end
+        o = offset - self.start
+        return self.mv[o:o + length]
+
+    def close(self) -> None:
+        self.mv = None
 
 
 def _read_into(fd: int, mv: memoryview, offset: int) -> int:
@@ -209,9 +301,12 @@ def copy_sparse(
     chunk: int = CHUNK,
     page: int = PAGE,
     sync: bool = True,
+    map_source: bool = True,
+    window: int = WINDOW,
 ) -> SaveResult:
     """Copy the vmcore ``src`` to the new file ``dst`` (created, never overwritten), leaving
-    zero pages as holes. Fsyncs ``dst`` unless ``sync`` is false."""
+    zero pages as holes. Fsyncs ``dst`` unless ``sync`` is false. The source is mapped
+    unless ``map_source`` is false or it cannot be; then it is read."""
     t0 = time.monotonic()
     try:
         sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
@@ -223,19 +318,14 @@ def copy_sparse(
         raise E.EnvironmentProblem(f"cannot read {src} (permission denied)", hint="run as root")
     try:
         size = source_size(sfd)
-        try:  # a larger readahead on a regular file, as cp asks for; /proc/vmcore ignores it
-            os.posix_fadvise(sfd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except OSError:
-            pass
         ranges, why = copy_ranges(sfd, size)
         total = sum(b - a for a, b in ranges)
+        mapper = _Mapper(sfd, size, max(window, chunk + mmap.ALLOCATIONGRANULARITY)) \
+            if map_source and size else None
         dfd = _create(dst)
         try:
-            # Page-aligned (anonymous mmap): the kernel copies into it at memory speed, where a
-            # bytearray's malloc'd, 16-byte-offset buffer made reads 5x slower (measured).
-            buf = mmap.mmap(-1, chunk)
-            mv = memoryview(buf)
-            sink = _Sink(dfd, buf, page)
+            sink = _Sink(dfd, chunk, page)
+            buf: memoryview | None = None
             done = 0
             bad: list[tuple[int, int]] = []
             bad_bytes = 0
@@ -243,21 +333,34 @@ def copy_sparse(
                 off = a
                 while off < b:
                     want = min(chunk, b - off)
-                    try:
-                        n = _read_into(sfd, mv[:want], off)
-                    except OSError as ex:
-                        if ex.errno not in (errno.EIO, errno.EFAULT, errno.ENXIO, errno.EINVAL):
-                            raise
-                        n, lost = _read_pagewise(sfd, mv, want, off, page, bad)
-                        bad_bytes += lost
-                    if n < want:  # the source ended early: keep what there is
-                        bad_bytes += _note_bad(bad, off + n, want - n)
-                    if n:
-                        sink.put(n, off)
+                    view = mapper.view(off, want) if mapper else None
+                    if view is None:
+                        if buf is None:
+                            # Page-aligned (anonymous mmap): the kernel copies into it at
+                            # memory speed, where a bytearray's malloc'd, 16-byte-offset
+                            # buffer made reads 5x slower (measured).
+                            buf = memoryview(mmap.mmap(-1, chunk))
+                            _advise_sequential(sfd)
+                        try:
+                            n = _read_into(sfd, buf[:want], off)
+                        except OSError as ex:
+                            if ex.errno not in (errno.EIO, errno.EFAULT, errno.ENXIO,
+                                                errno.EINVAL):
+                                raise
+                            n, lost = _read_pagewise(sfd, buf, want, off, page, bad)
+                            bad_bytes += lost
+                        if n < want:  # the source ended early: keep what there is
+                            bad_bytes += _note_bad(bad, off + n, want - n)
+                        view = buf[:n]
+                    if len(view):
+                        sink.put(view, off)
+                    del view
                     off += want
                     done += want
                     if progress:
                         progress(done, total)
+            if mapper:
+                mapper.close()
             os.ftruncate(dfd, size)  # trailing zero pages become a hole too
             if sync:
                 os.fsync(dfd)
@@ -290,8 +393,16 @@ def copy_sparse(
         unreadable_bytes=bad_bytes,
         seconds=time.monotonic() - t0,
         layout="elf" if why is None else "whole-file",
+        reader="mmap" if mapper and mapper.ok else "read",
         warnings=tuple(warnings),
     )
+
+
+def _advise_sequential(fd: int) -> None:
+    try:  # a larger readahead on a regular file, as cp asks for; /proc/vmcore ignores it
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    except OSError:
+        pass
 
 
 def _note_bad(bad: list[tuple[int, int]], offset: int, length: int) -> int:
@@ -357,11 +468,15 @@ def makedumpfile_argv(tool: str, args: Sequence[str], src: str, dst: str, *, fmt
 
 
 def find_makedumpfile() -> str | None:
+    import shutil
+
     return shutil.which("makedumpfile")
 
 
 def makedumpfile_version(tool: str) -> str | None:
     """``makedumpfile -v``'s version line, e.g. "makedumpfile: version 1.7.2 (...)"."""
+    import subprocess
+
     try:
         p = subprocess.run([tool, "-v"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -380,6 +495,8 @@ def run_makedumpfile(
 ) -> SaveResult:
     """Run makedumpfile (argv from :func:`makedumpfile_argv`); its progress goes to our stderr
     when ``show_output``. Raises EnvironmentProblem if it fails, after removing its output."""
+    import subprocess
+
     t0 = time.monotonic()
     src, dst = argv[-2], argv[-1]
     env = dict(os.environ, LC_ALL="C")

@@ -14,8 +14,9 @@ Save the crashed kernel's memory (/proc/vmcore) into DIR/<UTC timestamp>/vmcore,
 handoff record and the restore report to the dump as ELF notes (owner HANDOFF, types
 0x48440001 and 0x48440002, spec §6), so post-mortem tools keep the device state with the dump.
 
---format elf (default) copies the ELF vmcore page by page and leaves zero pages as holes;
-with --makedumpfile-args it runs `makedumpfile -E ARGS` instead. --format kdump runs
+--format elf (default) copies the ELF vmcore (mapped with mmap, as makedumpfile does; read
+where it cannot be mapped) and writes only its pages that are not all zero: zero pages stay
+holes. With --makedumpfile-args it runs `makedumpfile -E ARGS` instead. --format kdump runs
 makedumpfile (default arguments "-c -d 31") for a kdump-compressed dump. Without makedumpfile
 the dump is saved as ELF and the exit code is 4.
 

@@ -47,7 +47,7 @@ class LoadOptions:
     work_dir: str | None = None
     dump_dir: str = ""
     capture: bool = True
-    compression: str = "xz"
+    compression: str = runtime.DEFAULT_COMPRESSION
     runtime_cache: str | None = None  # default: <state dir>/runtime-cache
 
 
