@@ -111,6 +111,20 @@ early_evidence() {
 	return 0
 }
 
+# The early-collector scenarios' whole first kernel: keep the evidence, let handoff save read
+# the snapshot (its record, JSON and stderr go to $E2E_OUT), then power off.
+early_save_and_power_off() {
+	early_evidence
+	stage evidence
+	rc=0
+	handoff save -o "$E2E_OUT/record.bin" --json > "$E2E_OUT/save.json" \
+		2> "$E2E_OUT/save.err" || rc=$?
+	echo "$rc" > "$E2E_OUT/save.rc"
+	[ "$rc" = 0 ] || fail saved "handoff save exited $rc: $(tail -n 3 "$E2E_OUT/save.err")"
+	stage saved
+	power_off
+}
+
 # "BDF DRIVER" for every PCI function with a driver bound.
 drivers_bound() {
 	for _d in /sys/bus/pci/devices/*; do
