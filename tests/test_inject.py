@@ -155,6 +155,20 @@ def kdump_from(elf: Path, out: Path, level: str) -> Path:
     return out
 
 
+def dump_dmesg(dump: Path, out: Path) -> bytes:
+    """The kernel log makedumpfile --dump-dmesg finds in ``dump``."""
+    p = subprocess.run(["makedumpfile", "--dump-dmesg", str(dump), str(out)],
+                       capture_output=True, check=False)
+    assert p.returncode == 0, p.stderr
+    return out.read_bytes()
+
+
+def assert_dmesg_survives_injection(dump: Path, tmp: Path) -> None:
+    before = dump_dmesg(dump, tmp / "d1")
+    I.inject_notes(dump, NOTES)
+    assert dump_dmesg(dump, tmp / "d2") == before
+
+
 def elf_loads(path: Path) -> list[tuple[int, int]]:
     """(p_offset, p_filesz) of every PT_LOAD."""
     data = path.open("rb").read(1 << 16)
@@ -378,20 +392,7 @@ def test_makedumpfile_recompresses_injected_elf_and_keeps_the_notes(
 @pytest.mark.skipif(not have("makedumpfile"), reason="makedumpfile not installed")
 def test_makedumpfile_dump_dmesg_on_real_dump(tmp_path: Path, real_master: Path | None) -> None:
     dump = need_real(real_master, tmp_path / "vmcore")
-    before = subprocess.run(
-        ["makedumpfile", "--dump-dmesg", str(dump), str(tmp_path / "d1")],
-        capture_output=True,
-        check=False,
-    )
-    assert before.returncode == 0, before.stderr
-    I.inject_notes(dump, NOTES)
-    after = subprocess.run(
-        ["makedumpfile", "--dump-dmesg", str(dump), str(tmp_path / "d2")],
-        capture_output=True,
-        check=False,
-    )
-    assert after.returncode == 0, after.stderr
-    assert (tmp_path / "d1").read_bytes() == (tmp_path / "d2").read_bytes()
+    assert_dmesg_survives_injection(dump, tmp_path)
     if have("vmcore-dmesg"):
         a = subprocess.run(["vmcore-dmesg", str(dump)], capture_output=True, check=False)
         assert a.returncode == 0 and a.stdout, a.stderr
@@ -411,7 +412,8 @@ def kdump_dump(request: pytest.FixtureRequest, tmp_path: Path, real_master: Path
     if request.param == "makedumpfile":
         return kdump_from(synthetic_elf(tmp_path / "vmcore"), tmp_path / "dump.kdump", "1")
     if real_master is None:
-        pytest.skip("no real vmcore (set HANDOFF_REAL_VMCORE or run the e2e harness)")
+        no_real_vmcore("no real vmcore (set HANDOFF_REAL_VMCORE or run the e2e harness)")
+    assert real_master is not None
     return kdump_from(real_master, tmp_path / "dump.kdump", "31")
 
 
@@ -487,22 +489,10 @@ def test_makedumpfile_dump_dmesg_on_injected_real_kdump(
     tmp_path: Path, real_master: Path | None
 ) -> None:
     if real_master is None:
-        pytest.skip("no real vmcore (set HANDOFF_REAL_VMCORE or run the e2e harness)")
+        no_real_vmcore("no real vmcore (set HANDOFF_REAL_VMCORE or run the e2e harness)")
+    assert real_master is not None
     dump = kdump_from(real_master, tmp_path / "dump.kdump", "31")
-    before = subprocess.run(
-        ["makedumpfile", "--dump-dmesg", str(dump), str(tmp_path / "d1")],
-        capture_output=True,
-        check=False,
-    )
-    assert before.returncode == 0, before.stderr
-    I.inject_notes(dump, NOTES)
-    after = subprocess.run(
-        ["makedumpfile", "--dump-dmesg", str(dump), str(tmp_path / "d2")],
-        capture_output=True,
-        check=False,
-    )
-    assert after.returncode == 0, after.stderr
-    assert (tmp_path / "d1").read_bytes() == (tmp_path / "d2").read_bytes()
+    assert_dmesg_survives_injection(dump, tmp_path)
 
 
 # -- other ELF layouts ----------------------------------------------------------------------------
