@@ -390,20 +390,29 @@ class StepResult(Slots):
         return text
 
     def to_json(self, max_accesses: int | None = None) -> dict[str, Any]:
-        acc = self.accesses if max_accesses is None else self.accesses[:max_accesses]
         d: dict[str, Any] = {
             "plugin": self.plugin, "addr": self.addr, "phase": self.phase, "step": self.step,
             "why": self.why, "outcome": self.outcome, "message": self.message,
-            "elapsed_s": round(self.elapsed_s, 6),
-            "accesses": [a.to_json() for a in acc]}
-        more = self.dropped + len(self.accesses) - len(acc)
-        if more:
-            d["more_accesses"] = more
-        if self.notes:
-            d["notes"] = list(self.notes)
-        if self.ext is not None:
-            d["ext"] = self.ext
+            "elapsed_s": round(self.elapsed_s, 6)}
+        d.update(accesses_json(self.accesses, self.dropped, self.notes, self.ext, max_accesses))
         return d
+
+
+def accesses_json(accesses: list[Access], dropped: int, notes: list[str],
+                  ext: dict[str, Any] | None, max_accesses: int | None) -> dict[str, Any]:
+    """What a step did, as JSON: its accesses (at most ``max_accesses``, the rest counted in
+    ``more_accesses`` with those the step's log dropped), notes and ext section. Shared by a
+    run's :class:`StepResult` and the restore plan's plugin operations."""
+    acc = accesses if max_accesses is None else accesses[:max_accesses]
+    d: dict[str, Any] = {"accesses": [a.to_json() for a in acc]}
+    more = dropped + len(accesses) - len(acc)
+    if more:
+        d["more_accesses"] = more
+    if notes:
+        d["notes"] = list(notes)
+    if ext is not None:
+        d["ext"] = ext
+    return d
 
 
 # --- the plugin base class ------------------------------------------------------------------

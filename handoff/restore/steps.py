@@ -238,19 +238,13 @@ class PluginOp(Slots):
         self.status, self.result = r.outcome, None if r.outcome == "planned" else r.message
 
     def to_json(self, max_accesses: int | None = None) -> dict[str, Any]:
-        acc = self.accesses if max_accesses is None else self.accesses[:max_accesses]
+        from handoff.plugins.api import accesses_json
+
         d: dict[str, Any] = {"phase": self.phase, "plugin": self.plugin, "step": self.step,
                              "why": self.why, "status": self.status}
         if self.result:
             d["result"] = self.result
-        d["accesses"] = [a.to_json() for a in acc]
-        more = self.dropped + len(self.accesses) - len(acc)
-        if more:
-            d["more_accesses"] = more
-        if self.notes:
-            d["notes"] = list(self.notes)
-        if self.ext is not None:
-            d["ext"] = self.ext
+        d.update(accesses_json(self.accesses, self.dropped, self.notes, self.ext, max_accesses))
         return d
 
 
