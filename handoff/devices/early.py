@@ -27,11 +27,18 @@ from handoff.record import crc32c as _py_crc32c
 def crc32c(data: bytes | memoryview, crc: int = 0) -> int:
     """CRC-32C through the C core when it is built: a snapshot holds up to 4 KiB per function
     and the pure-Python loop (the reader's independent reference) takes ~0.1 us a byte."""
-    try:
-        from handoff._binding import crc32c as native
-    except ImportError:
-        return _py_crc32c(data, crc)
-    return native(data, crc=crc)
+    global _crc_impl
+    if _crc_impl is None:
+        try:
+            from handoff._binding import crc32c as native
+        except ImportError:  # looked up once: a failed import searches sys.path every time
+            _crc_impl = _py_crc32c
+        else:
+            _crc_impl = lambda b, c: native(b, crc=c)
+    return _crc_impl(data, crc)
+
+
+_crc_impl: Callable[[bytes | memoryview, int], int] | None = None
 
 
 DEFAULT_SNAPSHOT = "/run/handoff/early.bin"
