@@ -168,6 +168,28 @@ def _generation_native(raw: bytes, boot_id: str) -> int:
     return int(info["generation"])
 
 
+def check_output(path: str | os.PathLike[str]) -> bool:
+    """Refuse an output path before any work is done: one under /sys or /proc, or in a
+    directory that does not exist. Returns whether it is a special file (``/dev/null``, a
+    pipe, a device), which is written in place."""
+    from handoff.errors import EnvironmentProblem, UsageError
+
+    p = os.fspath(path)
+    real = os.path.realpath(p)
+    if real == "/sys" or real.startswith(("/sys/", "/proc/")):
+        raise UsageError(f"refusing to write a record to {real}: handoff save never writes "
+                         "to sysfs or procfs", hint="pass -o a regular file, e.g. under /var")
+    try:
+        return not stat.S_ISREG(os.stat(p).st_mode)
+    except FileNotFoundError:
+        pass
+    head = os.path.dirname(p) or "."
+    if not os.path.isdir(head):
+        raise EnvironmentProblem(f"cannot write {p}: {head} is not a directory",
+                                 hint="create the directory, or pass -o a file in one")
+    return False
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half:
     a new file beside it (O_EXCL, mode 0600), fsync, rename.
@@ -175,17 +197,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     Special files (``/dev/null``, a pipe, a device) are written in place.
     """
     p = os.fspath(path)
-    real = os.path.realpath(p)
-    if real == "/sys" or real.startswith(("/sys/", "/proc/")):
-        from handoff.errors import UsageError
-
-        raise UsageError(f"refusing to write a record to {real}: handoff save never writes "
-                         "to sysfs or procfs", hint="pass -o a regular file, e.g. under /var")
-    try:
-        st = os.stat(p)
-        special = not stat.S_ISREG(st.st_mode)
-    except FileNotFoundError:
-        special = False
+    special = check_output(p)
     if special:
         with open(p, "wb") as f:
             f.write(data)
@@ -198,6 +210,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             break
         except FileExistsError:
             continue
+        except OSError as e:
+            from handoff.errors import EnvironmentProblem
+
+            raise EnvironmentProblem(f"cannot write {p}: {e.strerror}",
+                                     hint="pass -o a file in a writable directory") from None
     else:  # pragma: no cover - 16 collisions of 32 random bits
         raise FileExistsError(f"cannot create a temporary file beside {p}")
     try:

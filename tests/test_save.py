@@ -483,3 +483,33 @@ def test_early_state_read_while_bound_yields_to_earlydump() -> None:
     st4, notes4 = resolve(src, addr, 4096, 0x8086, 0x100E)
     assert st4 is not None and st4.source == "earlydump" and st4.partial == EARLYDUMP_PARTIAL
     assert notes4 == [f"{addr}: collector config size 256 differs from live 4096; not used"]
+
+
+def test_bad_output_paths_are_refused_before_the_walk(tmp_path: Path) -> None:
+    root = F.build_tree(tmp_path / "sys", F.Q35)
+    out, err, rc = run_cli(["save", "--sysfs-root", str(root), "-o",
+                            str(tmp_path / "no-such-dir" / "rec.bin")])
+    assert rc == 4 and out == ""
+    assert err.splitlines()[0] == (f"handoff: error: cannot write {tmp_path}/no-such-dir/rec.bin: "
+                                   f"{tmp_path}/no-such-dir is not a directory")
+    out, err, rc = run_cli(["save", "--sysfs-root", str(root), "-o", "/proc/handoff-rec"])
+    assert rc == 2 and "refusing to write a record to /proc/handoff-rec" in err
+    assert "warning" not in err and "note" not in err  # nothing was walked
+
+
+def test_unwritable_output_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root may write anywhere, so the kernel's refusal is what os.open says for a read-only
+    # directory (EACCES, or EROFS on a read-only mount).
+    root = F.build_tree(tmp_path / "sys", F.Q35)
+    real_open = os.open
+
+    def refuse(path: str, flags: int, mode: int = 0o777) -> int:
+        if os.path.basename(path).startswith(".rec.bin."):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", refuse)
+    out, err, rc = run_cli(["save", "--sysfs-root", str(root), "-o", str(tmp_path / "rec.bin")])
+    assert rc == 4 and out == ""
+    assert f"handoff: error: cannot write {tmp_path}/rec.bin: Permission denied" in err
+    assert not list(tmp_path.glob(".rec.bin.*"))

@@ -58,7 +58,13 @@ def _rows(devices: list[Any]) -> list[list[object]]:
 
 def run(args: argparse.Namespace) -> int:
     from handoff.errors import EnvironmentProblem
-    from handoff.save import build_payload, collect_devices, previous_generation, write_atomic
+    from handoff.save import (
+        build_payload,
+        check_output,
+        collect_devices,
+        previous_generation,
+        write_atomic,
+    )
     from handoff.sysfs import SysfsTree
 
     tree = SysfsTree(args.sysfs_root) if args.sysfs_root else SysfsTree()
@@ -66,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         raise EnvironmentProblem(
             f"{tree.pci_devices_dir} is not a directory",
             hint="--sysfs-root takes the directory that holds bus/pci/devices (like /sys)")
+    if args.output is not None:
+        check_output(args.output)  # before the walk: a bad -o costs nothing
     from handoff.identity import IdentitySource
 
     producer = IdentitySource().producer()
