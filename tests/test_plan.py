@@ -23,7 +23,6 @@ from handoff.devices.model import PciDevice
 from handoff.record import Record
 from handoff.restore import pciregs as R
 from handoff.restore.apply import scan
-from handoff.restore.environment import Environment
 from handoff.restore.match import (
     GONE,
     MATCHED,
@@ -48,6 +47,7 @@ from handoff.restore.plan import (
 )
 from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action, parse_policy
 from handoff.sysfs import SysfsTree
+from handoff.sysfs.probe import Environment
 
 BOOT = str(G.BOOT_ID)
 RELEASE = "6.1.0-56-amd64"
