@@ -167,7 +167,8 @@ def test_passes_run_in_the_documented_order(tmp_path: Path) -> None:
         "0000:00:04.0": "nothing", E1000: "done", "0000:00:1f.2": "nothing", NVME: "done",
         VNET: "done", VBLK: "done", VBLK2: "done"}
     port = (tree.device_dir(PORT1) / "config").read_bytes()
-    assert get(port, 0x18, 4) != 0  # bus numbers back
+    assert get(port, 0x18, 4) == 0  # bus numbers are the kernel's: reported, not written
+    assert get(port, 4, 2) == 0x0507  # SERR# back (nobody's); Bus Master never touched
 
 
 # --- containment -----------------------------------------------------------------------------
