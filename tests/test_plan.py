@@ -147,7 +147,14 @@ def test_qemu_pair_plans_exactly_two_quiesce_writes(tmp_path: Path) -> None:
 def test_quiesce_pass_runs_first_deepest_first(tmp_path: Path) -> None:
     pol = parse_policy('[[rule]]\nclass = "0604"\naction = "quiesce"\n'
                        '[[rule]]\naddress = "0000:01:00.0"\naction = "quiesce"\n')
-    plan, _ = plan_for(tmp_path, policy=pol)
+    ports = ("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:00:04.0")
+    plan, _ = plan_for(tmp_path, policy=pol)  # pcieport is bound to every port
+    assert not [d for d, s in plan.ordered() if s.op == WRITE and d.addr in ports]
+    (skip,) = dev(plan, PORT1).steps
+    assert (skip.op, skip.owner) == (SKIP_OP, "driver") and skip.why.startswith(
+        "pcieport is bound in the capture kernel: nothing is turned off under it")
+    tree = capture_tree(tmp_path, name="unbound", drivers={p: None for p in ports})
+    plan, _ = plan_for(tmp_path, policy=pol, tree=tree)
     order = [(d.addr, s.phase) for d, s in plan.ordered() if s.op == WRITE]
     assert {a for a, _ in order[:2]} == {NVME, VNET}  # behind root ports: first
     assert all(p == "quiesce" for _, p in order)

@@ -537,3 +537,19 @@ def test_a_corrupt_record_still_leaves_a_report_that_says_why(tmp_path: Path) ->
     assert doc["refused"] is True and doc["devices"] == []
     assert doc["record"]["check"] == "digest" and doc["record"]["error_type"] == "DigestMismatch"
     assert "no device was touched" in doc["summary"]
+
+
+def test_a_driver_bound_after_planning_stops_the_quiesce(tmp_path: Path) -> None:
+    """The capture kernel may bind a driver between plan and apply: the quiesce write is then
+    refused (nothing is turned off under a bound driver), read from the driver link now."""
+    plan, tree = plan_for(tmp_path)
+    (q,) = [s for s in dev(plan, E1000).steps if s.phase == "quiesce"]
+    assert q.op == WRITE
+    drv = tree.root / "bus" / "pci" / "drivers" / "e1000"
+    drv.mkdir(parents=True, exist_ok=True)
+    (tree.device_dir(E1000) / "driver").symlink_to(drv)
+    before = (tree.device_dir(E1000) / "config").read_bytes()
+    apply(plan, SysfsAccess(tree), sleep=lambda s: None)
+    assert (q.status, q.result) == ("refused", "e1000 is bound now: nothing is turned off "
+                                               "under it")
+    assert (tree.device_dir(E1000) / "config").read_bytes() == before

@@ -29,6 +29,7 @@ from handoff.restore.steps import (
     P_QUIESCE,
     P_RESTORE,
     PASSES,
+    QUIESCE_PHASE,
     REFUSE,
     RESCAN_PHASE,
     RESTORE_PHASE,
@@ -85,6 +86,11 @@ class _Run:
             problem = self._same_device(dev, port)
             if problem:
                 self._refuse(dev, s, problem)
+                return
+            driver = self._bound_now(dev.addr) if s.phase in (QUIESCE_PHASE,
+                                                               RESCAN_PHASE) else None
+            if driver:  # bound since the plan was made: its driver owns it now
+                self._refuse(dev, s, f"{driver} is bound now: nothing is turned off under it")
                 return
             if s.op == WRITE:
                 self._write(dev, s, port)

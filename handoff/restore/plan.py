@@ -289,7 +289,16 @@ def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Envi
     dp = DevicePlan(m.saved, m, dec, "planned", dec.why)
     img = bytearray(m.current.live.data)
     if dec.action in (QUIESCE, RESET):
-        dp.steps.append(quiesce_step(dp.addr, img))
+        if m.current.driver:
+            # Nothing is turned off under a driver the capture kernel has bound (pcieport on
+            # root ports): it believes Bus Master is on (is_busmaster), and
+            # pci_enable_bridge() would never set it again. quiesce is for unbound functions.
+            dp.steps.append(Step(dp.addr, QUIESCE_PHASE, "COMMAND", R.PCI_COMMAND, 2, SKIP_OP,
+                                 f"{m.current.driver} is bound in the capture kernel: "
+                                 "nothing is turned off under it (quiesce is for unbound "
+                                 "functions)", status="skipped", owner="driver"))
+        else:
+            dp.steps.append(quiesce_step(dp.addr, img))
     if dec.action == RESET:
         dp.steps.append(_reset(dp.addr, m.current, dec, env))
     if dec.action in (RESTORE_EARLY, RESTORE_LIVE):
