@@ -334,8 +334,8 @@ def test_firecracker_virtio_devices(tmp_path: Path, bound: bool) -> None:
         # Bus Master fallback is looked for (issue 12: nothing off under a bound driver)
         assert not [p for p in fb.passed if p.startswith("Bus Master off")]
         assert [s.why for s in dev(plan, FC["net"]).steps] == [
-            "virtio-pci is bound in the capture kernel: nothing is turned off under it "
-            "(quiesce is for unbound functions)"]
+            ("virtio-pci is bound in the capture kernel: nothing is turned off under it "
+            "(quiesce is for unbound functions)")]
     assert all(d.fallback is not None and d.fallback.chain == ("reset", "skip")
                for d in plan.devices if d.addr in (FC["balloon"], FC["vsock"], FC["rng"]))
 

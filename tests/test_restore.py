@@ -550,6 +550,6 @@ def test_a_driver_bound_after_planning_stops_the_quiesce(tmp_path: Path) -> None
     (tree.device_dir(E1000) / "driver").symlink_to(drv)
     before = (tree.device_dir(E1000) / "config").read_bytes()
     apply(plan, SysfsAccess(tree), sleep=lambda s: None)
-    assert (q.status, q.result) == ("refused", "e1000 is bound now: nothing is turned off "
-                                               "under it")
+    assert (q.status, q.result) == ("refused", ("e1000 is bound now: nothing is turned off "
+                                               "under it"))
     assert (tree.device_dir(E1000) / "config").read_bytes() == before

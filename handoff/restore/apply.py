@@ -404,7 +404,7 @@ def outcome(dev: DevicePlan) -> str:
         return "nothing"
     ok = [s for s in acts if s.status in ("verified", "done")] + [o for o in ops if o.ok]
     bad = [s for s in acts if s.status == "unverified"] + [
-        o for o in ops if o.status in ("failed", "timeout")]
+        o for o in ops if o.status in ("failed", "timeout", "no-response")]
     refused = [s for s in dev.steps if s.status == "refused"] + [
         o for o in ops if o.status == "refused"]
     if bad:

@@ -138,7 +138,7 @@ def _first_failure(dev: DevicePlan) -> str:
         if s.status in ("refused", "unverified"):
             return f"{s.reg}: {s.result or s.why}"
     for o in dev.plugin_ops:
-        if o.status in ("failed", "timeout", "refused"):
+        if o.status in ("failed", "timeout", "no-response", "refused"):
             return f"{o.label}: {o.result or o.status}"
     return dev.why
 
@@ -167,7 +167,8 @@ def totals(plan: Plan, dry_run: bool) -> dict[str, int]:
          "writes": 0, "verified": 0, "unverified": 0, "resets": 0, "rescans": 0,
          "refused_ops": 0, "registers_planned": 0, "registers_applied": 0,
          "plugin_steps": 0, "plugin_ok": 0, "plugin_refused": 0, "plugin_failed": 0,
-         "plugin_timeout": 0, "fallbacks": 0, "restored_fully": 0, "restored_partially": 0,
+         "plugin_timeout": 0, "plugin_no_response": 0, "fallbacks": 0, "restored_fully": 0,
+         "restored_partially": 0,
          "not_restored": 0, "kernel_owned": 0, "disables": 0}
     for dev in plan.devices:
         out = _device(dev, dry_run, 0)["outcome"]
@@ -202,7 +203,8 @@ def totals(plan: Plan, dry_run: bool) -> dict[str, int]:
         for o in dev.plugin_ops:
             t["plugin_steps"] += 1
             key = {"ok": "plugin_ok", "refused": "plugin_refused", "failed": "plugin_failed",
-                   "timeout": "plugin_timeout"}.get(o.status)
+                   "timeout": "plugin_timeout",
+                   "no-response": "plugin_no_response"}.get(o.status)
             if key:
                 t[key] += 1
     return t
