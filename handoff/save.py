@@ -112,7 +112,25 @@ def collect_devices(
             size = st.size if st.size in (256, 4096) else dev.live.size
             dev.early = Snapshot(st.source, size, st.data[:size], st.partial)
         dev.policy = policy(dev)
+    res.devices = _writable(res.devices, res.warnings)
     return res
+
+
+def _writable(devices: list[PciDevice], warnings: list[str]) -> list[PciDevice]:
+    """The devices whose entries the reader's schema accepts (R20); each other one is skipped
+    with a warning, so one odd sysfs entry never costs the record (and every device in it)."""
+    from handoff.errors import SchemaViolation
+    from handoff.payload import validate_device
+
+    keep = []
+    for d in devices:
+        try:
+            validate_device(d.to_payload(), "", None)
+        except SchemaViolation as e:
+            warnings.append(f"{d.addr!r}: skipped, the record cannot hold it: {e}")
+            continue
+        keep.append(d)
+    return keep
 
 
 def early_source(dev: PciDevice) -> str:
@@ -158,11 +176,11 @@ def previous_generation(path: str | os.PathLike[str], boot_id: str) -> int:
 
 
 def _generation_native(raw: bytes, boot_id: str) -> int:
-    """The C core's §8 steps 1-9 (the C core writes the record anyway; the Python reader's
+    """The C core's §8 steps 1-10 (the C core writes the record anyway; the Python reader's
     SHA-256 would import OpenSSL's _hashlib for this one check)."""
     from handoff import _binding
 
-    info = _binding.verify_record(raw, exact=True)
+    info = _binding.check_record(raw, exact=True)  # §8 steps 1-10: the reader's verdict
     if info["boot_id"] != bytes.fromhex(boot_id.replace("-", "")):
         return 0
     return int(info["generation"])

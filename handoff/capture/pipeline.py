@@ -11,7 +11,6 @@ Files, in ``DIR/<UTC timestamp>/`` (or ``DIR/`` with ``subdir=False``):
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -147,9 +146,11 @@ def load_report(path: str) -> tuple[bytes | None, dict[str, Any]]:
     if len(data) > MAX_REPORT:
         info.update(status="invalid", error=f"{path} is larger than {MAX_REPORT >> 20} MiB")
         return None, info
+    from handoff.sources.records import strict_json
+
     try:
-        json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        strict_json(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         info.update(status="invalid", error=f"{path} is not a UTF-8 JSON document ({e})")
         return None, info
     info.update(status="ok", size=len(data), sha256=M.sha256_hex(data))

@@ -293,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
         registry = load(entry_points=True)
         for p in registry.problems:
             sys.stderr.write(f"handoff: warning: {p}\n")
+        policy.check_plugins(registry.names())
     plan = make_plan(rec, scan(tree), policy=policy, identity=identity, force=args.force,
                      env=env, registry=registry)
     runtime = PluginRuntime(tree=tree, budget_s=args.plugin_budget)

@@ -102,7 +102,7 @@ class SysfsAccess:
         return real
 
     def _dev(self, addr: str, name: str) -> str:
-        if not _ADDR.match(addr):
+        if not _ADDR.fullmatch(addr):
             raise OutsideTree(f"{addr!r} is not a PCI address: refused")
         return _paths.join(self._root, "bus", "pci", "devices", addr, name)
 
@@ -138,7 +138,7 @@ class SysfsAccess:
         self.log.append(("", "bus/pci/rescan", "1"))
 
     def present(self, addr: str) -> bool:
-        return _ADDR.match(addr) is not None and os.path.exists(
+        return _ADDR.fullmatch(addr) is not None and os.path.exists(
             _paths.join(self._root, "bus", "pci", "devices", addr))
 
     def _write_file(self, path: str, text: str) -> None:
@@ -175,7 +175,7 @@ def scan(tree: SysfsTree) -> dict[str, PciDevice]:
     """The devices in the tree now (read only), by address."""
     out: dict[str, PciDevice] = {}
     for addr in tree.pci_addresses():
-        if not _ADDR.match(addr):
+        if not _ADDR.fullmatch(addr):
             continue
         try:
             out[addr] = read_device(tree, addr, privileged=True)

@@ -119,14 +119,38 @@ def parse_address(text: str) -> str:
     t = text.strip().lower()
     if t.count(":") == 1:
         t = "0000:" + t
-    if any(c in t for c in "*?["):
+    if any(c in t for c in "*?[]"):
         if not _ADDR_GLOB.match(t):
             raise ValueError(f"address pattern {text!r} has characters other than hex, ':', "
                              "'.', and the glob characters * ? [ ]")
+        why = _glob_problem(t)
+        if why:
+            raise ValueError(f"address pattern {text!r}: {why}")
         return t
-    if not _ADDR.match(t):
+    if not _ADDR.fullmatch(t):
         raise ValueError(f"address {text!r} is not DDDD:BB:DD.F (e.g. \"0000:03:00.0\")")
     return t
+
+
+def _glob_problem(t: str) -> str | None:
+    """Why ``t`` is not a glob fnmatch reads as intended: fnmatch takes an unclosed "[" or a
+    stray "]" literally, so such a pattern silently matches no address."""
+    i = 0
+    while i < len(t):
+        c = t[i]
+        if c == "]":
+            return f"']' at position {i + 1} closes no '['"
+        if c == "[":
+            j = t.find("]", i + 2 if t[i + 1 : i + 2] == "]" else i + 1)
+            if j < 0:
+                return f"'[' at position {i + 1} is never closed"
+            if "[" in t[i + 1 : j]:
+                return f"'[' at position {i + 1} holds another '['"
+            if j == i + 1 or (j == i + 2 and t[i + 1] in "!^"):
+                return f"'[' at position {i + 1} holds nothing"
+            i = j
+        i += 1
+    return None
 
 
 class Rule(Frozen):
@@ -241,6 +265,24 @@ class Policy(Frozen):
         _set(self, "source", source)
         _set(self, "plugins", plugins)
         _set(self, "fallback", fallback)
+
+    def check_plugins(self, known: Iterable[str]) -> None:
+        """Refuse a plugin name that no installed plugin has: a typo ("nvmee") would silently
+        run no plugin on the devices it was meant for."""
+        names = set(known)
+        where = [(None, self.plugins)] + [(r, r.plugins) for r in self.rules]
+        for rule, setting in where:
+            if isinstance(setting, bool) or setting is None:
+                continue
+            bad = [n for n in setting if n not in names]
+            if bad:
+                at = (f"{self.source}:{rule.line}: rule {rule.index}" if rule and rule.line
+                      else f"{self.source}: " + (f"rule {rule.index}" if rule else "top level"))
+                raise UsageError(
+                    f"{at}, key 'plugins': no installed plugin is named "
+                    f"{', '.join(repr(n) for n in bad)} (installed: "
+                    f"{', '.join(sorted(names)) or 'none'})",
+                    hint="fix the name; `handoff plugins` lists the installed plugins")
 
     def decide(self, dev: PciDevice, recorded: str | None = None) -> Decision:
         """Rule, then the policy's ``default``, then the record's action, then defaults.
