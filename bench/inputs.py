@@ -23,10 +23,10 @@ from bench.table import fmt
 
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "tests")) if p not in sys.path]
 
-import elfwriter as W
-import fakesysfs
-import kdumpwriter as K
-import recordgen as G
+from helpers import elfwriter as W
+from helpers import fakesysfs
+from helpers import kdumpwriter as K
+from helpers import recordgen as G
 
 # The e2e harness's real vmcore (a 512 MiB q35 guest with crashkernel=128M, Debian 6.1).
 E2E_CACHE = ROOT / "tests" / "e2e" / "cache"

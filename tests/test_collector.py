@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import fakesysfs as F
+from helpers import fakesysfs as F
 import pytest
 
 from handoff.devices import early as EARLY

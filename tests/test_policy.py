@@ -7,7 +7,7 @@ import re
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import fakesysfs as F
+from helpers import fakesysfs as F
 import pytest
 
 from handoff.devices.model import PciDevice, Snapshot
