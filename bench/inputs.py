@@ -1,8 +1,8 @@
 """Inputs the bench builds for itself under bench/work/: dumps, fake sysfs trees, records.
 
-Nothing here is committed: ELF cores come from tests/elfwriter.py (sparse: a 64 GiB core takes
+Nothing here is committed: ELF cores come from tests/helpers/elfwriter.py (sparse: a 64 GiB core takes
 a few KiB on disk), kdump-compressed dumps from the real makedumpfile, sysfs trees from
-tests/fakesysfs.py (replicating real config-space dumps).
+tests/helpers/fakesysfs.py (replicating real config-space dumps).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def kdump_dump(work: Path, record: bytes) -> Dump:
     """A kdump-compressed dump made by makedumpfile, with a HANDOFF record note in it.
 
     From the e2e's real vmcore when there is one (``-c -d 31``, a real kernel log inside);
-    else from tests/elfwriter.py's makedumpfile_core (``-c -d 1``, no log)."""
+    else from tests/helpers/elfwriter.py's makedumpfile_core (``-c -d 1``, no log)."""
     from handoff.capture.inject import inject_notes
     from handoff.record import NT_HANDOFF_RECORD
 
@@ -159,7 +159,7 @@ def scratch() -> Path:
 
 
 def fake_tree(n: int) -> Path:
-    """tests/fakesysfs.py synthetic_tree of ``n`` functions (built once per bench run)."""
+    """tests/helpers/fakesysfs.py synthetic_tree of ``n`` functions (built once per bench run)."""
     root = scratch() / f"sysfs-{n}"
     if not (root / ".complete").exists():
         shutil.rmtree(root, ignore_errors=True)

@@ -3,7 +3,7 @@
 Every round trip hashes each PT_LOAD (or, for kdump-compressed, every original byte) before and
 after, checks the original notes byte for byte, and asks independent readers (readelf,
 eu-readelf, pyelftools, drgn, makedumpfile, crash) what they see. Dumps are synthetic
-(tests/elfwriter.py, tests/kdumpwriter.py) unless a real one is available: set
+(tests/helpers/elfwriter.py, tests/helpers/kdumpwriter.py) unless a real one is available: set
 HANDOFF_REAL_VMCORE to an ELF vmcore, or let the e2e harness leave one under tests/e2e/cache;
 the real-dump cases are skipped, never faked, when there is none.
 """

@@ -1,6 +1,6 @@
 """Device plugins: the BAR accessor, bounded polling, the registry and entry points, the runner's
 containment, dry runs, and every built-in on fake trees whose resourceN files model the
-registers (tests/fakebar.py), including the paths where the device never answers."""
+registers (tests/helpers/fakebar.py), including the paths where the device never answers."""
 
 from __future__ import annotations
 

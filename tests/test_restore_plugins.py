@@ -1,6 +1,6 @@
 """Device plugins inside the restore engine: the pass order of docs/plugins.md, containment,
 policy switches, dry runs and the report, on fake trees whose resourceN files hold registers
-modelled by tests/fakebar.py. Nothing here touches the real /sys."""
+modelled by tests/helpers/fakebar.py. Nothing here touches the real /sys."""
 
 from __future__ import annotations
 
