@@ -19,8 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from helpers import elfwriter as W
 import pytest
+from helpers import elfwriter as W
 from helpers import recordgen as G
 
 from handoff import errors as E

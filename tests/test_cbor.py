@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import cbor2
 import pytest
+from helpers.strategies import values
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers.strategies import values
 
 from handoff import cbor
 from handoff.errors import BadCBOR

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from helpers.strategies import values  # the same random CBOR-able values as the decoder's tests
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers.strategies import values  # the same random CBOR-able values as the decoder's tests
 
 from handoff import _binding as B
 from handoff import cbor

@@ -15,9 +15,9 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from helpers import elfwriter as W
 from helpers import kdumpwriter as K
-import pytest
 from helpers import recordgen as G
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

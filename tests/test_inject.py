@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import elfwriter as W
 from helpers import kdumpwriter as K
-import pytest
 from helpers import recordgen as G
 from helpers.vmcore import PHDR, complete_core, elf_loads, no_real_vmcore, real_vmcore
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import elfwriter as W
 from helpers import kdumpwriter as K
-import pytest
 from helpers import recordgen as G
 
 from handoff import record as R

@@ -31,6 +31,7 @@ from handoff.kexec.config import Host
 from handoff.kexec.load import LoadOptions, load
 from handoff.kexec.runner import Runner
 
+
 def expected_argv(m: Machine, work: Path, mode: str, flags: list[str], cmdline: str) -> str:
     return shlex.join([m.kexec, mode, *flags, str(m.kernel),
                        f"--initrd={work}/capture-initrd.img", f"--append={cmdline}"])

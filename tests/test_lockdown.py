@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from helpers import fakebar as B
 from helpers import fakesysfs as F
-import pytest
 from helpers.restore import (
     AHCI,
     E1000,
@@ -22,10 +22,10 @@ from helpers.restore import (
     PORT1,
     VBLK,
     VNET,
+    EpermConfig,
     capture_tree,
     dev,
     digest,
-    EpermConfig,
     firmware_less_tree,
     plan_for,
     proc_dir,

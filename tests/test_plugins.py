@@ -14,9 +14,9 @@ import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import pytest
 from helpers import fakebar as B
 from helpers import fakesysfs as F
-import pytest
 
 from handoff.cli import main
 from handoff.devices.model import PciDevice

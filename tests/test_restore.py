@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from helpers import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 from helpers.restore import (
     BOOT,
     E1000,
@@ -22,10 +22,10 @@ from helpers.restore import (
     RELEASE,
     VBLK,
     VNET,
+    EpermConfig,
     capture_tree,
     config_rel,
     digest,
-    EpermConfig,
     expected_after,
     firmware_less_tree,
     fixture,
@@ -48,7 +48,6 @@ from handoff.restore.environment import parse_lockdown, probe
 from handoff.restore.plan import WRITE, make_plan
 from handoff.restore.policy import parse_policy
 from handoff.sysfs import ConfigSpace, SysfsTree
-
 
 # --- the QEMU before/after pair: exactly the planned writes --------------------------------
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from helpers import fakebar as B
 import pytest
+from helpers import fakebar as B
 from helpers.restore import (
     E1000,
     NVME,

@@ -15,8 +15,8 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from helpers import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 from helpers.restore import (
     capture_tree,
     plan_for,

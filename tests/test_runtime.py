@@ -13,8 +13,8 @@ import sys
 import zlib
 from pathlib import Path
 
-from helpers import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 from helpers.machine import (
     BOOT_ID,
     Machine,

@@ -11,8 +11,8 @@ import subprocess
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from helpers import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff import payload as P
 from handoff import record

@@ -12,9 +12,9 @@ import struct
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import elfwriter as W
 from helpers import kdumpwriter as K
-import pytest
 from helpers import recordgen as G
 
 from handoff import cpio, elfcore, sources

@@ -27,8 +27,8 @@ MACHINE_ID = bytes.fromhex("00112233445566778899aabbccddeeff")
 # §5 CRC-32C and §4.1 runs: the tests' one reference of each (stdlib only, written from the
 # spec, sharing nothing with the C core or the reader).
 sys.path.insert(0, str(HERE.parents[1] / "tests"))
-from helpers.reference import crc32c_ref as crc32c  # noqa: E402
-from helpers.reference import sparse_runs_ref as runs  # noqa: E402
+from helpers.reference import crc32c_ref as crc32c
+from helpers.reference import sparse_runs_ref as runs
 
 
 # --- a minimal core-deterministic CBOR encoder (RFC 8949 §4.2.1) -----------------------------

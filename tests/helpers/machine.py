@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import fakesysfs as F
 
 from handoff.cli import main
 from handoff.kexec.config import Host
+from helpers import fakesysfs as F
 
 RELEASE = "6.1.0-test"
 BOOT_ID = "0b6f7c3e-1d2a-4c5b-9e8f-123456789abc"

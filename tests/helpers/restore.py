@@ -16,10 +16,6 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from helpers import elfwriter
-from helpers import fakesysfs as F
-from helpers import recordgen as G
-
 from handoff import record as REC
 from handoff.devices.model import PciDevice
 from handoff.record import Record
@@ -29,6 +25,9 @@ from handoff.restore.match import Identity
 from handoff.restore.plan import WRITE, Plan, make_plan
 from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action
 from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
+from helpers import elfwriter
+from helpers import fakesysfs as F
+from helpers import recordgen as G
 
 BOOT = str(G.BOOT_ID)
 RELEASE = "6.1.0-56-amd64"

@@ -189,7 +189,7 @@ def dump_dir(result: Result) -> Path:
 # -- the early collector's snapshot and the first kernel's logs (early-* scenarios) ----------
 
 # The tests' one reference CRC-32C (tests/ is on sys.path under pytest, via tests/conftest.py).
-from helpers.reference import crc32c_ref as crc32c  # noqa: E402
+from helpers.reference import crc32c_ref as crc32c
 
 
 @dataclass(frozen=True)
