@@ -60,6 +60,7 @@ COMMANDS = (
     "load",
     "unload",
     "status",
+    "estimate",
     "capture",
     "inject_notes",
     "plugins",
