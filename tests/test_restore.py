@@ -44,10 +44,10 @@ from helpers.restore import (
 from handoff.errors import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_NO_RECORD, EXIT_OK
 from handoff.restore import report
 from handoff.restore.apply import OutsideTree, SysfsAccess, apply, scan
-from handoff.restore.environment import parse_lockdown, probe
 from handoff.restore.plan import WRITE, make_plan
 from handoff.restore.policy import parse_policy
 from handoff.sysfs import ConfigSpace, SysfsTree
+from handoff.sysfs.probe import parse_lockdown, probe
 
 # --- the QEMU before/after pair: exactly the planned writes --------------------------------
 
@@ -404,7 +404,7 @@ def test_cli_refuses_the_running_systems_sys(tmp_path: Path,
     rec.write_bytes(record_of(saved_devices(tmp_path)))
     if not os.path.isdir("/sys/bus/pci/devices"):
         pytest.skip("no PCI sysfs here")
-    import handoff.restore.environment as E
+    import handoff.sysfs.probe as E
 
     monkeypatch.setattr(E, "probe", tripwire)  # nor may it probe (a write-back) there
     _, err, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", "/sys",

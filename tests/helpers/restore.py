@@ -20,11 +20,11 @@ from handoff import record as REC
 from handoff.devices.model import PciDevice
 from handoff.record import Record
 from handoff.restore.apply import scan
-from handoff.restore.environment import Environment
 from handoff.restore.match import Identity
 from handoff.restore.plan import WRITE, Plan, make_plan
 from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action
 from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
+from handoff.sysfs.probe import Environment
 from helpers import elfwriter
 from helpers import fakesysfs as F
 from helpers import recordgen as G
