@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-import recordgen as G
-import test_restore as TR
-import test_save as TS
+from helpers import fakesysfs as F
+from helpers import recordgen as G
+from helpers import restore as TR
 
 from handoff import errors as E
 from handoff import payload as P
@@ -21,15 +21,14 @@ from handoff.restore.policy import parse_address, parse_policy
 # --- save: the reader's address rule --------------------------------------------------------
 
 
-@pytest.mark.skipif(not TS.HAVE_CORE, reason="the C core is not built")
 @pytest.mark.parametrize("odd", ["0000:00:02.8", "0000:00:20.0", "0000:00:0A.0"])
 def test_save_skips_an_entry_the_record_cannot_hold(tmp_path: Path, odd: str) -> None:
-    tree = TS.q35(tmp_path)
+    tree = F.q35_tree(tmp_path)
     devs = Path(tree.pci_devices_dir)
     good = sorted(p.name for p in devs.iterdir())
     shutil.copytree(devs / good[1], devs / odd, symlinks=True)
     out = tmp_path / "rec"
-    o, err, rc = TS.run_cli(["save", "--sysfs-root", str(tree.root_dir), "-o", str(out)])
+    o, err, rc = TR.run_cli(["save", "--sysfs-root", str(tree.root_dir), "-o", str(out)])
     assert rc == 0, err
     assert (f"handoff: warning: {odd!r}: not a PCI address the record can hold (DDDD:BB:DD.F, "
             "device <= 1f, function <= 7), skipped") in err.splitlines()
@@ -42,7 +41,7 @@ def test_save_skips_an_entry_the_record_cannot_hold(tmp_path: Path, odd: str) ->
 def test_save_skips_a_device_whose_entry_breaks_the_schema(tmp_path: Path) -> None:
     from handoff.save import collect_devices
 
-    res = collect_devices(TS.q35(tmp_path), running_kernel=False)
+    res = collect_devices(F.q35_tree(tmp_path), running_kernel=False)
     n = len(res.devices)
     from handoff.save import _writable
 
@@ -138,7 +137,7 @@ def test_the_address_glob_error_names_the_line() -> None:
 def test_an_unknown_plugin_name_is_an_error(tmp_path: Path) -> None:
     pol = tmp_path / "p.toml"
     pol.write_text('plugins = ["nvmee"]\n')
-    rec, tree = TR._cli_setup(tmp_path)
+    rec, tree = TR.cli_setup(tmp_path)
     before = TR.digest(tree.root)
     out, err, rc = TR.run_cli(["restore", "--policy", str(pol), "--record", str(rec),
                                "--sysfs-root", str(tree.root), "--proc-root",
