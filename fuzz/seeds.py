@@ -30,9 +30,9 @@ def records() -> list[bytes]:
 
 
 def main(out: Path) -> int:
-    import elfwriter as W
-    import kdumpwriter as K
-    import recordgen as G
+    from helpers import elfwriter as W
+    from helpers import kdumpwriter as K
+    from helpers import recordgen as G
 
     from handoff import cpio
 

@@ -71,7 +71,7 @@ def test_the_mutator_is_reproducible() -> None:
 
 
 def test_repair_reaches_the_payload_checks() -> None:
-    import recordgen as G
+    from helpers import recordgen as G
 
     rec = bytearray(G.make_record())
     rec[-1] ^= 0xFF  # breaks the digest (step 8) ...
