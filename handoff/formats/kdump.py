@@ -19,8 +19,9 @@ from __future__ import annotations
 import struct
 
 from handoff._slots import Slots
-from handoff.elfcore import MAX_NOTE_BYTES, Blob, Note, iter_notes, read_exact
 from handoff.errors import BadContainer
+from handoff.formats.blob import Blob, read_exact
+from handoff.formats.elfcore import MAX_NOTE_BYTES, Note, iter_notes
 
 KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"
