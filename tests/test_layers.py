@@ -25,9 +25,7 @@ LAYERS = {
     "handoff.cli": 8, "handoff.__main__": 8,
 }
 # Known exceptions, each owned by work in progress; remove an entry when its fix lands.
-# save takes its default action from restore until the one device-pattern module
-# (devices/patterns.py) holds default_action.
-KNOWN_UPWARD = {("handoff.save", "handoff.restore.defaults")}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 # restore <-> plugins until the one sysfs layer (handoff/sysfs/) takes what both share.
 KNOWN_CYCLES = {
     frozenset({"handoff.plugins", "handoff.restore"}),

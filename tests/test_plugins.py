@@ -467,12 +467,12 @@ def test_virtio_reset_seen_through_the_plain_file_on_the_real_clock(tree: Path) 
             return [PluginStep("wait", "wait for 0", body)]
 
     flip = B.later(vnet_regs(tree), 0x14, 1, 0, 0.05)
-    t0 = time.monotonic()
     out = run_plugins([B.device(tree, VNET)], QUIESCE, registry=registry(Direct()),
                       tree=SysfsTree(tree))
     flip.join()
+    # Outcome, not wall time (timed asserts flake on a loaded machine): the poll succeeded,
+    # and only the background thread could have cleared device_status.
     assert out.results[0].outcome == OK and out.results[0].message.startswith("True")
-    assert 0.04 < time.monotonic() - t0 < 3.0
 
 
 def test_virtio_legacy_only_transitional_device_is_declined(tree: Path) -> None:

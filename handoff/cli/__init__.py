@@ -61,6 +61,7 @@ COMMANDS = (
     "load",
     "unload",
     "status",
+    "estimate",
     "capture",
     "inject_notes",
     "plugins",
