@@ -137,3 +137,23 @@ def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
     assert layer("handoff.sources.detect") == ("handoff.sources", 3)
     assert layer("handoff.cli.restore") == ("handoff.cli", 8)
+
+
+def test_test_modules_import_helpers_not_each_other() -> None:
+    """Shared builders live in tests/helpers/ and fixtures in conftest.py; a test module that
+    imports another one runs that module's tests' set-up and couples the two files."""
+    tests = ROOT / "tests"
+    names = {p.stem for p in tests.glob("test_*.py")}
+    found = sorted(f"{p.name} imports {t}" for p in tests.glob("test_*.py")
+                   for t in _top_level_imports(p) if t in names)
+    assert found == []
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name.partition(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.partition(".")[0])
+    return out
