@@ -8,13 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers.machine import (
-    INIT_SIZE,
-    cli,
-    dry,
-    make_machine,
-    use_machine,
-)
+from helpers.machine import INIT_SIZE, cli, dry, make_machine, use_machine
 
 from handoff.kexec import checks, estimate
 
@@ -22,13 +16,13 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-         tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     m = make_machine(tmp_path, crash_size=0)
-    # An empty runtime cache of its own: the estimate then uses the typical runtime whatever
-    # tests ran before (the shared cache holds a runtime once any `load` test built one).
-    (tmp_path / "runtime-cache").mkdir()
-    use_machine(m, monkeypatch, tmp_path / "runtime-cache")
+    # A machine where `handoff load` never ran: no runtime cached, so estimate uses the
+    # typical one (the session's shared cache may or may not hold one, by test order).
+    empty = tmp_path / "no-runtime-yet"
+    empty.mkdir()
+    use_machine(m, monkeypatch, empty)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root
     return m
 

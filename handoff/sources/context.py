@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handoff._slots import Slots
+from handoff.budget import Budget
 from handoff.errors import BadContainer
 
 MAX_DECOMPRESSED = 1 << 30  # total decompressed output across one scan
@@ -19,12 +20,14 @@ def find_zstd() -> str | None:
 
 
 class Context(Slots):
-    """State shared by one scan: the decompression budget and nesting depth."""
+    """State shared by one scan: the decompression budget, nesting depth, and the work
+    budget of the whole input (:mod:`handoff.budget`, None: unbounded)."""
 
-    __slots__ = ("_zstd", "budget", "depth", "limit")
+    __slots__ = ("_zstd", "budget", "depth", "limit", "work")
     limit: int
     budget: int
     depth: int
+    work: Budget | None
     _zstd: str | None | bool  # False: not looked up yet
 
     def __init__(
@@ -33,10 +36,12 @@ class Context(Slots):
         budget: int = -1,
         depth: int = 0,
         _zstd: str | None | bool = False,
+        work: Budget | None = None,
     ) -> None:
         self.limit = MAX_DECOMPRESSED if limit is None else limit
         self.budget = budget
         self.depth = depth
+        self.work = work
         self._zstd = _zstd
         self.__post_init__()
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from handoff._slots import Slots
+from handoff.budget import MEMBER_COST, BudgetExceeded, spend
 from handoff.errors import BadContainer
 from handoff.formats import cpio
 from handoff.formats.blob import Blob
@@ -179,6 +180,8 @@ def scan_initrd(blob: Blob, c: Container, ctx: Context, base: int | None, scan: 
                                single=True)
             else:
                 _walk_archives(part.stream, c, ctx, info, scan)
+    except BudgetExceeded:
+        raise  # the whole input is refused, not one archive of it
     except BadContainer as e:
         c.problems.append(Problem(str(e), e.offset))
     for info, part in parts:  # a compressed part's size is known once the walk passed it
@@ -212,6 +215,8 @@ def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], sca
         reader = cpio.ArchiveReader(s)
         for m in reader.members():
             info["members"] += 1
+            # Members of every archive of the input count against one budget.
+            spend(ctx.work, MEMBER_COST + len(m.name), "cpio members", m.offset)
             why = m.unsafe
             if why:
                 info["unsafe_names"].append(m.name)
@@ -236,6 +241,7 @@ def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], sca
                         f"cpio member {m.name!r} is {m.size} bytes, more than the "
                         f"{MAX_MEMBER}-byte examination limit; not examined", m.offset))
                     continue
+                spend(ctx.work, m.size, "cpio member data held for examination", m.offset)
                 data = head + reader.read_data(m.size - len(head))
                 _look_inside(BytesBlob(data), c, ctx, loc, None, scan)
         if single:
@@ -259,6 +265,8 @@ def _look_inside(sub: Blob, c: Container, ctx: Context, loc: dict[str, Any],
     ctx.depth += 1
     try:
         inner = scan(sub, loc["member"], ctx=ctx, member_loc=loc, base=file_offset)
+    except BudgetExceeded:
+        raise
     except BadContainer as e:
         if isinstance(e, MissingTool):
             c.missing_tools.append("zstd")

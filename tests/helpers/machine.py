@@ -233,5 +233,6 @@ def unpack_like_the_kernel(path: Path, dest: Path) -> None:
 
 
 def expected_argv(m: Machine, work: Path, mode: str, flags: list[str], cmdline: str) -> str:
+    """The kexec argv `load --dry-run` must print for machine *m*."""
     return shlex.join([m.kexec, mode, *flags, str(m.kernel),
                        f"--initrd={work}/capture-initrd.img", f"--append={cmdline}"])
