@@ -154,6 +154,7 @@ class ElfCore(Slots):
     """What inspect needs from an ELF file: the header facts, segment summary and notes."""
 
     __slots__ = (
+        "data_end",
         "e_type",
         "elf_class",
         "endian",
@@ -173,6 +174,7 @@ class ElfCore(Slots):
     note_segments: list[Phdr]
     load_count: int
     load_memsz: int
+    data_end: int  # where the furthest segment ends: a complete file is at least this long
 
     def __init__(
         self,
@@ -185,6 +187,7 @@ class ElfCore(Slots):
         note_segments: list[Phdr],
         load_count: int,
         load_memsz: int,
+        data_end: int = 0,
     ) -> None:
         self.elf_class = elf_class
         self.endian = endian
@@ -195,6 +198,14 @@ class ElfCore(Slots):
         self.note_segments = note_segments
         self.load_count = load_count
         self.load_memsz = load_memsz
+        self.data_end = data_end
+
+    def truncation(self, size: int) -> str | None:
+        """Why a ``size``-byte file with these headers is not whole, or None."""
+        if self.data_end <= size:
+            return None
+        return (f"the dump is truncated: its segments end at offset {self.data_end}, but the "
+                f"file has only {size} bytes ({self.data_end - size} missing)")
 
     @property
     def type_name(self) -> str:
@@ -265,6 +276,7 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
     note_segs: list[Phdr] = []
     loads = 0
     load_memsz = 0
+    data_end = 0
     chunk = max(1, (64 << 10) // max(phentsize, 1))  # read the table 64 KiB at a time
     for first in range(0, phnum, chunk):
         count = min(chunk, phnum - first)
@@ -283,6 +295,7 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
                 p = Phdr(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
             else:
                 p = Phdr(v[0], v[6], v[1], v[2], v[3], v[4], v[5], v[7])
+            data_end = max(data_end, p.offset + p.filesz)
             if p.type == PT_LOAD:
                 loads += 1
                 load_memsz += p.memsz
@@ -311,6 +324,7 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
         note_segments=note_segs,
         load_count=loads,
         load_memsz=load_memsz,
+        data_end=data_end,
     )
 
 

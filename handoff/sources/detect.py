@@ -74,6 +74,7 @@ def scan_blob(
     elif kind == "elf-vmcore":
         core = elfcore.parse(blob, budget=work)
         _elf_details(c, core)
+        c.details["truncated"] = core.truncation(blob.size)
         _add_notes(c, core.notes, "elf-vmcore", loc, in_file, member_loc)
     elif kind == "elf":
         core = elfcore.parse(blob, read_notes=False, budget=work)
@@ -85,6 +86,7 @@ def scan_blob(
     elif kind == "kdump-compressed":
         kh = kdump.parse(blob, budget=work)
         _kdump_details(c, kh)
+        c.details["truncated"] = kdump.truncation(blob, kh) if kh.header_version >= 1 else None
         _add_notes(c, kh.notes, "kdump-compressed", loc, in_file, member_loc)
         _kdump_vmcoreinfo(c, kh)
     elif kind == "flattened":
