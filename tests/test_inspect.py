@@ -216,7 +216,7 @@ def test_region_and_initrd_text(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "  slot 0 at offset 4096 (4096 bytes): valid, generation 1 (current)" in out
     assert "  slot 1 at offset 8192 (4096 bytes): empty" in out
     assert "record 1 of 1 at slot 0, offset 4096: valid" in out
-    from handoff import cpio
+    from handoff.formats import cpio
 
     w = cpio.Writer()
     w.file("handoff/record.note", G.note(REC), parents=True)

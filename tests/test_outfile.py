@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_capture as TC
+from helpers import capture as TC
 from helpers import fakesysfs as F
 from helpers import recordgen as G
 from helpers import restore as TR
