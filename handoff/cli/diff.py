@@ -28,6 +28,9 @@ def register(sub: Any) -> None:
                    help="which saved snapshot to compare (default both)")
     p.add_argument("--all", action="store_true", help="also list devices without differences")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -41,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from handoff.restore.apply import scan
     from handoff.sysfs import SysfsTree
 
+    from handoff.cli._select import filter_payload, selection
+
+    sel = selection(args)
     rec, notes = load_record(args.record)
     for n in notes:
         sys.stderr.write(f"handoff: note: {n}\n")
@@ -49,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
         raise EnvironmentProblem(f"{tree.pci_devices} is not a directory",
                                  hint="--sysfs-root takes the directory holding bus/pci")
     current = scan(tree)
+    payload = rec.payload
+    if sel:  # lspci's -s/-d: compare only these devices, saved and present
+        current = {a: d for a, d in current.items() if sel.matches_device(d)}
+        payload = dict(payload, devices=filter_payload(sel, rec.devices))
     which = ("early", "live") if args.against == "both" else (args.against,)
-    results = {w: diff_record(rec.payload, current, w) for w in which}
+    results = {w: diff_record(payload, current, w) for w in which}
     if args.json:
         from handoff.cli._output import emit_json
 

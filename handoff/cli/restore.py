@@ -72,6 +72,9 @@ def register(sub: Any) -> None:
                    help="with --dry-run: also ask the kernel whether config writes and BAR "
                         "mapping work (writes back one Interrupt Line byte; maps one BAR "
                         "without reading it). A real restore always probes")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -82,16 +85,20 @@ def load_record(src: str | None) -> tuple[Record, list[str]]:
 
     path = src or DEFAULT_RECORD
     if not os.path.exists(path):
-        where = "the capture initramfs ships it there (spec §6)" if src is None else \
-            "no such file"
-        raise NoRecordFound(f"no handoff record at {path}: {where}",
-                            hint="pass --record with a record, note file, region, initrd or "
-                                 "vmcore")
+        hint = "pass --record with a record, note file, region, initrd or vmcore"
+        if src is not None:  # named by the user: a usage error, as for every command
+            from handoff.errors import MissingInput
+
+            raise MissingInput(f"--record {src}: no such file", hint=hint)
+        raise NoRecordFound(f"no handoff record at {path}: the capture initramfs ships it "
+                            "there (spec §6)", hint=hint)
     try:
         found = handoff.read(path)
     except OSError as e:
-        raise NoRecordFound(f"cannot read {path}: {e.strerror}",
-                            hint="check the path and permissions") from None
+        from handoff.errors import EnvironmentProblem, os_reason
+
+        raise EnvironmentProblem(f"cannot read {path}: {os_reason(e)}",
+                                 hint="check its permissions (run as root?)") from None
     good = [f for f in found if f.record is not None]
     bad = [f for f in found if f.error is not None]
     if not good:
@@ -125,7 +132,10 @@ def _write_refusal(path: str, source: str, err: Exception) -> None:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(doc, f, separators=(",", ":"))
     except OSError as e:
-        sys.stderr.write(f"handoff: warning: cannot write the report to {path}: {e.strerror}\n")
+        from handoff.errors import os_reason
+
+        sys.stderr.write(f"handoff: warning: cannot write the report to {path}: "
+                         f"{os_reason(e)}\n")
 
 
 def _hex(v: int | None, width: int) -> str | None:
@@ -237,6 +247,9 @@ def run(args: argparse.Namespace) -> int:
     from handoff.restore.policy import DEFAULT_POLICY, load_policy
     from handoff.sysfs import SysfsTree
 
+    from handoff.cli._select import filter_payload, selection
+
+    sel = selection(args)
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
     try:
         rec, notes = load_record(args.record)
@@ -279,7 +292,11 @@ def run(args: argparse.Namespace) -> int:
         registry = load(entry_points=True)
         for p in registry.problems:
             sys.stderr.write(f"handoff: warning: {p}\n")
-    plan = make_plan(rec, scan(tree), policy=policy, identity=identity, force=args.force,
+    current = scan(tree)
+    if sel:  # lspci's -s/-d: plan (and touch) only these devices
+        current = {a: d for a, d in current.items() if sel.matches_device(d)}
+        rec = rec.replace(payload=dict(rec.payload, devices=filter_payload(sel, rec.devices)))
+    plan = make_plan(rec, current, policy=policy, identity=identity, force=args.force,
                      env=env, registry=registry)
     runtime = PluginRuntime(tree=tree, budget_s=args.plugin_budget)
     if not args.dry_run and plan.check.ok:
@@ -293,21 +310,31 @@ def run(args: argparse.Namespace) -> int:
             with open(args.report, "wb") as f:
                 f.write(data)
         except OSError as e:
-            raise EnvironmentProblem(f"cannot write the report to {args.report}: {e.strerror}",
+            from handoff.errors import os_reason
+
+            raise EnvironmentProblem(f"cannot write the report to {args.report}: "
+                                     f"{os_reason(e)}",
                                      hint="pass --report with a writable path") from None
+    rc = 1 if report.failed(doc) else 0
+    refused = bool(plan.check.problems and not plan.check.forced)
     if args.json:
         from handoff.cli._output import emit_json
 
         body: dict[str, Any] = {"report": doc}
         if args.dry_run:
             body["plan"] = plan.to_json()
+        if refused or rc:  # the error contract's keys, on the one document printed
+            body.update(error=("record refused: " + "; ".join(plan.check.problems)) if refused
+                        else report.summary(doc), exit_code=rc or 1,
+                        hint="check --record; --force applies it anyway" if refused
+                        else "the report's per-device results say what failed")
         emit_json("restore", body)
     else:
         if args.dry_run:
             print(render_plan(plan))
             print()
         print(report.summary(doc))
-    if plan.check.problems and not plan.check.forced:
+    if refused:
         sys.stderr.write("handoff: error: record refused: " + "; ".join(plan.check.problems)
                          + "\nhandoff: hint: check --record; --force applies it anyway\n")
-    return 1 if report.failed(doc) else 0
+    return rc

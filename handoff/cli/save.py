@@ -39,6 +39,9 @@ def register(sub: Any) -> None:
                    help="the early collector's snapshot (default /run/handoff/early.bin "
                         "when reading /sys)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -83,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"handoff: warning: {w}\n")
     for n in res.notes:
         sys.stderr.write(f"handoff: note: {n}\n")
+    from handoff.cli._select import selection
+
+    sel = selection(args)
+    if sel:  # lspci's -s/-d: only these devices go into the record
+        res.devices = [d for d in res.devices if sel.matches_device(d)]
 
     record = b""
     generation = 0
