@@ -16,8 +16,23 @@ listed too. Reads only.
 """
 
 
+EPILOG = """\
+examples:
+  handoff diff --record /var/lib/handoff/record.bin
+  handoff diff --record rec.bin --against early -s 03:00.0
+  handoff diff --record rec.bin --json --all
+
+exit codes:
+  0  compared (differences are output, not failures)
+  1  the record is corrupt (the message names the check and offset)
+  2  usage: wrong arguments, or a path you named does not exist
+  3  no handoff record in --record
+  4  --sysfs-root has no bus/pci/devices, or a file cannot be read
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("diff", help="compare a record with the devices now",
+    p = sub.add_parser("diff", epilog=EPILOG, help="compare a record with the devices now",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("--record", metavar="SRC",

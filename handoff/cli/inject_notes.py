@@ -24,6 +24,10 @@ already present is not added twice.
 """
 
 EPILOG = """\
+examples:
+  handoff inject-notes /var/crash/202612061200/dump.202612061200 rec.bin
+  handoff inject-notes vmcore /handoff/record.note report.json
+
 exit codes:
   0  notes added (or already present)
   1  DUMP is malformed, truncated or of an unsupported format, RECORD holds only invalid

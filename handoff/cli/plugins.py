@@ -25,6 +25,11 @@ docs/plugins.md explains how to write one.
 """
 
 EPILOG = """\
+examples:
+  handoff plugins
+  handoff plugins --sysfs-root /sys -d 1af4:      # which plugin takes each virtio device
+  handoff plugins --json | jq '.plugins[].name'
+
 exit codes:
   0  every plugin entry point loaded
   1  at least one plugin entry point failed to load (listed on stderr / under "problems")

@@ -42,8 +42,23 @@ the kernel permits from the lockdown mode, unless --probe.
 """
 
 
+EPILOG = """\
+examples:
+  handoff restore                       # in the capture kernel (the hooks run it)
+  handoff restore --record rec.bin --dry-run --force        # the plan, on a running system
+  handoff restore --policy site.toml --report /run/handoff/report.json -d 8086:
+
+exit codes:
+  0  every planned step was done and verified (or planned, with --dry-run)
+  1  the record was refused, or a step failed, was refused or could not be verified
+  2  usage: wrong arguments, or a path you named does not exist
+  3  no handoff record in --record (or none shipped in the capture initramfs)
+  4  not a capture kernel (writes to a running system refused), or no PCI tree
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("restore", help="restore devices from a record (capture kernel)",
+    p = sub.add_parser("restore", epilog=EPILOG, help="restore devices from a record (capture kernel)",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("--record", metavar="SRC",

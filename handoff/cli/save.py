@@ -23,8 +23,22 @@ space, and the record marks those snapshots partial.
 """
 
 
+EPILOG = """\
+examples:
+  sudo handoff save                          # one row per PCI device, nothing written
+  sudo handoff save -o /var/lib/handoff/record.bin
+  sudo handoff save -d ::0108 --json          # NVMe controllers only, as JSON
+
+exit codes:
+  0  saved (or listed)
+  1  the record could not be built (a check failed)
+  2  usage: wrong arguments, or a path you named does not exist
+  4  /sys has no PCI tree, -o cannot be written, or the C core is missing
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("save", help="save PCI device state into a record",
+    p = sub.add_parser("save", epilog=EPILOG, help="save PCI device state into a record",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("-o", "--output", metavar="FILE",
