@@ -23,7 +23,7 @@ def _help(command: str) -> str:
 @pytest.mark.parametrize("command", [c.replace("_", "-") for c in COMMANDS])
 def test_help_has_examples_and_exit_codes(command: str) -> None:
     text = _help(command)
-    block = re.search(r"^examples:\n((?:  .*\n)+)", text, re.M)
+    block = re.search(r"^examples:\n((?:  .*\n)+)", text, re.MULTILINE)
     assert block, f"`handoff {command} --help` has no examples"
     examples = [ln.strip() for ln in block.group(1).splitlines()]
     assert 2 <= len(examples) <= 3, examples
@@ -34,9 +34,9 @@ def test_help_has_examples_and_exit_codes(command: str) -> None:
         argv = argv[1:] if argv[0] == "sudo" else argv
         assert argv[:2] == ["handoff", command], ex
         parser.parse_args(argv[1:])  # SystemExit (a usage error) fails the test
-    codes = re.search(r"^exit (?:codes|status):.*\n((?:  .*\n)+)", text, re.M)
+    codes = re.search(r"^exit (?:codes|status):.*\n((?:  .*\n)+)", text, re.MULTILINE)
     assert codes, f"`handoff {command} --help` lists no exit codes"
-    listed = {int(m) for m in re.findall(r"^  (\d+)  ", codes.group(1), re.M)}
+    listed = {int(m) for m in re.findall(r"^  (\d+)  ", codes.group(1), re.MULTILINE)}
     assert 0 in listed and listed <= {0, 1, 2, 3, 4}, listed
 
 

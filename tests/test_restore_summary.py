@@ -26,14 +26,14 @@ def test_dry_run_and_refusal_summaries(tmp_path: Path) -> None:
     assert _run("save", "--sysfs-root", str(tree), "-o", str(rec))[0] == 0
     base = ("restore", "--record", str(rec), "--sysfs-root", str(tree), "--dry-run",
             "--no-plugins", "--proc-root", str(tmp_path))
-    rc, out, err = _run(*base)  # no VMCOREINFO, no handoff.boot_id=: refused
+    rc, out, _ = _run(*base)  # no VMCOREINFO, no handoff.boot_id=: refused
     assert rc == 1
     last2 = out.splitlines()[-2:]
     n = int(last2[1].split()[0])
     assert last2[0] == (f"planned: 0 config register(s), 0 plugin step(s); the plan would "
                         f"restore fully 0, partially 0, not {n}; 0 fallback(s)")
     assert f"{n} refused" in last2[1] and len(re.findall(r"refused", last2[1])) == 1
-    rc, out, err = _run(*base, "--force")
+    rc, out, _ = _run(*base, "--force")
     last2 = out.splitlines()[-2:]
     assert "restored" not in out and "applied" not in out
     planned = int(re.search(r"(\d+) planned", last2[1]).group(1))

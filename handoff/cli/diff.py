@@ -53,13 +53,12 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from handoff.cli._select import filter_payload, selection
     from handoff.cli.restore import load_record
     from handoff.diff import diff_record, render
     from handoff.errors import EnvironmentProblem
     from handoff.restore.apply import scan
     from handoff.sysfs import SysfsTree
-
-    from handoff.cli._select import filter_payload, selection
 
     sel = selection(args)
     rec, notes = load_record(args.record)

@@ -393,22 +393,22 @@ def _run(args: argparse.Namespace) -> int:
         return fail(code, msg, e.hint, dict(error_json(e), result=result))
     bad = [f for f in found if f.error is not None]
     code = E.EXIT_INVALID if bad else E.EXIT_OK
-    msg: str | None = None
+    summary: str | None = None
     hint: str | None = None
     if bad:  # one line for all of them: the first names its check, the rest are counted
         first = bad[0].error
         assert first is not None
         more = f" (and {len(bad) - 1} more corrupt record(s))" if len(bad) > 1 else ""
-        msg = (f"{path}: corrupt record at {bad[0].location}: {first} "
-               f"(check {first.check}, offset {first.offset}){more}")
+        summary = (f"{path}: corrupt record at {bad[0].location}: {first} "
+                   f"(check {first.check}, offset {first.offset}){more}")
         hint = "stdout shows every record's checks"
     if args.json:
         doc.update({"result": "invalid" if bad else "ok", "exit_code": code})
         if bad:
-            doc.update({"error": msg, "hint": hint})
+            doc.update({"error": summary, "hint": hint})
         emit_json("inspect", doc)
     else:
         sys.stdout.flush()
-    if msg:
-        sys.stderr.write(f"handoff: error: {msg}\nhandoff: hint: {hint}\n")
+    if summary:
+        sys.stderr.write(f"handoff: error: {summary}\nhandoff: hint: {hint}\n")
     return code

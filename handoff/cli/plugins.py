@@ -94,11 +94,9 @@ def _devices(root: str, registry: Any, sel: Any = None) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from handoff.cli._output import emit_json, table
-    from handoff.errors import EXIT_INVALID, EXIT_OK
-    from handoff.plugins import registry as reg_mod
-
     from handoff.cli._select import selection
-    from handoff.errors import UsageError
+    from handoff.errors import EXIT_INVALID, EXIT_OK, UsageError
+    from handoff.plugins import registry as reg_mod
 
     sel = selection(args)
     if sel and not args.sysfs_root:

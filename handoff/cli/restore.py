@@ -252,6 +252,7 @@ def _plugin_table(dev: Any, table: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from handoff.cli._select import filter_payload, selection
     from handoff.errors import EnvironmentProblem, HandoffError, UsageError
     from handoff.restore import _paths, report
     from handoff.restore.apply import SysfsAccess, apply, rehearse, scan
@@ -261,8 +262,6 @@ def run(args: argparse.Namespace) -> int:
     from handoff.restore.pluginpass import PluginRuntime
     from handoff.restore.policy import DEFAULT_POLICY, load_policy
     from handoff.sysfs import SysfsTree
-
-    from handoff.cli._select import filter_payload, selection
 
     sel = selection(args)
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
@@ -310,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
     current = scan(tree)
     if sel:  # lspci's -s/-d: plan (and touch) only these devices
         current = {a: d for a, d in current.items() if sel.matches_device(d)}
-        rec = rec.replace(payload=dict(rec.payload, devices=filter_payload(sel, rec.devices)))
+        rec = rec.replace(  # type: ignore[assignment]  # Slots.replace returns the same type
+            payload=dict(rec.payload, devices=filter_payload(sel, rec.devices)))
     plan = make_plan(rec, current, policy=policy, identity=identity, force=args.force,
                      env=env, registry=registry)
     runtime = PluginRuntime(tree=tree, budget_s=args.plugin_budget)
