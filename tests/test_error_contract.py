@@ -12,8 +12,8 @@ import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff.cli import COMMANDS, main
 from handoff.errors import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_NO_RECORD, EXIT_USAGE

@@ -12,8 +12,8 @@ import subprocess
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff.cli import main
 from handoff.devices.pciids import PciIds

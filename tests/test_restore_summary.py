@@ -8,7 +8,7 @@ import re
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import fakesysfs as F
+from helpers import fakesysfs as F
 
 from handoff.cli import main
 

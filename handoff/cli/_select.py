@@ -37,10 +37,15 @@ def selection(args: argparse.Namespace) -> Any:
 
 
 def payload_matches(sel: Any, d: dict[str, Any]) -> bool:
-    """``sel`` on a payload device map (payload.cddl pci-device)."""
-    ids = d.get("ids") or {}
-    return sel.matches(str(d.get("addr", "")), int(ids.get("vendor", -1)),
-                       int(ids.get("device", -1)), int(ids.get("class", -1)))
+    """``sel`` on a payload device map (payload.cddl pci-device); a device of another bus, or
+    one whose ids are not numbers (other buses are opaque to the schema, R20), never matches."""
+    ids = d.get("ids")
+    if d.get("bus", "pci") != "pci" or not isinstance(ids, dict):
+        return False
+    vals = [ids.get(k) for k in ("vendor", "device", "class")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+        return False
+    return sel.matches(str(d.get("addr", "")), *vals)
 
 
 def filter_payload(sel: Any, devices: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
