@@ -31,6 +31,7 @@ from handoff import errors as E
 from handoff._slots import Frozen
 from handoff.formats import kdump
 from handoff.formats.blob import read_exact
+from handoff.formats.dumpformat import dump_format
 from handoff.formats.elfcore import MAX_NOTE_BYTES, NOTE_ALIGN, Note, iter_notes
 from handoff.record import NOTE_NAME, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
@@ -198,22 +199,6 @@ class _FileBlob:
             offset += len(b)
             length -= len(b)
         return b"".join(parts)
-
-
-def dump_format(head: bytes) -> str:
-    """Name the container from the first bytes of a file.
-
-    "elf", "kdump" (kdump-compressed), "flattened" (makedumpfile -F), "diskdump" or "unknown".
-    """
-    if head[:4] == ELF_MAGIC:
-        return "elf"
-    if kdump.is_kdump(head):
-        return "kdump"
-    if kdump.is_flattened(head):
-        return "flattened"
-    if head[:8] == kdump.DISKDUMP_SIGNATURE:
-        return "diskdump"
-    return "unknown"
 
 
 def _refuse_format(fmt: str, path: str) -> E.HandoffError:
