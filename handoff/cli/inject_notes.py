@@ -67,6 +67,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import errno
     import os
 
     from handoff.capture.inject import inject_notes, inject_notes_copy
@@ -108,10 +109,19 @@ def run(args: argparse.Namespace) -> int:
     dump_release = osrelease(args.dump)
     if dump_release and rec.kernel_release and dump_release != rec.kernel_release:
         warnings.append(release_mismatch(rec.generation, rec.kernel_release, dump_release))
-    if args.output is not None:
-        res = inject_notes_copy(args.dump, args.output, notes)
-    else:
-        res = inject_notes(args.dump, notes)
+    target = args.output if args.output is not None else args.dump
+    try:
+        if args.output is not None:
+            res = inject_notes_copy(args.dump, args.output, notes)
+        else:
+            res = inject_notes(args.dump, notes)
+    except OSError as e:  # ENOSPC, EIO: say which file, never a traceback
+        from handoff.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(
+            f"cannot write {target}: {e.strerror or e}",
+            hint="free space on its file system (the dump's header was not changed)"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else None) from None
     for w in warnings:  # after the notes are in: a refusal's own line says what matters
         sys.stderr.write(f"handoff: warning: {w}\n")
     if args.json:
@@ -119,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
                                    "dump_osrelease": dump_release, "warnings": warnings})
         return 0
     names = {NT_HANDOFF_RECORD: "record", NT_HANDOFF_REPORT: "restore report"}
-    target = res.path
     for t, size in res.added:
         extra = f" generation {rec.generation}" if t == NT_HANDOFF_RECORD else ""
         print(f"added {names[t]}{extra} ({size} bytes) to {target}")
