@@ -124,7 +124,7 @@ def test_notes_crash_cannot_read_are_flagged(tmp_path: Path,
     p[2] = end
     ph.pack_into(data, 64, *p)
     path = write(tmp_path, "old", bytes(data))
-    rc, out, err = run(capsys, path)
+    rc, _, err = run(capsys, path)
     assert rc == 0
     assert err == (f"handoff: warning: crash cannot read the notes of {path}: its notes end at "
                    f"offset {end + p[5]}, past the header area crash reads (up to the first "
