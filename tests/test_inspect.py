@@ -108,6 +108,35 @@ def test_truncated_dump_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture
     assert json.loads(out)["container"]["details"]["truncated"] is None and err == ""
 
 
+def test_notes_crash_cannot_read_are_flagged(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """An ELF dump whose note segment an older handoff moved past the memory data: crash
+    reads only the header area before it (issue 13); inspect says so, and how to repair it."""
+    import struct
+
+    vmci = W.vmcoreinfo("6.1.0-test-amd64")
+    data = bytearray(W.core_bytes(W.default_notes(vmci=vmci) + [G.note(REC)]))
+    ph = struct.Struct("<IIQQQQQQ")
+    p = list(ph.unpack_from(data, 64))
+    first_load = ph.unpack_from(data, 64 + 56)[2]
+    end = len(data)
+    data += data[p[2]:p[2] + p[5]]  # the notes, copied to the end, as handoff did
+    p[2] = end
+    ph.pack_into(data, 64, *p)
+    path = write(tmp_path, "old", bytes(data))
+    rc, _, err = run(capsys, path)
+    assert rc == 0
+    assert err == (f"handoff: warning: crash cannot read the notes of {path}: its notes end at "
+                   f"offset {end + p[5]}, past the header area crash reads (up to the first "
+                   f"PT_LOAD's data, offset {first_load}); `handoff inject-notes --output NEW "
+                   f"{path} {path}` writes a copy it reads\n")
+    fixed = tmp_path / "fixed"
+    assert main(["inject-notes", "--output", str(fixed), path, path]) == 0
+    capsys.readouterr()
+    rc, _, err = run(capsys, str(fixed))
+    assert (rc, err) == (0, "")
+
+
 def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = write(tmp_path, "k.kdump", K.kdump_bytes(W.default_notes() + [G.note(REC)]))
     rc, out, err = run(capsys, p, "--json")
