@@ -176,7 +176,7 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
         initrd_compressed=appended.size,
         initrd_unpacked=(listing.unpacked_size if listing.complete else 3 * appended.original_size)
         + rt.unpacked_size + len(handoff_cpio),
-        runtime_peak=rt.peak_rss,
+        runtime_peak=rt.peak_private or rt.peak_rss,
         devices=len(inv),
     )
     if reserved is not None:
