@@ -384,7 +384,9 @@ def test_kdump_tools_file_is_parsed_not_run(tmp_path: Path) -> None:
     (tmp_path / "i").write_bytes(b"i")
     cfg = config.discover(host)
     assert (cfg.kernel, cfg.initrd, cfg.base_cmdline) == (tmp_path / "k", tmp_path / "i", None)
-    assert cfg.append == config.KDUMP_TOOLS_DEFAULT_APPEND
+    # kdump-config 1:1.8.1 (Debian 12): KDUMP_CMDLINE_APPEND's default, as shipped
+    assert cfg.append == "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 " \
+        "irqpoll usbcore.nousb"
     assert cfg.kexec_args == ("-d", "--elf64-core-headers")
     (tmp_path / "etc/default/kdump-tools").write_text("KDUMP_KERNEL=/boot/vmlinuz-$(uname -r)\n")
     with pytest.raises(UsageError, match=r"KDUMP_KERNEL=/boot/vmlinuz-\$\(uname -r\) needs "
@@ -447,6 +449,15 @@ def test_estimate_arithmetic() -> None:
     with pytest.raises(EnvironmentProblem, match="needs about 143 MiB but crashkernel "
                                                  "reserves 128 MiB"):
         checks.check_memory(est, 128 * M)
+    # --no-capture: restore has exited before udevd starts, so only the larger one counts
+    alone = checks.estimate(kernel_mem=64 * M, initrd_compressed=10 * M,
+                            initrd_unpacked=30 * M, runtime_peak=8 * M, devices=16,
+                            capture=False)
+    assert alone.userspace_peak == (64 + 3 + 30 + 16) * M
+    bigger = checks.estimate(kernel_mem=64 * M, initrd_compressed=10 * M,
+                             initrd_unpacked=30 * M, runtime_peak=20 * M, devices=16,
+                             capture=False)
+    assert bigger.userspace_peak == (64 + 3 + 30 + 20 + 1) * M
 
 
 # -- kexec failures ---------------------------------------------------------------------------------

@@ -14,7 +14,10 @@ dump: anything `handoff inspect` reads) and, if given, the restore report REPORT
 to DUMP as ELF notes (owner HANDOFF, types 0x48440001 and 0x48440002, spec §6).
 
 DUMP is an ELF vmcore or a makedumpfile kdump-compressed dump (header version 4 or later).
-A flattened dump (makedumpfile -F) must be converted first: makedumpfile -R OUT < DUMP.
+A flattened dump (makedumpfile -F, what Debian's kdump-tools saves) has no note area: with
+--reassemble, `makedumpfile -R` first turns it into the kdump-compressed dump it streams, in a
+new file beside it that replaces it by one rename once the notes are in (it needs as much free
+space again); without it, a flattened DUMP is refused.
 
 Nothing in DUMP moves: the existing notes plus the new ones are appended at its end and only
 the pointer to the note area is rewritten (PT_NOTE's p_offset/p_filesz, or the sub-header's
@@ -45,6 +48,8 @@ def register(sub: Any) -> None:
     p.add_argument("dump", metavar="DUMP", help="ELF vmcore or kdump-compressed dump")
     p.add_argument("record", metavar="RECORD", help="where to read the record from")
     p.add_argument("report", metavar="REPORT", nargs="?", help="restore report (JSON)")
+    p.add_argument("--reassemble", action="store_true",
+                   help="turn a flattened DUMP into a kdump-compressed one first (same name)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
@@ -55,7 +60,13 @@ def run(args: argparse.Namespace) -> int:
     from handoff.capture.inject import inject_notes
     from handoff.capture.pipeline import load_record, load_report
     from handoff.cli._output import emit_json
-    from handoff.errors import BadContainer, InvalidRecord, NoRecordFound, UsageError
+    from handoff.errors import (
+        BadContainer,
+        EnvironmentProblem,
+        InvalidRecord,
+        NoRecordFound,
+        UsageError,
+    )
     from handoff.record import NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
     for what, path in (("dump", args.dump), ("record source", args.record)):
@@ -83,10 +94,34 @@ def run(args: argparse.Namespace) -> int:
                 hint="REPORT must be the JSON that `handoff restore --report` wrote",
             )
         notes.append((NT_HANDOFF_REPORT, data))
-    res = inject_notes(args.dump, notes)
+    target, reassembled = args.dump, None
+    if args.reassemble and _is_flattened(args.dump):
+        from handoff.capture import reassemble
+        from handoff.capture.save import find_makedumpfile
+
+        tool = find_makedumpfile()
+        if tool is None:
+            raise EnvironmentProblem("makedumpfile is not installed: it reassembles a "
+                                     "flattened dump", hint="install makedumpfile")
+        reassembled = reassemble.reassemble(args.dump, tool)
+        target = reassemble.pending(args.dump)
+    try:
+        res = inject_notes(target, notes)
+    except BaseException:
+        if target != args.dump:
+            os.unlink(target)  # the original flattened dump stays as it was
+        raise
+    if target != args.dump:
+        from handoff.capture import reassemble
+
+        reassemble.replace(args.dump)
+        res = res.renamed(args.dump)
     if args.json:
-        emit_json("inject-notes", {"result": res.as_dict(), "record": rec_info, "report": rep_info})
+        emit_json("inject-notes", {"result": res.as_dict(), "record": rec_info, "report": rep_info,
+                                   "reassembled": reassembled})
         return 0
+    if reassembled:
+        print(f"reassembled {args.dump} from makedumpfile's flattened format ({reassembled})")
     names = {NT_HANDOFF_RECORD: "record", NT_HANDOFF_REPORT: "restore report"}
     for t, size in res.added:
         extra = f" generation {rec.generation}" if t == NT_HANDOFF_RECORD else ""
@@ -100,3 +135,10 @@ def run(args: argparse.Namespace) -> int:
         )
     sys.stdout.flush()
     return 0
+
+
+def _is_flattened(path: str) -> bool:
+    from handoff.capture.inject import dump_format
+
+    with open(path, "rb") as f:
+        return dump_format(f.read(16)) == "flattened"

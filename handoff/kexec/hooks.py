@@ -67,8 +67,13 @@ if [ -x /handoff/bin/handoff ] && [ -f /handoff/etc/capture.conf ]; then
     # shellcheck disable=SC2086 # RESTORE_ARGS is a word list
     /handoff/bin/handoff restore --record "$HANDOFF_RECORD" --report "$HANDOFF_REPORT" $HANDOFF_RESTORE_ARGS
     echo "handoff: restore exited $?"
+    # For the distro's dump step after switch_root (kdump-tools, kdumpctl): the initramfs is
+    # freed then, /run is carried over. `handoff inject-notes` adds both to the saved dump.
+    if mkdir -p %(kept)s && cp "$HANDOFF_RECORD" %(record)s; then
+        [ ! -f "$HANDOFF_REPORT" ] || cp "$HANDOFF_REPORT" %(report)s
+    fi
 fi
-"""
+""" % {"kept": paths.KEPT_DIR, "record": paths.KEPT_RECORD, "report": paths.KEPT_REPORT}
 
 _CAPTURE = """\
 if [ -x /handoff/bin/handoff ] && [ -f /handoff/etc/capture.conf ]; then

@@ -178,6 +178,7 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
         + rt.unpacked_size + len(handoff_cpio),
         runtime_peak=rt.peak_private or rt.peak_rss,
         devices=len(inv),
+        capture=opts.capture,
     )
     if reserved is not None:
         tight = checks.check_memory(est, reserved)
