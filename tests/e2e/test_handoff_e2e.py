@@ -369,6 +369,19 @@ def lockdown(qemu_ready: None, e2e_report: Callable[[Result], None]) -> Result:
     return _run("handoff-lockdown", e2e_report)
 
 
+def test_lockdown_round_trip_loads_with_kexec_file_load(lockdown: Result) -> None:
+    """kexec -s (kexec_file_load): the kernel itself reads the image and the initrd copy, and
+    builds the ELF core header; the capture kernel still gets handoff's record as loaded."""
+    load = json.loads(lockdown.read("first/load.json"))
+    assert load["loaded"] and load["argv"][1:3] == ["-p", "-s"], load["argv"]
+    assert _record_bytes(lockdown.files["capture/record.note"]) == \
+        _record_bytes(lockdown.files["first/record.bin"])
+    assert lockdown.text("capture/inspect-record.rc").strip() == "0"
+    cmdline = lockdown.text("capture/cmdline")
+    assert f"handoff.generation={load['generation']}" in cmdline
+    assert "elfcorehdr=" in cmdline  # added by the kernel's kexec_file_load for a crash image
+
+
 def test_lockdown_capture_kernel_is_locked_down(lockdown: Result) -> None:
     _stage_names(lockdown, "handoff-lockdown")
     assert "lockdown=integrity" in lockdown.text("capture/cmdline")
