@@ -137,8 +137,8 @@ def render_plan(plan: Plan) -> str:
     by register, plugin step by plugin step."""
     from handoff.cli._output import table
     from handoff.restore import pciregs as R
-    from handoff.restore.environment import describe_text
     from handoff.restore.steps import PASSES
+    from handoff.sysfs.probe import describe_text
 
     lines = ["Plan. Passes, in order: " + "; ".join(
         f"{i} {what}" for i, (_, _, _, what) in enumerate(PASSES, 1)) + "."]
@@ -228,14 +228,15 @@ def _plugin_table(dev: Any, table: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from handoff.errors import EnvironmentProblem, HandoffError, UsageError
-    from handoff.restore import _paths, report
+    from handoff.restore import report
     from handoff.restore.apply import SysfsAccess, apply, rehearse, scan
-    from handoff.restore.environment import probe
     from handoff.restore.match import identity_from
     from handoff.restore.plan import make_plan
     from handoff.restore.pluginpass import PluginRuntime
     from handoff.restore.policy import DEFAULT_POLICY, load_policy
     from handoff.sysfs import SysfsTree
+    from handoff.sysfs import paths as _paths
+    from handoff.sysfs.probe import probe
 
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
     try:

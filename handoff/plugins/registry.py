@@ -224,12 +224,12 @@ def declares_group(group: str = GROUP, path: Iterable[object] | None = None) -> 
         try:
             names = os.listdir(root)
         except NotADirectoryError:
-            names = _zip_names(root)
-            if names is None:
+            members = _zip_names(root)
+            if members is None:
                 return True  # a zip archive not yet read: importlib.metadata looks inside it
             if any(n.endswith("/entry_points.txt") and n.count("/") == 1 and
                    n.split("/")[0].lower().endswith((".dist-info", ".egg-info")) and
-                   needle in _zip_read(root, n) for n in names):
+                   needle in _zip_read(root, n) for n in members):
                 return True
             continue
         except OSError:
