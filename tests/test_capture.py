@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import dumpcheck as D
 from helpers import elfwriter as W
 from helpers import recordgen as G
 
@@ -27,6 +29,7 @@ from handoff import errors as E
 from handoff import record as R
 from handoff import sources
 from handoff.capture import inject as I
+from handoff.capture import layout as L
 from handoff.capture import meta as M
 from handoff.capture import pipeline as P
 from handoff.capture import save as S
@@ -354,9 +357,21 @@ def test_capture_saves_injects_and_describes(inputs: dict[str, Path]) -> None:
     ]
     dump = d / "vmcore"
     src = inputs["vmcore"]
-    for off, n in load_ranges(src):  # PT_LOAD contents are the source's
-        assert sha(dump, off, n) == sha(src, off, n)
-    assert sha(dump, 0, src.stat().st_size - 0) != sha(src)  # the PT_NOTE header moved
+    # PT_LOAD contents are the source's, moved by whole pages to make room for the notes
+    # after the note segment, in the header area crash reads (issue 13)
+    shift = D.assert_same_loads(src, dump)
+    D.assert_crash_layout(dump)
+    assert res.save and res.save.data_shift == shift > 0
+    ph = D.phdrs(dump)[0]
+    assert ph[2] == D.phdrs(src)[0][2]  # the notes stay where /proc/vmcore has them
+    room = min(o for _, o, _ in D.loads(dump)) - ph[2] - ph[5]
+    assert res.save.note_room is not None and room == res.save.note_room - sum(
+        len(I.encode_note(t, b)) for t, b in ((R.NT_HANDOFF_RECORD, REC),
+                                               (R.NT_HANDOFF_REPORT, REPORT)))
+    assert L.SPARE_ROOM <= room < L.SPARE_ROOM + 2 * PAGE  # what is left for later notes
+    assert res.inject and res.inject.method == "in-place"
+    if D.have_crash():
+        assert D.crash_osrelease(dump)[:2] == D.crash_osrelease(src)[:2] == (0, "6.1.0-28-amd64")
     notes = dump_notes(dump)
     assert notes[-2:] == [
         (b"HANDOFF", R.NT_HANDOFF_RECORD, REC),
@@ -397,8 +412,7 @@ def test_corrupt_record_still_saves_the_dump(inputs: dict[str, Path]) -> None:
     res = run_capture(inputs)
     assert res.exit_code == E.EXIT_NO_RECORD
     assert res.record["status"] == "invalid" and res.record["check"] == "digest"
-    for off, n in load_ranges(inputs["vmcore"]):
-        assert sha(Path(res.dump), off, n) == sha(inputs["vmcore"], off, n)
+    D.assert_same_loads(inputs["vmcore"], Path(res.dump))
     assert [t for _, t, _ in dump_notes(Path(res.dump))].count(R.NT_HANDOFF_RECORD) == 0
 
 
@@ -454,7 +468,9 @@ def test_the_dump_is_fsynced_before_it_is_renamed_and_described(
     real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
 
     def fsync(fd: int) -> None:
-        log.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        log.append(("fsync", "tmp" if re.fullmatch(r"\.handoff-capture\.json\.[0-9a-f]{8}\.tmp",
+                                                   name) else name))
         real_fsync(fd)
 
     def rename(a: str, b: str) -> None:
@@ -465,6 +481,13 @@ def test_the_dump_is_fsynced_before_it_is_renamed_and_described(
         log.append(("replace", Path(b).name))
         real_replace(a, b)
 
+    real_link = os.link
+
+    def link(a: str, b: str, **kw: object) -> None:
+        log.append(("link", Path(b).name))
+        real_link(a, b, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", link)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)
     monkeypatch.setattr(os, "replace", replace)
@@ -475,10 +498,10 @@ def test_the_dump_is_fsynced_before_it_is_renamed_and_described(
         ("fsync", "vmcore.incomplete"),  # the copy
         ("fsync", "vmcore.incomplete"),  # the appended notes
         ("fsync", "vmcore.incomplete"),  # the PT_NOTE header
-        ("rename", "vmcore"),
+        ("link", "vmcore"),  # moved into place, never over a file that appeared meanwhile
         ("fsync", stamp),  # the directory entry
-        ("fsync", M.META_NAME + f".tmp.{os.getpid()}"),
-        ("replace", M.META_NAME),
+        ("fsync", "tmp"),  # the metadata, under a temporary name
+        ("link", M.META_NAME),
         ("fsync", stamp),
     ]
 
@@ -530,6 +553,16 @@ def test_capture_through_makedumpfile(
     ]
     meta = M.read_meta(str(Path(res.directory) / M.META_NAME))
     assert meta["tools"]["makedumpfile"].startswith("makedumpfile: version")
+    if want == "elf":
+        # makedumpfile -E leaves no room after the notes: the dump was laid out once more
+        assert res.warnings == [("the ELF dump had no room for the notes before its memory "
+                                 "data: copied it once more with room for them")]
+        D.assert_crash_layout(Path(res.dump))
+        assert res.save.size == Path(res.dump).stat().st_size
+    else:
+        assert res.warnings == []
+    if D.have_crash():
+        assert D.crash_osrelease(Path(res.dump))[:2] == (0, "6.1.0-28-amd64")
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -606,9 +639,13 @@ def test_capture_of_a_real_vmcore(tmp_path: Path) -> None:
     res = P.capture(dump_dir=str(tmp_path / "crash"), vmcore=str(src), record=str(rec))
     assert res.exit_code == 0, res.warnings
     dump = Path(res.dump)
-    for off, n in load_ranges(src):
-        assert sha(dump, off, n) == sha(src, off, n)
+    D.assert_same_loads(src, dump)
+    D.assert_crash_layout(dump)
     assert res.save and res.save.allocated < src.stat().st_size
+    if D.have_crash():  # the same release before and after (issue 13)
+        before = D.crash_osrelease(src)
+        assert before[0] == 0 and before[1].startswith("6.1.0-"), before
+        assert D.crash_osrelease(dump)[:2] == before[:2]
     if shutil.which("makedumpfile"):
         out = tmp_path / "dump.kdump"
         p = subprocess.run(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import fakesysfs as F
@@ -24,6 +23,7 @@ from helpers.restore import (
     VNET,
     EpermConfig,
     capture_tree,
+    cli_setup,
     config_rel,
     digest,
     expected_after,
@@ -303,10 +303,7 @@ def test_report_fits_a_note_for_256_devices(tmp_path: Path) -> None:
 
 # --- CLI ------------------------------------------------------------------------------------
 
-def _cli_setup(tmp: Path, **rec_kw: Any) -> tuple[Path, SysfsTree]:
-    rec = tmp / "record.bin"
-    rec.write_bytes(record_of(saved_devices(tmp), **rec_kw))
-    return rec, firmware_less_tree(tmp)
+_cli_setup = cli_setup
 
 
 def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ never its memory, so a 64 GiB vmcore is as quick as a small one.
 
 EPILOG = """\
 exit codes:
-  0  every record found is valid
+  0  every record found is valid (a truncated dump, or a record made on another kernel
+     than the dump's OSRELEASE, is a warning on stderr and in the JSON's "warnings")
   1  a record is corrupt (the message names the failed check and offset), or the
      container is malformed
   2  FILE does not exist or is not a file
@@ -104,17 +105,33 @@ def device_rows(devices: list[Any]) -> list[dict[str, Any]]:
         ids: dict[str, Any] = d["ids"] if isinstance(d.get("ids"), dict) else {}
         bus = d.get("bus")
         early = d.get("early")
+        vendor, device = _hexid(ids.get("vendor"), 4), _hexid(ids.get("device"), 4)
         rows.append({
             "addr": d.get("addr") if bus == "pci" else f"{bus}:{d.get('addr')}",
-            "ids": (f"{ids['vendor']:04x}:{ids['device']:04x}"
-                    if "vendor" in ids and "device" in ids else None),
-            "class": f"{ids['class']:06x}" if "class" in ids else None,
-            "driver": d.get("driver"),
-            "early": early.get("src") if isinstance(early, dict) else None,
+            "ids": f"{vendor}:{device}" if vendor is not None and device is not None else None,
+            "class": _hexid(ids.get("class"), 6),
+            "driver": _text(d.get("driver")),
+            "early": _text(early.get("src")) if isinstance(early, dict) else None,
             "live": _snap(d.get("live")),
-            "policy": d.get("policy"),
+            "policy": _text(d.get("policy")),
         })
     return rows
+
+
+def _hexid(v: Any, width: int) -> str | None:
+    """An id in hex; a device of another bus may hold any value there (the schema leaves
+    other buses opaque, R20), shown as text rather than refused."""
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return f"{v:0{width}x}"
+    return _text(v)
+
+
+def _text(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    return repr(v)[:80]
 
 
 def record_doc(f: Any) -> dict[str, Any]:
@@ -176,6 +193,8 @@ def _print_container(c: Any, out: Any) -> None:
           + (" (INCOMPLETE dump)" if d.get("incomplete") else "") + "\n")
         if "note_area" in d:
             w(f"  note area: {d['note_area']}\n")
+    if d.get("truncated"):
+        w(f"  TRUNCATED: {d['truncated']}\n")
     if c.kind == "flattened":
         w(f"  offsets below are {d['offsets']}; {d['chunks_scanned']} chunks read\n")
     for a in c.archives:
@@ -297,12 +316,20 @@ def _run(args: argparse.Namespace) -> int:
         return fail(E.EXIT_INVALID, f"{path}: {e}{where}", e.hint,
                     dict(error_json(e), result="bad-container"))
 
+    from handoff.sources.crosscheck import warnings as cross_warnings
+
     doc["container"] = container_doc(c)
     doc["records"] = [record_doc(f) for f in c.found]
+    warnings = cross_warnings(c)
+    if warnings:
+        doc["warnings"] = warnings
     if not args.json:
         _print_container(c, sys.stdout)
         for i, f in enumerate(c.found, 1):
             _print_record(i, len(c.found), f, sys.stdout)
+        sys.stdout.flush()
+        for warning in warnings:
+            sys.stderr.write(f"handoff: warning: {warning}\n")
     try:
         found = sources.records_of(c)
     except E.HandoffError as e:

@@ -187,3 +187,10 @@ class EpermConfig(ConfigSpace):
     def write(self, offset: int, width: int, value: int) -> None:
         raise ConfigAccessError(f"{self.path}: write refused: Operation not permitted",
                                 errno_=errno.EPERM, offset=offset)
+
+
+def cli_setup(tmp: Path, **rec_kw: Any) -> tuple[Path, SysfsTree]:
+    """A saved record of the q35 devices and the firmware-less tree restore runs on."""
+    rec = tmp / "record.bin"
+    rec.write_bytes(record_of(saved_devices(tmp), **rec_kw))
+    return rec, firmware_less_tree(tmp)
