@@ -24,6 +24,7 @@ import pytest
 from helpers import dumpcheck as D
 from helpers import elfwriter as W
 from helpers import recordgen as G
+from helpers.capture import PAGE, REPORT, run_capture, vmcore_like
 
 from handoff import errors as E
 from handoff import record as R
@@ -35,39 +36,7 @@ from handoff.capture import pipeline as P
 from handoff.capture import save as S
 from handoff.cli import main
 
-PAGE = 4096
 REC = G.make_record(generation=9)
-REPORT = b'{"summary": "restored 2 of 2 devices", "devices": []}'
-
-
-def pages(seed: int, n: int, zero_fraction: float = 0.5) -> tuple[bytes, list[bool]]:
-    """``n`` pages, each random or zero; also which ones are zero."""
-    rnd = random.Random(seed)
-    out, zero = [], []
-    for _ in range(n):
-        z = rnd.random() < zero_fraction
-        zero.append(z)
-        out.append(bytes(PAGE) if z else rnd.randbytes(PAGE))
-    return b"".join(out), zero
-
-
-def vmcore_like(path: Path) -> list[W.Load]:
-    """Header, notes, four PT_LOADs (mixed, a partial last page, all zero, all data), written
-    in full so that the source itself has no holes."""
-    mixed, _ = pages(1, 600)  # 2.3 MiB: more than two 1 MiB chunks
-    partial = pages(2, 159)[0] + b"\x77" * 3072  # 0x9ec00 bytes, like a real x86 low-memory load
-    loads = [
-        W.Load(0x1000000, len(mixed), data=mixed),
-        W.Load(0x1000, len(partial), data=partial),
-        W.Load(0x100000, 1 << 20, data=bytes(1 << 20)),
-        W.Load(0x200000, 3 * PAGE, data=pages(3, 3, 0.0)[0]),
-    ]
-    with path.open("wb") as f:
-        W.write_core(f, loads=loads)
-        f.flush()
-        os.fsync(f.fileno())
-    assert path.stat().st_blocks * 512 >= path.stat().st_size - PAGE  # not sparse
-    return loads
 
 
 def load_ranges(path: Path) -> list[tuple[int, int]]:
@@ -326,17 +295,6 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
     rep = tmp_path / "report.json"
     rep.write_bytes(REPORT)
     return {"vmcore": src, "record": rec, "report": rep, "dir": tmp_path / "crash"}
-
-
-def run_capture(inputs: dict[str, Path], **kw: Any) -> P.CaptureResult:
-    args: dict[str, Any] = {
-        "dump_dir": str(inputs["dir"]),
-        "vmcore": str(inputs["vmcore"]),
-        "record": str(inputs["record"]),
-        "report": str(inputs["report"]),
-    }
-    args.update(kw)
-    return P.capture(**args)
 
 
 def dump_notes(path: Path) -> list[tuple[bytes, int, bytes]]:
@@ -605,11 +563,12 @@ def test_cli_progress_only_when_asked(
 
 
 def test_cli_exit_codes(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # a --vmcore the user named and that is missing: usage, as for every named input
     assert (
         main(["capture", "--vmcore", str(inputs["dir"] / "none"), "--dump-dir", str(inputs["dir"])])
-        == E.EXIT_ENVIRONMENT
+        == E.EXIT_USAGE
     )
-    assert "no vmcore at" in capsys.readouterr().err
+    assert f"--vmcore {inputs['dir'] / 'none'}: no such file" in capsys.readouterr().err
     assert main(cli(inputs, "--makedumpfile-args", "-c -F")) == E.EXIT_USAGE
     assert main(cli(inputs, "--makedumpfile-args", "-d 'unclosed")) == E.EXIT_USAGE
     assert not inputs["dir"].exists()  # nothing written on a usage error

@@ -168,8 +168,9 @@ def test_corrupt_record_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert ("record 1 of 1 at offset 20: INVALID: payload digest mismatch (SHA-256 of bytes "
             "128..865) (check digest, offset 68)") in out
     assert "  header CRC: ok; payload digest: mismatch" in out
-    assert err == ("handoff: error: corrupt record at offset 20: payload digest mismatch "
-                   "(SHA-256 of bytes 128..865) (check digest, offset 68)\n")
+    assert err == (f"handoff: error: {p}: corrupt record at offset 20: payload digest mismatch "
+                   "(SHA-256 of bytes 128..865) (check digest, offset 68)\n"
+                   "handoff: hint: stdout shows every record's checks\n")
     rc, out, _ = run(capsys, p, "--json")
     doc = json.loads(out)
     assert (rc, doc["result"], doc["exit_code"]) == (1, "invalid", 1)
@@ -182,10 +183,13 @@ def test_corrupt_record_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_header_crc_failure_names_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = bytearray(REC)
     bad[30] ^= 1
-    rc, _, err = run(capsys, write(tmp_path, "r", bytes(bad)))
+    p = write(tmp_path, "r", bytes(bad))
+    rc, _, err = run(capsys, p)
     assert rc == 1
-    assert err.startswith("handoff: error: corrupt record at offset 0: header checksum mismatch: ")
-    assert err.endswith("(check header_crc, offset 0)\n")
+    assert err.startswith(f"handoff: error: {p}: corrupt record at offset 0: header checksum "
+                          "mismatch: ")
+    assert err.endswith("(check header_crc, offset 0)\nhandoff: hint: stdout shows every "
+                        "record's checks\n")
 
 
 def test_no_record_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,7 +240,7 @@ def test_bad_container_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert err == (f"handoff: error: {p}: 40000 program headers of 56 bytes at offset 64 extend "
                    "past the end of the file (69632 bytes)\n")
     rc, out, _ = run(capsys, p, "--json")
-    assert json.loads(out)["error"]["type"] == "BadContainer"
+    assert json.loads(out)["error_detail"]["type"] == "BadContainer"
 
 
 def test_region_and_initrd_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -245,7 +249,7 @@ def test_region_and_initrd_text(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "  slot 0 at offset 4096 (4096 bytes): valid, generation 1 (current)" in out
     assert "  slot 1 at offset 8192 (4096 bytes): empty" in out
     assert "record 1 of 1 at slot 0, offset 4096: valid" in out
-    from handoff import cpio
+    from handoff.formats import cpio
 
     w = cpio.Writer()
     w.file("handoff/record.note", G.note(REC), parents=True)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_capture as TC
+from helpers import capture as TC
 from helpers import fakesysfs as F
 from helpers import recordgen as G
 from helpers import restore as TR
@@ -321,7 +321,7 @@ def test_enospc_capture_leaves_no_temporary_and_warns(tmp_path: Path) -> None:
 
 
 def test_enospc_inject_notes_names_the_dump(tmp_path: Path) -> None:
-    import elfwriter as W
+    from helpers import elfwriter as W
 
     # The notes grow in place into the room after the note segment (docs/dumps.md); a record
     # larger than what is left of the notes' page needs new blocks there, which a full file

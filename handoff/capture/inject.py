@@ -34,9 +34,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from handoff import errors as E
-from handoff import kdump
 from handoff._slots import Frozen
-from handoff.elfcore import MAX_NOTE_BYTES, NOTE_ALIGN, Note, iter_notes, read_exact
+from handoff.formats import kdump
+from handoff.formats.blob import read_exact
+from handoff.formats.dumpformat import dump_format
+from handoff.formats.elfcore import MAX_NOTE_BYTES, NOTE_ALIGN, Note, iter_notes
 from handoff.record import NOTE_NAME, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
 __all__ = [
@@ -187,7 +189,7 @@ def notes_size(notes: Sequence[tuple[int, bytes]], name: bytes = NOTE_NAME) -> i
 
 
 class _FileBlob:
-    """The Blob protocol of handoff.elfcore over an open file descriptor."""
+    """The Blob protocol of handoff.formats.blob over an open file descriptor."""
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
@@ -203,22 +205,6 @@ class _FileBlob:
             offset += len(b)
             length -= len(b)
         return b"".join(parts)
-
-
-def dump_format(head: bytes) -> str:
-    """Name the container from the first bytes of a file.
-
-    "elf", "kdump" (kdump-compressed), "flattened" (makedumpfile -F), "diskdump" or "unknown".
-    """
-    if head[:4] == ELF_MAGIC:
-        return "elf"
-    if kdump.is_kdump(head):
-        return "kdump"
-    if kdump.is_flattened(head):
-        return "flattened"
-    if head[:8] == kdump.DISKDUMP_SIGNATURE:
-        return "diskdump"
-    return "unknown"
 
 
 def _refuse_format(fmt: str, path: str) -> E.HandoffError:
@@ -405,7 +391,7 @@ def _room(offset: int, size: int, used: int, others: list[int],
 
 
 def _kdump_area(blob: _FileBlob) -> NoteArea:
-    # handoff.kdump validates the header (signature, byte order, version, block size, 32-bit
+    # handoff.formats.kdump validates the header (signature, byte order, version, block size, 32-bit
     # layouts, VMCOREINFO); the note fields are checked here, against the file rather than the
     # sub-header area, because an injected note area lives at the end of the file.
     kh = kdump.parse(blob, read_notes=False)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Protocol
 
 from handoff._slots import Frozen, Slots
 from handoff.budget import NOTE_COST, Budget, spend
 from handoff.errors import BadContainer
+from handoff.formats.blob import Blob, read_exact
+from handoff.record import NOTE_OWNER, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
 ELF_MAGIC = b"\x7fELF"
 ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
@@ -33,28 +34,6 @@ MAX_PHNUM = 1 << 20
 MAX_NOTE_BYTES = 64 << 20  # total bytes of PT_NOTE segments read
 MAX_NOTES = 1 << 16  # in one note area, and in all PT_NOTE segments of a file together
 NOTE_ALIGN = 4  # R24 and every Linux core-file writer: name and desc padded to 4 bytes
-
-
-class Blob(Protocol):
-    """Random-access bytes: a file, a buffer, or a reassembled view of one."""
-
-    size: int
-
-    def pread(self, offset: int, length: int) -> bytes: ...
-
-
-def read_exact(blob: Blob, offset: int, length: int, what: str) -> bytes:
-    """Read ``length`` bytes at ``offset`` or raise BadContainer naming ``what``."""
-    if offset < 0 or length < 0 or offset > blob.size or length > blob.size - offset:
-        raise BadContainer(
-            f"{what} at offset {offset} ({length} bytes) extends past the end of the file "
-            f"({blob.size} bytes)",
-            offset=offset,
-        )
-    data = blob.pread(offset, length)
-    if len(data) != length:
-        raise BadContainer(f"{what} at offset {offset}: short read", offset=offset)
-    return data
 
 
 class Note(Frozen):
@@ -391,8 +370,8 @@ _NOTE_TYPES: dict[tuple[bytes, int], str] = {
     (b"LINUX", 0x202): "NT_X86_XSTATE",
     (b"VMCOREINFO", 0): "VMCOREINFO",
     (b"Xen", 0x1000000): "XEN_ELFNOTE_CRASH_INFO",
-    (b"HANDOFF", 0x48440001): "NT_HANDOFF_RECORD",
-    (b"HANDOFF", 0x48440002): "NT_HANDOFF_REPORT",
+    (NOTE_OWNER, NT_HANDOFF_RECORD): "NT_HANDOFF_RECORD",
+    (NOTE_OWNER, NT_HANDOFF_REPORT): "NT_HANDOFF_REPORT",
 }
 
 

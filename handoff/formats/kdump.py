@@ -21,8 +21,9 @@ import struct
 
 from handoff._slots import Slots
 from handoff.budget import CHUNK_COST, Budget, spend
-from handoff.elfcore import MAX_NOTE_BYTES, Blob, Note, iter_notes, read_exact
 from handoff.errors import BadContainer
+from handoff.formats.blob import Blob, read_exact
+from handoff.formats.elfcore import MAX_NOTE_BYTES, Note, iter_notes
 
 KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"
