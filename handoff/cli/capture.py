@@ -16,9 +16,12 @@ handoff record and the restore report to the dump as ELF notes (owner HANDOFF, t
 
 --format elf (default) copies the ELF vmcore (mapped with mmap, as makedumpfile does; read
 where it cannot be mapped) and writes only its pages that are not all zero: zero pages stay
-holes. With --makedumpfile-args it runs `makedumpfile -E ARGS` instead. --format kdump runs
-makedumpfile (default arguments "-c -d 31") for a kdump-compressed dump. Without makedumpfile
-the dump is saved as ELF and the exit code is 4.
+holes. It keeps /proc/vmcore's layout with room after the notes (the memory data moves by
+whole pages), so that the notes stay in the header area crash(8) reads (docs/dumps.md). With
+--makedumpfile-args it runs `makedumpfile -E ARGS` instead (and lays its output out again
+with that room). --format kdump runs makedumpfile (default arguments "-c -d 31") for a
+kdump-compressed dump. Without makedumpfile the dump is saved as ELF and the exit code
+is 4.
 
 The dump is written as vmcore.incomplete, fsynced, and renamed to vmcore when done;
 handoff-capture.json beside it records the source, sizes, format, times, the record's
