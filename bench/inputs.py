@@ -1,8 +1,8 @@
 """Inputs the bench builds for itself under bench/work/: dumps, fake sysfs trees, records.
 
-Nothing here is committed: ELF cores come from tests/elfwriter.py (sparse: a 64 GiB core takes
+Nothing here is committed: ELF cores come from tests/helpers/elfwriter.py (sparse: a 64 GiB core takes
 a few KiB on disk), kdump-compressed dumps from the real makedumpfile, sysfs trees from
-tests/fakesysfs.py (replicating real config-space dumps).
+tests/helpers/fakesysfs.py (replicating real config-space dumps).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from bench.table import fmt
 
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "tests")) if p not in sys.path]
 
-import elfwriter as W
-import fakesysfs
-import kdumpwriter as K
-import recordgen as G
+from helpers import elfwriter as W
+from helpers import fakesysfs
+from helpers import kdumpwriter as K
+from helpers import recordgen as G
 
 # The e2e harness's real vmcore (a 512 MiB q35 guest with crashkernel=128M, Debian 6.1).
 E2E_CACHE = ROOT / "tests" / "e2e" / "cache"
@@ -108,8 +108,8 @@ def kdump_dump(work: Path, record: bytes) -> Dump:
     """A kdump-compressed dump made by makedumpfile, with a HANDOFF record note in it.
 
     From the e2e's real vmcore when there is one (``-c -d 31``, a real kernel log inside);
-    else from tests/elfwriter.py's makedumpfile_core (``-c -d 1``, no log)."""
-    from handoff.capture.inject import inject_notes
+    else from tests/helpers/elfwriter.py's makedumpfile_core (``-c -d 1``, no log)."""
+    from handoff.capture.inject import inject_notes_copy
     from handoff.record import NT_HANDOFF_RECORD
 
     mdf = tool("makedumpfile")
@@ -122,7 +122,11 @@ def kdump_dump(work: Path, record: bytes) -> Dump:
     real = copy_e2e_vmcore(elf)
     if real is not None:
         # makedumpfile carries an extra ELF note into its output (facts/kdump-in-qemu.md).
-        inject_notes(elf, [(NT_HANDOFF_RECORD, record)], sync=False)
+        # A /proc/vmcore copy has no room for it where crash reads notes: a copy with room.
+        noted = work / "dump-source-notes.elf"
+        noted.unlink(missing_ok=True)
+        inject_notes_copy(elf, noted, [(NT_HANDOFF_RECORD, record)], sync=False)
+        noted.replace(elf)
         args, label = ["-c", "-d", "31"], (
             f"e2e's real q35 vmcore ({elf.stat().st_size / 2**20:.0f} MiB, Debian 6.1) → "
             "makedumpfile -c -d 31")
@@ -159,7 +163,7 @@ def scratch() -> Path:
 
 
 def fake_tree(n: int) -> Path:
-    """tests/fakesysfs.py synthetic_tree of ``n`` functions (built once per bench run)."""
+    """tests/helpers/fakesysfs.py synthetic_tree of ``n`` functions (built once per bench run)."""
     root = scratch() / f"sysfs-{n}"
     if not (root / ".complete").exists():
         shutil.rmtree(root, ignore_errors=True)
@@ -256,12 +260,16 @@ def vmcore_like(path: Path, size: int, zero_fraction: float = 0.5, seed: int = 1
 
 def sparse_dump(path: Path, fmt: str, size: int, data_kib: int = 64) -> Path:
     """A sparse dump of ``size`` bytes with ``data_kib`` KiB of data at the start of every
-    MiB (1 GiB of data in a 16 GiB dump), ELF or kdump-compressed headers."""
+    MiB (1 GiB of data in a 16 GiB dump), ELF or kdump-compressed headers. The ELF dump is
+    laid out as `handoff capture` saves one: room for notes after its note segment."""
+    from handoff.capture.layout import SPARE_ROOM
+
     data = os.urandom(data_kib << 10)
     if fmt == "elf":
+        room = SPARE_ROOM + (64 << 10)  # the spare, and as much again for the record
         with path.open("wb") as f:
-            W.write_core(f, loads=[W.Load(0x100000, size - 8192)])
-        base = 8192
+            W.write_core(f, loads=[W.Load(0x100000, size - (1 << 20))], room=room)
+        base = 1 << 20
     else:
         head = K.kdump_bytes(max_mapnr=size // PAGE)
         path.write_bytes(head)

@@ -7,8 +7,8 @@ would write."""
 
 from __future__ import annotations
 
-import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff.devices.model import Snapshot
 from handoff.restore import owners as O

@@ -1,6 +1,6 @@
 """Device plugins inside the restore engine: the pass order of docs/plugins.md, containment,
 policy switches, dry runs and the report, on fake trees whose resourceN files hold registers
-modelled by tests/fakebar.py. Nothing here touches the real /sys."""
+modelled by tests/helpers/fakebar.py. Nothing here touches the real /sys."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import fakebar as B
-import fakesysfs as F
 import pytest
-from test_plan import (
+from helpers import fakebar as B
+from helpers import fakesysfs as F
+from helpers.restore import (
     E1000,
     NVME,
     PORT1,
@@ -22,14 +22,16 @@ from test_plan import (
     VNET,
     capture_tree,
     dev,
+    digest,
     fixture,
     get,
     plan_for,
+    proc_dir,
     put,
     record_of,
+    run_cli,
     saved_devices,
 )
-from test_restore import digest, proc_dir, run_cli
 
 from handoff.errors import EXIT_INVALID, EXIT_OK
 from handoff.plugins import Match, Plugin, PluginStep, Registry, load

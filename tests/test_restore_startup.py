@@ -15,10 +15,15 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
-import fakesysfs as F
 import pytest
-from test_plan import capture_tree, plan_for, record_of, saved_devices
-from test_restore import proc_dir
+from helpers import fakesysfs as F
+from helpers.restore import (
+    capture_tree,
+    plan_for,
+    proc_dir,
+    record_of,
+    saved_devices,
+)
 
 from handoff.plugins import Deadline, Match, Plugin, PluginStep, Registry, run_step
 from handoff.plugins import runner as runner_mod
@@ -136,6 +141,23 @@ def test_declares_group_leaves_what_it_cannot_see_to_importlib_metadata(tmp_path
         f.writestr("zipped-1.0.dist-info/entry_points.txt", "[handoff.plugins]\nz = z:P\n")
     assert declares_group("handoff.plugins", [str(z)])  # a zip: the full search looks inside
     assert declares_group("handoff.plugins", [b"/bytes"])  # not a str: likewise
+
+
+def test_declares_group_reads_a_zip_zipimport_has_opened(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The capture runtime serves handoff from a zip: zipimport's directory of it answers."""
+    import zipimport
+
+    plain, plugins = tmp_path / "runtime.zip", tmp_path / "plugins.zip"
+    with zipfile.ZipFile(plain, "w") as f:
+        f.writestr("handoff/__init__.py", "")
+        f.writestr("other-1.0.dist-info/entry_points.txt", "[console_scripts]\nx = x:m\n")
+    with zipfile.ZipFile(plugins, "w") as f:
+        f.writestr("zipped-1.0.dist-info/entry_points.txt", "[handoff.plugins]\nz = z:P\n")
+    for z in (plain, plugins):
+        monkeypatch.setitem(sys.path_importer_cache, str(z), zipimport.zipimporter(str(z)))
+    assert not declares_group("handoff.plugins", [str(plain)])
+    assert declares_group("handoff.plugins", [str(plain), str(plugins)])
 
 
 def test_load_skips_importlib_metadata_when_no_distribution_declares_plugins() -> None:
@@ -261,9 +283,7 @@ def _shape(placed: list[R.Placed]) -> list[tuple[object, ...]]:
 @pytest.mark.parametrize("p", ["/sys", "/sys/", "//sys", "///sys", "sys", "./sys", "sys/.",
                                ".", "", "a//b/./c/", "/", "../x", "/a/../b"])
 def test_pathstr_and_join_spell_paths_as_pathlib(p: str) -> None:
-    if p == "":
-        return  # PurePosixPath("") is "."; pathstr("") too
-    assert _paths.pathstr(p) == str(PurePosixPath(p))
+    assert _paths.pathstr(p) == str(PurePosixPath(p))  # "" is "." for both
     root = _paths.pathstr(p)
     assert _paths.join(root, "bus", "pci") == str(PurePosixPath(root) / "bus" / "pci")
 

@@ -11,18 +11,24 @@ Files, in ``DIR/<UTC timestamp>/`` (or ``DIR/`` with ``subdir=False``):
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from handoff import errors as E
-from handoff import paths
+from handoff import outfile, paths
 from handoff._slots import Slots
 from handoff.capture import meta as M
 from handoff.capture import save as S
-from handoff.capture.inject import InjectResult, inject_notes
+from handoff.capture.inject import (
+    InjectResult,
+    NoNoteRoom,
+    inject_notes,
+    inject_notes_copy,
+    notes_size,
+)
+from handoff.capture.layout import SPARE_ROOM
 from handoff.record import NT_HANDOFF_RECORD, NT_HANDOFF_REPORT, Record
 
 DEFAULT_VMCORE = paths.VMCORE
@@ -147,9 +153,11 @@ def load_report(path: str) -> tuple[bytes | None, dict[str, Any]]:
     if len(data) > MAX_REPORT:
         info.update(status="invalid", error=f"{path} is larger than {MAX_REPORT >> 20} MiB")
         return None, info
+    from handoff.sources.records import strict_json
+
     try:
-        json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        strict_json(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         info.update(status="invalid", error=f"{path} is not a UTF-8 JSON document ({e})")
         return None, info
     info.update(status="ok", size=len(data), sha256=M.sha256_hex(data))
@@ -196,6 +204,7 @@ def capture(
     show_tool_output: bool = False,
     dry_run: bool = False,
     clock: Callable[[], float] = time.time,
+    force: bool = False,
 ) -> CaptureResult:
     """Save ``vmcore`` into ``dump_dir`` and inject the record and restore report as notes.
 
@@ -229,6 +238,11 @@ def capture(
     )
     rep_bytes, rep_info = load_report(report_path) if report_path else (None, None)
 
+    notes: list[tuple[int, bytes]] = []
+    if rec is not None:
+        notes.append((NT_HANDOFF_RECORD, rec.raw))
+    if rep_bytes is not None:
+        notes.append((NT_HANDOFF_REPORT, rep_bytes))
     started = clock()
     warnings: list[str] = []
     if dry_run:
@@ -286,25 +300,32 @@ def capture(
                     warnings.append(f"{e}; saved an ELF dump instead")
                     fallback = True
         if saved is None:
-            saved = S.copy_sparse(vmcore, work, progress=progress)
+            # The notes go where /proc/vmcore has them, with room after them (layout.py).
+            saved = S.copy_sparse(vmcore, work, progress=progress,
+                                  note_room=notes_size(notes) + SPARE_ROOM)
             result.method = "sparse-copy"
         result.save = saved
         warnings.extend(saved.warnings)
     except E.HandoffError as e:
         result.warnings.append(str(e))
         result.exit_code = e.exit_code
-        _write_meta(result, started, clock(), mdf_version, status="failed")
+        _write_meta(result, started, clock(), mdf_version, status="failed", force=force)
+        # The caller prints these with the error: a missing metadata file must be said.
+        e.warnings = [w for w in result.warnings if w != str(e)]  # type: ignore[attr-defined]
         raise
 
-    notes: list[tuple[int, bytes]] = []
-    if rec is not None:
-        notes.append((NT_HANDOFF_RECORD, rec.raw))
-    if rep_bytes is not None:
-        notes.append((NT_HANDOFF_REPORT, rep_bytes))
     inject_failed = False
     if notes:
         try:
-            result.inject = inject_notes(work, notes)
+            try:
+                result.inject = inject_notes(work, notes)
+            except NoNoteRoom:
+                # makedumpfile -E puts the memory data right after the notes: lay the dump
+                # out again with room for them, so that crash still reads it.
+                result.inject = _inject_relaid(work, notes, warnings)
+                st = os.stat(work)
+                saved = cast("S.SaveResult", saved.replace(
+                    size=st.st_size, allocated=st.st_blocks * 512))
         except (E.HandoffError, OSError) as e:
             warnings.append(f"could not add the notes to the dump: {e}")
             inject_failed = True
@@ -312,14 +333,30 @@ def capture(
         warnings.append(f"no record injected: {rec_info.get('error')}")
     if rep_info is not None and rep_bytes is None:
         warnings.append(f"no report injected: {rep_info.get('error')}")
-    os.rename(work, final)
+    try:  # never over a file that appeared meanwhile (--no-subdir), never through a symlink
+        outfile.rename_noreplace(work, final)
+    except FileExistsError:
+        raise E.UsageError(f"{final} appeared while the dump was saved; the dump is kept as "
+                           f"{work}", hint="move one of them away") from None
     M.fsync_dir(directory)
     result.save = cast("S.SaveResult", saved.replace(path=final))
     if result.inject:
         result.inject = cast(InjectResult, result.inject.replace(path=final))
     result.exit_code = _exit_code(rec_info, rep_info, report, fallback, inject_failed)
-    _write_meta(result, started, clock(), mdf_version, status="saved")
+    _write_meta(result, started, clock(), mdf_version, status="saved", force=force)
     return result
+
+
+def _inject_relaid(work: str, notes: list[tuple[int, bytes]],
+                   warnings: list[str]) -> InjectResult:
+    """Copy ``work`` with room for ``notes`` after its note segment, inject, and put the copy
+    in its place; the first copy is kept if that fails."""
+    relaid = work + ".relayout"
+    res = inject_notes_copy(work, relaid, notes)
+    os.replace(relaid, work)
+    warnings.append("the ELF dump had no room for the notes before its memory data: "
+                    "copied it once more with room for them")
+    return cast(InjectResult, res.replace(path=work))
 
 
 def _exit_code(
@@ -341,7 +378,8 @@ def _exit_code(
 
 
 def _write_meta(
-    result: CaptureResult, started: float, finished: float, mdf_version: str | None, *, status: str
+    result: CaptureResult, started: float, finished: float, mdf_version: str | None, *,
+    status: str, force: bool = False,
 ) -> None:
     save = result.save
     doc: dict[str, Any] = {
@@ -367,6 +405,6 @@ def _write_meta(
         "exit_code": result.exit_code,
     }
     try:
-        result.meta = M.write_meta(result.directory, doc)
-    except OSError as e:  # the dump matters more than its description
-        result.warnings.append(f"could not write {M.META_NAME}: {e.strerror}")
+        result.meta = M.write_meta(result.directory, doc, force=force)
+    except (E.HandoffError, OSError) as e:  # the dump matters more than its description
+        result.warnings.append(f"no metadata saved: {e}")

@@ -18,18 +18,21 @@ from handoff.errors import EnvironmentProblem, UsageError
 KDUMP_TOOLS_CONF = "/etc/default/kdump-tools"
 KDUMPCTL_CONF = "/etc/sysconfig/kdump"
 
-# Debian 12 kdump-tools (debian/rules, amd64): what kdump-config appends when
-# KDUMP_CMDLINE_APPEND is unset.
-KDUMP_TOOLS_DEFAULT_APPEND = "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll nousb"
+# Debian 12 kdump-tools (1:1.8.1, /usr/sbin/kdump-config as shipped for amd64): what
+# kdump-config appends when KDUMP_CMDLINE_APPEND is unset.
+KDUMP_TOOLS_DEFAULT_APPEND = ("reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 "
+                              "irqpoll usbcore.nousb")
 # kdump-config kdump_load(): parameters stripped from /proc/cmdline (x86_64 adds the iommu ones).
 KDUMP_TOOLS_REMOVE = (
     "crashkernel", "abm", "isolcpus", "hugepages", "hugepagesz", "default_hugepagesz",
     "edac_core.edac_report", "edac_report", "BOOT_IMAGE", "processor.max_cstate",
     "intel_iommu", "iommu", "intel_idle.max_cstate",
 )
-# kdumpctl: default KDUMP_COMMANDLINE_REMOVE when /etc/sysconfig/kdump does not set it, and
-# what prepare_cmdline() (kdump-lib.sh) always removes.
-KDUMPCTL_DEFAULT_REMOVE = ("hugepages", "hugepagesz", "slub_debug")
+# kdumpctl: default KDUMP_COMMANDLINE_REMOVE when /etc/sysconfig/kdump does not set it
+# (kdump-utils gen-kdump-sysconfig.sh, x86_64), and what prepare_cmdline() (kdump-lib.sh)
+# always removes.
+KDUMPCTL_DEFAULT_REMOVE = ("hugepages", "hugepagesz", "slub_debug", "quiet", "log_buf_len",
+                           "swiotlb", "cma", "hugetlb_cma", "ignition.firstboot")
 KDUMPCTL_ALWAYS_REMOVE = (
     "crashkernel", "panic_on_warn", "root", "rd.lvm.lv", "rd.luks.uuid", "rd.dm.uuid",
     "rd.md.uuid", "fcoe", "netroot", "rd.iscsi.initiator", "iscsi_initiator",

@@ -47,7 +47,7 @@ def scan(tree: SysfsTree) -> dict[str, PciDevice]:
     """The devices in the tree now (read only), by address."""
     out: dict[str, PciDevice] = {}
     for addr in tree.pci_addresses():
-        if not _ADDR.match(addr):
+        if not _ADDR.fullmatch(addr):
             continue
         try:
             out[addr] = read_device(tree, addr, privileged=True)

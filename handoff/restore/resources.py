@@ -16,7 +16,7 @@ it (pcieport on a capture kernel's root ports, typically), so a bound function i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from handoff.restore import configplan as C
 from handoff.restore import pciregs as R
@@ -24,8 +24,10 @@ from handoff.restore.steps import DO_RESCAN, REFUSE, RESCAN_PHASE, Step
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.devices.model import PciDevice, Snapshot
-    from handoff.restore.plan import DevicePlan
     from handoff.sysfs.probe import Environment
+
+# A restore.plan.DevicePlan; not imported even for types, so this module stays below plan.
+DevicePlan = Any
 
 
 def below(bridge: str, dev: PciDevice) -> bool:

@@ -2,62 +2,27 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
-from handoff import elfcore, kdump
-from handoff import record as R
-from handoff.elfcore import Blob, read_exact
+from handoff.budget import Budget, spend
 from handoff.errors import BadContainer
+from handoff.formats import elfcore, kdump
+from handoff.formats.blob import Blob, read_exact
 from handoff.sources import initrd as I
 from handoff.sources import records as S
 from handoff.sources.blob import SubBlob
+from handoff.sources.context import Context
 from handoff.sources.model import Container, Found, Location
+from handoff.sources.sniff import SNIFF, sniff
 
-SNIFF = 64
 MAX_LEADING_ZEROS = 1 << 20  # an initrd may start with NUL padding; look this far for it
-
-
-def sniff(head: bytes) -> str:
-    """Container kind from the first bytes; "elf" is an ELF file that is not a core dump."""
-    if not head:
-        return "empty"
-    if head[:8] == R.MAGIC:
-        return "raw"
-    if head[:8] == S.REGION_MAGIC:
-        return "region"
-    if head[:4] == elfcore.ELF_MAGIC:
-        if len(head) >= 18 and head[5] in (1, 2):
-            e_type = int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
-            return "elf-vmcore" if e_type == elfcore.ET_CORE else "elf"
-        return "elf-vmcore"  # let the parser say what is wrong
-    if head[:8] in (kdump.KDUMP_SIGNATURE, kdump.DISKDUMP_SIGNATURE):
-        return "kdump-compressed"
-    if kdump.is_flattened(head):
-        return "flattened"
-    if I.looks_like_initrd(head):
-        return "initrd"
-    if _note_like(head):
-        return "note"
-    return "unknown"
-
-
-def _note_like(head: bytes) -> bool:
-    """A plausible first ELF note: a short printable NUL-terminated owner name (§6)."""
-    if len(head) < 16:
-        return False
-    namesz, _descsz, _type = struct.unpack_from("<III", head)
-    if not 1 <= namesz <= len(head) - 12:
-        return False
-    name = head[12 : 12 + namesz]
-    return name[-1] == 0 and all(0x20 < c < 0x7F for c in name[:-1])
 
 
 def scan_blob(
     blob: Blob,
     name: str,
     *,
-    ctx: I.Context | None = None,
+    ctx: Context | None = None,
     member_loc: dict[str, Any] | None = None,
     base: int | None = 0,
 ) -> Container:
@@ -67,7 +32,8 @@ def scan_blob(
     file offset of ``blob[0]``, or None when it is decompressed data with no file offset.
     Structural errors raise BadContainer; an initrd's problems are kept in ``problems``.
     """
-    ctx = ctx or I.Context()
+    ctx = ctx or Context(work=Budget(blob.size))
+    work = ctx.work
     head = blob.pread(0, SNIFF)
     kind = sniff(head)
     if kind == "unknown" and head and not any(head):
@@ -93,8 +59,9 @@ def scan_blob(
                 f"note file of {blob.size} bytes is larger than {elfcore.MAX_NOTE_BYTES >> 20} MiB",
                 offset=0,
             )
+        spend(work, blob.size, "the note file", off0)
         buf = read_exact(blob, 0, blob.size, "note file")
-        notes = list(elfcore.iter_notes(buf, off0 if in_file else 0))
+        notes = list(elfcore.iter_notes(buf, off0 if in_file else 0, budget=work))
         if member_loc is not None:
             loc["within"] = "note"
         _add_notes(c, notes, "note" if member_loc is None else "initrd", loc, in_file,
@@ -105,25 +72,28 @@ def scan_blob(
         c.slots, c.found = S.parse_region(blob, "region" if member_loc is None else "initrd",
                                           loc, base)
     elif kind == "elf-vmcore":
-        core = elfcore.parse(blob)
+        core = elfcore.parse(blob, budget=work)
         _elf_details(c, core)
+        c.details["truncated"] = core.truncation(blob.size)
+        c.details["crash_cannot_read_notes"] = core.crash_problem()
         _add_notes(c, core.notes, "elf-vmcore", loc, in_file, member_loc)
     elif kind == "elf":
-        core = elfcore.parse(blob, read_notes=False)
+        core = elfcore.parse(blob, read_notes=False, budget=work)
         _elf_details(c, core)
         if member_loc is None:
             raise BadContainer(
                 f"{name} is an ELF {core.type_name} file, not a core dump (vmcore)", offset=16
             )
     elif kind == "kdump-compressed":
-        kh = kdump.parse(blob)
+        kh = kdump.parse(blob, budget=work)
         _kdump_details(c, kh)
+        c.details["truncated"] = kdump.truncation(blob, kh) if kh.header_version >= 1 else None
         _add_notes(c, kh.notes, "kdump-compressed", loc, in_file, member_loc)
         _kdump_vmcoreinfo(c, kh)
     elif kind == "flattened":
-        _scan_flattened(c, blob, loc, member_loc)
+        _scan_flattened(c, blob, loc, member_loc, work)
     elif kind == "initrd":
-        I.scan_initrd(blob, c, ctx, base)
+        I.scan_initrd(blob, c, ctx, base, scan_blob)
     elif kind == "unknown":
         c.details["first_bytes"] = head[:8].hex(" ") if any(head[:8]) else "zero bytes"
     for f in c.found:
@@ -178,26 +148,26 @@ def _kdump_details(c: Container, kh: kdump.KdumpHeader) -> None:
 
 def _kdump_vmcoreinfo(c: Container, kh: kdump.KdumpHeader) -> None:
     if c.vmcoreinfo is None and kh.vmcoreinfo:
-        from handoff import vmcoreinfo
+        from handoff.formats import vmcoreinfo
 
         c.vmcoreinfo = vmcoreinfo.parse(kh.vmcoreinfo)
 
 
 def _scan_flattened(c: Container, blob: Blob, loc: dict[str, Any],
-                    member_loc: dict[str, Any] | None) -> None:
-    view = kdump.FlatView(blob)
+                    member_loc: dict[str, Any] | None, work: Budget | None) -> None:
+    view = kdump.FlatView(blob, work)
     head = view.head(SNIFF)
     inner = sniff(head)
     c.details["offsets"] = "in the reassembled dump"
     if inner == "kdump-compressed":
         c.details["inner"] = "kdump-compressed"
-        kh = kdump.parse(view)
+        kh = kdump.parse(view, budget=work)
         _kdump_details(c, kh)
         _add_notes(c, kh.notes, "flattened", loc, True, member_loc)
         _kdump_vmcoreinfo(c, kh)
     elif inner in ("elf-vmcore", "elf"):
         c.details["inner"] = "ELF"
-        core = elfcore.parse(view, hole_ok=True)
+        core = elfcore.parse(view, hole_ok=True, budget=work)
         _elf_details(c, core)
         if core.e_type != elfcore.ET_CORE:
             raise BadContainer(f"the flattened dump holds an ELF {core.type_name}, not a core",
@@ -209,7 +179,7 @@ def _scan_flattened(c: Container, blob: Blob, loc: dict[str, Any],
             f"(starts with {head[:8].hex(' ')})",
             offset=kdump.FLAT_HEADER_SIZE,
         )
-    c.details["chunks_scanned"] = len(view.chunks)
+    c.details["chunks_scanned"] = view.scanned
 
 
 __all__ = ["SubBlob", "scan_blob", "sniff"]

@@ -111,7 +111,7 @@ class SysfsAccess:
         self.log.append(("", "bus/pci/rescan", "1"))
 
     def present(self, addr: str) -> bool:
-        return _ADDR.match(addr) is not None and os.path.exists(
+        return _ADDR.fullmatch(addr) is not None and os.path.exists(
             _paths.join(self._root, "bus", "pci", "devices", addr))
 
     def driver_now(self, addr: str) -> str | None:

@@ -96,7 +96,7 @@ def link_name(path: str) -> str | None:
 def device_dir(root: str, addr: str) -> str:
     """``ROOT/bus/pci/devices/ADDR`` for ``root`` from :func:`pathstr`; refuses anything
     that is not a PCI address (a name with ``/`` or ``..`` would leave the tree)."""
-    if not ADDR.match(addr):
+    if not ADDR.fullmatch(addr):
         raise OutsideTree(f"{addr!r} is not a PCI address: refused")
     return join(root, "bus", "pci", "devices", addr)
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Protocol
 
 from handoff._slots import Frozen, Slots
+from handoff.budget import NOTE_COST, Budget, spend
 from handoff.errors import BadContainer
+from handoff.formats.blob import Blob, read_exact
+from handoff.record import NOTE_OWNER, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
 ELF_MAGIC = b"\x7fELF"
 ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
@@ -30,30 +32,8 @@ EM_NAMES = {3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390", 40: "arm",
 # few KiB per CPU; a record is at most 16 MiB + 4 KiB (R8, R9).
 MAX_PHNUM = 1 << 20
 MAX_NOTE_BYTES = 64 << 20  # total bytes of PT_NOTE segments read
-MAX_NOTES = 1 << 16
+MAX_NOTES = 1 << 16  # in one note area, and in all PT_NOTE segments of a file together
 NOTE_ALIGN = 4  # R24 and every Linux core-file writer: name and desc padded to 4 bytes
-
-
-class Blob(Protocol):
-    """Random-access bytes: a file, a buffer, or a reassembled view of one."""
-
-    size: int
-
-    def pread(self, offset: int, length: int) -> bytes: ...
-
-
-def read_exact(blob: Blob, offset: int, length: int, what: str) -> bytes:
-    """Read ``length`` bytes at ``offset`` or raise BadContainer naming ``what``."""
-    if offset < 0 or length < 0 or offset > blob.size or length > blob.size - offset:
-        raise BadContainer(
-            f"{what} at offset {offset} ({length} bytes) extends past the end of the file "
-            f"({blob.size} bytes)",
-            offset=offset,
-        )
-    data = blob.pread(offset, length)
-    if len(data) != length:
-        raise BadContainer(f"{what} at offset {offset}: short read", offset=offset)
-    return data
 
 
 class Note(Frozen):
@@ -83,13 +63,15 @@ _NHDR = {"<": struct.Struct("<III"), ">": struct.Struct(">III")}
 
 
 def iter_notes(
-    buf: bytes | memoryview, base: int = 0, *, endian: str = "<", strict: bool = True
+    buf: bytes | memoryview, base: int = 0, *, endian: str = "<", strict: bool = True,
+    budget: Budget | None = None, max_notes: int = MAX_NOTES,
 ) -> Iterator[Note]:
     """Iterate the notes in ``buf`` (a PT_NOTE segment or a note file).
 
     ``base`` is the file offset of ``buf[0]``, used in notes and error messages. An all-zero
     header ends the iteration (padding after the last note, as kernels leave in note buffers);
-    with ``strict``, anything else that does not parse is an error.
+    with ``strict``, anything else that does not parse is an error. Each note is charged to
+    ``budget``; more than ``max_notes`` is an error.
     """
     nhdr = _NHDR[endian]
     n = len(buf)
@@ -111,7 +93,7 @@ def iter_notes(
                 )
             return
         count += 1
-        if count > MAX_NOTES:
+        if count > max_notes:
             raise BadContainer(f"more than {MAX_NOTES} notes", offset=base + pos)
         name_at = pos + 12
         name_end = name_at + namesz
@@ -124,6 +106,7 @@ def iter_notes(
                 f"descriptor ({what} extends past the end of its {n}-byte segment)",
                 offset=base + pos,
             )
+        spend(budget, NOTE_COST + namesz + descsz, "ELF notes", base + pos)
         name = bytes(buf[name_at:name_end])
         if namesz and name[-1:] == b"\x00":
             name = name[:-1]
@@ -171,9 +154,12 @@ class ElfCore(Slots):
     """What inspect needs from an ELF file: the header facts, segment summary and notes."""
 
     __slots__ = (
+        "data_end",
         "e_type",
         "elf_class",
         "endian",
+        "first_type",
+        "header_end",
         "load_count",
         "load_memsz",
         "machine",
@@ -190,6 +176,9 @@ class ElfCore(Slots):
     note_segments: list[Phdr]
     load_count: int
     load_memsz: int
+    data_end: int  # where the furthest segment ends: a complete file is at least this long
+    first_type: int  # p_type of the first program header (crash takes it as the PT_NOTE)
+    header_end: int | None  # lowest non-zero p_offset after the first: crash's header area
 
     def __init__(
         self,
@@ -202,6 +191,9 @@ class ElfCore(Slots):
         note_segments: list[Phdr],
         load_count: int,
         load_memsz: int,
+        data_end: int = 0,
+        first_type: int = PT_NOTE,
+        header_end: int | None = None,
     ) -> None:
         self.elf_class = elf_class
         self.endian = endian
@@ -212,6 +204,30 @@ class ElfCore(Slots):
         self.note_segments = note_segments
         self.load_count = load_count
         self.load_memsz = load_memsz
+        self.data_end = data_end
+        self.first_type = first_type
+        self.header_end = header_end
+
+    def crash_problem(self) -> str | None:
+        """Why crash(8) cannot read this dump's notes, or None. crash reads the header area
+        only, up to the lowest non-zero p_offset after the first program header, and takes
+        the first program header as the PT_NOTE (netdump.c, resize_elf_header())."""
+        if not self.note_segments:
+            return None
+        if self.first_type != PT_NOTE:
+            return "its first program header is not the PT_NOTE"
+        end = max(p.offset + p.filesz for p in self.note_segments)
+        if self.header_end is not None and end > self.header_end:
+            return (f"its notes end at offset {end}, past the header area crash reads (up to "
+                    f"the first PT_LOAD's data, offset {self.header_end})")
+        return None
+
+    def truncation(self, size: int) -> str | None:
+        """Why a ``size``-byte file with these headers is not whole, or None."""
+        if self.data_end <= size:
+            return None
+        return (f"the dump is truncated: its segments end at offset {self.data_end}, but the "
+                f"file has only {size} bytes ({self.data_end - size} missing)")
 
     @property
     def type_name(self) -> str:
@@ -234,11 +250,14 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
-def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfCore:
+def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
+          budget: Budget | None = None) -> ElfCore:
     """Parse the ELF header, program headers and (with ``read_notes``) the PT_NOTE notes.
 
     With ``hole_ok`` (a flattened dump, whose view may not hold every program header), program
-    headers that cannot be read are skipped instead of refused.
+    headers that cannot be read are skipped instead of refused. Everything read is charged to
+    ``budget``; the notes of all PT_NOTE segments together (overlapping ones count each time)
+    are at most :data:`MAX_NOTES`.
     """
     ident = read_exact(blob, 0, 16, "ELF identification")
     if ident[:4] != ELF_MAGIC:
@@ -279,10 +298,14 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfC
     note_segs: list[Phdr] = []
     loads = 0
     load_memsz = 0
+    data_end = 0
+    first_type = PT_NOTE
+    header_end: int | None = None
     chunk = max(1, (64 << 10) // max(phentsize, 1))  # read the table 64 KiB at a time
     for first in range(0, phnum, chunk):
         count = min(chunk, phnum - first)
         at = phoff + first * phentsize
+        spend(budget, count * max(phentsize, 64), "program headers", at)
         if hole_ok:
             try:
                 table = read_exact(blob, at, count * phentsize, "program headers")
@@ -296,6 +319,11 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfC
                 p = Phdr(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
             else:
                 p = Phdr(v[0], v[6], v[1], v[2], v[3], v[4], v[5], v[7])
+            data_end = max(data_end, p.offset + p.filesz)
+            if first + i == 0:
+                first_type = p.type
+            elif p.offset and (header_end is None or p.offset < header_end):
+                header_end = p.offset
             if p.type == PT_LOAD:
                 loads += 1
                 load_memsz += p.memsz
@@ -310,8 +338,10 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfC
                 raise BadContainer(
                     f"PT_NOTE segments total more than {MAX_NOTE_BYTES >> 20} MiB", offset=p.offset
                 )
+            spend(budget, p.filesz, "PT_NOTE segments", p.offset)
             seg = read_exact(blob, p.offset, p.filesz, "PT_NOTE segment")
-            notes.extend(iter_notes(seg, p.offset, endian=e))
+            notes.extend(iter_notes(seg, p.offset, endian=e, budget=budget,
+                                    max_notes=MAX_NOTES - len(notes)))
     return ElfCore(
         elf_class=64 if is64 else 32,
         endian=e,
@@ -322,6 +352,9 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfC
         note_segments=note_segs,
         load_count=loads,
         load_memsz=load_memsz,
+        data_end=data_end,
+        first_type=first_type,
+        header_end=header_end,
     )
 
 
@@ -337,8 +370,8 @@ _NOTE_TYPES: dict[tuple[bytes, int], str] = {
     (b"LINUX", 0x202): "NT_X86_XSTATE",
     (b"VMCOREINFO", 0): "VMCOREINFO",
     (b"Xen", 0x1000000): "XEN_ELFNOTE_CRASH_INFO",
-    (b"HANDOFF", 0x48440001): "NT_HANDOFF_RECORD",
-    (b"HANDOFF", 0x48440002): "NT_HANDOFF_REPORT",
+    (NOTE_OWNER, NT_HANDOFF_RECORD): "NT_HANDOFF_RECORD",
+    (NOTE_OWNER, NT_HANDOFF_REPORT): "NT_HANDOFF_REPORT",
 }
 
 

@@ -11,7 +11,8 @@ Layouts follow makedumpfile's diskdump_mod.h and makedumpfile.h (LP64 targets):
   dump, ended by (-1, -1). :class:`FlatView` reassembles only the byte ranges asked for,
   scanning chunk headers lazily and boundedly; page data is never read.
 
-Nothing here reads page data or bitmaps.
+Nothing here reads page data. :func:`data_end` reads the second bitmap and the last page
+descriptors, to tell a complete dump from a truncated copy.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from __future__ import annotations
 import struct
 
 from handoff._slots import Slots
-from handoff.elfcore import MAX_NOTE_BYTES, Blob, Note, iter_notes, read_exact
+from handoff.budget import CHUNK_COST, Budget, spend
 from handoff.errors import BadContainer
+from handoff.formats.blob import Blob, read_exact
+from handoff.formats.elfcore import MAX_NOTE_BYTES, Note, iter_notes
 
 KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"
@@ -35,6 +38,10 @@ MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 1 << 20
 MAX_VMCOREINFO = 1 << 20
 MAX_FLAT_CHUNKS = 1 << 20  # chunk headers scanned before giving up on a range
+MAX_BITMAP_COUNTED = 32 << 20  # one bitmap: 1 TiB of 4 KiB pages; larger ones are not counted
+PAGE_DESC = "qIIQ"  # struct page_desc: offset, size, flags, page_flags (diskdump_mod.h)
+PAGE_DESC_SIZE = 24
+TAIL_DESCS = 4096  # descriptors read from the end of the table
 _32BIT_MACHINES = {"i386", "i486", "i586", "i686", "arm", "armv7l", "armv6l", "mips", "ppc", "s390"}
 
 # struct disk_dump_header, LP64: timeval is 8-aligned, so 6 pad bytes follow utsname.
@@ -160,8 +167,8 @@ def is_flattened(head: bytes) -> bool:
     return head[:16] == FLAT_SIGNATURE + bytes(4)
 
 
-def parse(blob: Blob, *, read_notes: bool = True) -> KdumpHeader:
-    """Parse a kdump-compressed dump's headers and note area."""
+def parse(blob: Blob, *, read_notes: bool = True, budget: Budget | None = None) -> KdumpHeader:
+    """Parse a kdump-compressed dump's headers and note area, charging ``budget``."""
     raw = read_exact(blob, 0, DDH_SIZE, "kdump header")
     if raw[:8] == DISKDUMP_SIGNATURE:
         raise BadContainer(
@@ -207,6 +214,7 @@ def parse(blob: Blob, *, read_notes: bool = True) -> KdumpHeader:
         if kh.size_vmcoreinfo:
             _check_range(kh.offset_vmcoreinfo, kh.size_vmcoreinfo, bs, MAX_VMCOREINFO,
                          "VMCOREINFO", bs + 32)
+            spend(budget, kh.size_vmcoreinfo, "VMCOREINFO", kh.offset_vmcoreinfo)
             kh.vmcoreinfo = read_exact(blob, kh.offset_vmcoreinfo, kh.size_vmcoreinfo,
                                        "kdump VMCOREINFO")
     if kh.header_version >= 4:
@@ -214,9 +222,59 @@ def parse(blob: Blob, *, read_notes: bool = True) -> KdumpHeader:
         if kh.size_note and read_notes:
             _check_range(kh.offset_note, kh.size_note, bs, MAX_NOTE_BYTES, "note area",
                          bs + 48)
+            spend(budget, kh.size_note, "the note area", kh.offset_note)
             buf = read_exact(blob, kh.offset_note, kh.size_note, "kdump note area")
-            kh.notes = list(iter_notes(buf, kh.offset_note, endian=e))
+            kh.notes = list(iter_notes(buf, kh.offset_note, endian=e, budget=budget))
     return kh
+
+
+def data_end(blob: Blob, kh: KdumpHeader) -> tuple[int, str]:
+    """How large a complete copy of this dump is at least, and what ends there.
+
+    makedumpfile writes (write_kdump_header(), write_kdump_pages_and_bitmap_cyclic()) the
+    headers, the two bitmaps (``bitmap_blocks`` blocks after the sub-header), one page
+    descriptor per page set in the second bitmap, then the page data in pfn order, and the
+    eraseinfo last; so the end is the furthest of the bitmaps, the descriptor table, what
+    the last descriptors point at, and the eraseinfo. Only the bitmap and the last
+    :data:`TAIL_DESCS` descriptors are read.
+    """
+    bs, e = kh.block_size, kh.endian
+    bitmap_at = (1 + kh.sub_hdr_size) * bs
+    desc_at = bitmap_at + kh.bitmap_blocks * bs
+    if desc_at > blob.size:
+        return desc_at, "the bitmaps"
+    end, what = desc_at, "the bitmaps"
+    if kh.header_version >= 5:
+        raw = read_exact(blob, bs + 64, 16, "kdump sub-header eraseinfo")
+        off_erase, size_erase = struct.unpack(e + "qQ", raw)
+        if size_erase and off_erase + size_erase > end:
+            end, what = off_erase + size_erase, "the eraseinfo"
+    half = kh.bitmap_blocks * bs // 2
+    if half > MAX_BITMAP_COUNTED:
+        return end, what + " (the page table is too large to count)"
+    bitmap2 = read_exact(blob, bitmap_at + half, half, "kdump second bitmap")
+    pages = int.from_bytes(bitmap2, "little").bit_count()
+    table_end = desc_at + pages * PAGE_DESC_SIZE
+    if table_end > blob.size:
+        return max(end, table_end), f"the page descriptors ({pages} pages)"
+    if table_end > end:
+        end, what = table_end, f"the page descriptors ({pages} pages)"
+    n = min(pages, TAIL_DESCS)
+    tail = read_exact(blob, table_end - n * PAGE_DESC_SIZE, n * PAGE_DESC_SIZE,
+                      "kdump page descriptors")
+    for off, size, _flags, _pf in struct.iter_unpack(e + PAGE_DESC, tail):
+        if off + size > end:
+            end, what = off + size, "the page data"
+    return end, what
+
+
+def truncation(blob: Blob, kh: KdumpHeader) -> str | None:
+    """Why this kdump-compressed file is not whole, or None if it is (see :func:`data_end`)."""
+    end, what = data_end(blob, kh)
+    if end <= blob.size:
+        return None
+    return (f"the dump is truncated: {what} end at offset {end}, but the file has only "
+            f"{blob.size} bytes ({end - blob.size} missing)")
 
 
 def _check_range(off: int, size: int, bs: int, cap: int, what: str, field_at: int) -> None:
@@ -244,7 +302,7 @@ class FlatView:
 
     size = 1 << 62
 
-    def __init__(self, blob: Blob) -> None:
+    def __init__(self, blob: Blob, budget: Budget | None = None) -> None:
         head = read_exact(blob, 0, 32, "flattened header")
         if not is_flattened(head):
             raise BadContainer("not a makedumpfile flattened file (bad signature)", offset=0)
@@ -257,6 +315,8 @@ class FlatView:
                 offset=24,
             )
         self.blob = blob
+        self.budget = budget
+        self.scanned = 0  # chunk headers scanned, empty ones included
         self.chunks: list[tuple[int, int, int]] = []  # (dump offset, size, file offset)
         self.pos = FLAT_HEADER_SIZE
         self.done = False
@@ -275,9 +335,9 @@ class FlatView:
         for _ in range(budget):
             if self.done:
                 return
-            if len(self.chunks) >= MAX_FLAT_CHUNKS:
+            if self.scanned >= MAX_FLAT_CHUNKS:
                 self.done = True
-                self.why = f"gave up after {len(self.chunks)} chunks"
+                self.why = f"gave up after {self.scanned} chunks"
                 return
             at = self.pos
             if at >= self.blob.size:
@@ -298,6 +358,8 @@ class FlatView:
                 raise BadContainer(
                     f"flattened chunk at offset {at} has offset {off} and size {size}", offset=at
                 )
+            self.scanned += 1
+            spend(self.budget, CHUNK_COST, "flattened chunks", at)
             have = self.blob.size - at - 16
             if size > have:
                 # A truncated copy: keep what is there; ranges it misses are reported by pread.
@@ -307,21 +369,24 @@ class FlatView:
                 self.why = (f"the file ends inside the chunk at offset {at}, which claims "
                             f"{size} bytes")
                 return
-            self.chunks.append((off, size, at + 16))
+            if size:  # an empty chunk places nothing: keeping it would only cost every pread
+                self.chunks.append((off, size, at + 16))
             self.pos = at + 16 + size
 
     def pread(self, offset: int, length: int) -> bytes:
         end = offset + length
-        spans: list[tuple[int, int]] = []  # parts of [offset, end) seen so far, merged lazily
+        covered: list[tuple[int, int]] = []  # disjoint, sorted parts of [offset, end) seen
         seen = 0
         budget = 16  # headers come first in makedumpfile's stream: look a little, then more
         while True:
-            for o, s, _ in self.chunks[seen:]:
-                if o < end and o + s > offset:
-                    spans.append((max(o, offset), min(o + s, end)))
+            new = [(max(o, offset), min(o + s, end)) for o, s, _ in self.chunks[seen:]
+                   if o < end and o + s > offset]
+            # Each chunk is looked at once per pread, whatever the number of rounds.
+            spend(self.budget, len(self.chunks) - seen, "flattened chunk lookups", offset)
             seen = len(self.chunks)
-            spans = _merge(spans)
-            if spans and spans[0][0] <= offset and spans[0][1] >= end:
+            if new:  # merge the sorted new spans into the disjoint list: no re-sort of all
+                covered = _merge(covered + new) if len(new) > 1 or covered else new
+            if covered and covered[0][0] <= offset and covered[0][1] >= end:
                 break
             if self.done:
                 raise BadContainer(
@@ -331,6 +396,7 @@ class FlatView:
             self._scan(budget)
             budget = min(budget * 2, 4096)
         out = bytearray(length)
+        spend(self.budget, len(self.chunks) + length, "flattened reads", offset)
         for o, s, src in self.chunks:  # in stream order: a later chunk overrides an earlier one
             a, b = max(o, offset), min(o + s, end)
             if a < b:
