@@ -283,7 +283,9 @@ def test_kdump_plugins_quiesced_nvme_and_virtio_before_drivers(kdump: Result) ->
     detail = f"restore report plugins: {plugins}; registers after restore: {bars}"
     assert int(bars["nvme-cc"], 16) & 1 == 0, f"NVMe CC.EN still 1 after restore; {detail}"
     assert int(bars["nvme-csts"], 16) & 1 == 0, f"NVMe CSTS.RDY still 1 after restore; {detail}"
-    assert int(bars["virtio-net-status"], 16) == 0, f"virtio-net not reset; {detail}"
+    # DRIVER_OK off: reset, or stopped by itself when Bus Master went off (QEMU), which the
+    # plugin then leaves alone (virtio.py: a reset would write the crashed kernel's rings).
+    assert int(bars["virtio-net-status"], 16) & 0x04 == 0, f"virtio-net still runs; {detail}"
 
 
 def test_kdump_capture_drivers_bind_and_work_after_restore(kdump: Result) -> None:
