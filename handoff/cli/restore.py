@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from handoff.restore.plan import Plan
 
 from handoff.cli import Formatter
+from handoff.paths import CAPTURE_QUIESCE_LOG
 from handoff.paths import CAPTURE_RECORD as DEFAULT_RECORD
 
 TEXT_ACCESSES = 12  # register accesses shown per plugin step in the text plan
@@ -72,6 +73,10 @@ def register(sub: Any) -> None:
                    help="with --dry-run: also ask the kernel whether config writes and BAR "
                         "mapping work (writes back one Interrupt Line byte; maps one BAR "
                         "without reading it). A real restore always probes")
+    p.add_argument("--quiesce-log", metavar="FILE", default=CAPTURE_QUIESCE_LOG,
+                   help="the log of handoff-quiesce, the capture kernel's first hook, to "
+                        f"carry into the report (default {CAPTURE_QUIESCE_LOG}; "
+                        "ignored when absent; '' reads none)")
     p.set_defaults(func=run)
 
 
@@ -286,9 +291,13 @@ def run(args: argparse.Namespace) -> int:
         apply(plan, SysfsAccess(tree), plugins=runtime)
     elif args.dry_run:
         rehearse(plan, plugins=runtime)
-    doc = report.build(plan, dry_run=args.dry_run)
+    # What handoff-quiesce (the first hook) did before this runtime started.
+    from handoff.restore import quiesce_log
+
+    quiesced = quiesce_log.read(args.quiesce_log) if args.quiesce_log else None
+    doc = report.build(plan, dry_run=args.dry_run, quiescer=quiesced)
     if args.report:
-        data = report.encode(plan, dry_run=args.dry_run)
+        data = report.encode(plan, dry_run=args.dry_run, quiescer=quiesced)
         try:
             with open(args.report, "wb") as f:
                 f.write(data)
