@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 NIC_MAC = "52:54:00:00:00:03"
 NIC_BDF = "0000:05:00.0"  # behind root port rp5 (qemu.argv)
@@ -154,3 +155,60 @@ def page_bytes(core: Path, paddr: int) -> bytes:
                 f.seek(off + paddr - pa)
                 return f.read(min(4096, pa + filesz - paddr))
     raise ValueError(f"{core}: no PT_LOAD holds physical address {paddr:#x}")
+
+
+# Frames the live kernel may still have received after its `crash` marker (printed just
+# before `echo c`) are not counted as post-crash.
+CRASH_MARGIN_S = 1.0
+
+
+def summary(result: Any) -> dict[str, Any]:
+    """A DMA scenario's figures for the bench (bench/sections/e2e.py): pages changed in each
+    hash window, this run's frames in the dump by when they were sent, and handoff-quiesce's
+    hook start to last Bus Master cleared. `result` is a scenario.Result."""
+    import json
+    import re
+
+    def hashes(name: str) -> dict[int, int] | None:
+        key = f"capture/hash-{name}.bin"
+        return read_hashes(result.read(key)) if key in result.files else None
+
+    out: dict[str, Any] = {"scenario": result.scenario, "kernel": result.kernel, "pages": {}}
+    for window, (a, b) in {
+        "arrival": ("arrival-1", "arrival-2"),
+        "across-hooks": ("arrival-2", "after-1"),
+        "after-hooks": ("after-1", "after-2"),
+    }.items():
+        ha, hb = hashes(a), hashes(b)
+        if ha is not None and hb is not None:
+            out["pages"][window] = len(changed(ha, hb))
+    dumps = [p for k, p in result.files.items() if re.fullmatch(r"capture/(.+/)?vmcore", k)]
+    if result.dma is None or len(dumps) != 1:
+        return out
+    sent = result.dma["sent"]
+    seqs = frames_in(dumps[0], bytes.fromhex(result.dma["nonce"]))
+
+    def stage_at(name: str) -> float | None:
+        s = [x for x in result.stages if x.name == name]
+        return result.qemu_started + s[0].host_s if s else None
+
+    def after(t: float | None) -> int | None:
+        return None if t is None else sum(1 for s in seqs if s < len(sent) and sent[s] > t)
+
+    # The first capture hook: handoff's scenario marks it; the baseline's first is dma-arrival.
+    crash, hook = stage_at("crash"), stage_at("hook-start") or stage_at("dma-arrival")
+    out["frames"] = {
+        "sent": len(sent),
+        "in_dump": len(seqs),
+        "sent_after_crash": after(None if crash is None else crash + CRASH_MARGIN_S),
+        "sent_after_restored": after(stage_at("restored")),
+        "sent_after_first_hook_plus_0.2s": after(None if hook is None else hook + 0.2),
+    }
+    if "capture/restore-report.json" in result.files:
+        q = json.loads(result.read("capture/restore-report.json")).get("quiescer") or {}
+        out["quiescer_ms"] = q.get("start_to_last_cleared_ms")
+        out["quiescer_cleared"] = [c["addr"] for c in q.get("cleared", [])]
+    before, restored = stage_at("before-restore"), stage_at("restored")
+    if before is not None and restored is not None:
+        out["restore_s"] = round(restored - before, 3)
+    return out

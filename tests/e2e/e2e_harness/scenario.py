@@ -384,6 +384,9 @@ def run(sc: Scenario) -> Result:
     )
     timings = CACHE_DIR / f"timings-{sc.name}.json"
     timings.write_text(json.dumps(result.timings(), indent=1) + "\n")
+    if sender:  # the DMA scenarios' figures, for the bench
+        figures = CACHE_DIR / f"dma-{sc.name}.json"
+        figures.write_text(json.dumps(dma.summary(result), indent=1) + "\n")
     return result
 
 
