@@ -12,24 +12,27 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-import fakebar as B
-import fakesysfs as F
 import pytest
-from test_plan import (
+from helpers import fakebar as B
+from helpers import fakesysfs as F
+from helpers.restore import (
     AHCI,
     E1000,
     NVME,
     PORT1,
     VBLK,
     VNET,
-    _firmware_less,
+    EpermConfig,
     capture_tree,
     dev,
+    digest,
+    firmware_less_tree,
     plan_for,
+    proc_dir,
     record_of,
+    run_cli,
     saved_devices,
 )
-from test_restore import EpermConfig, digest, proc_dir, run_cli
 
 from handoff.errors import EXIT_INVALID, EXIT_OK, UsageError
 from handoff.plugins import Registry
@@ -37,7 +40,12 @@ from handoff.plugins.builtin import E1000 as E1000Plugin
 from handoff.plugins.builtin import Msix, Nvme, Virtio
 from handoff.restore import report
 from handoff.restore.apply import OutsideTree, SysfsAccess, apply
-from handoff.restore.environment import (
+from handoff.restore.fallback import BRIDGE_WHY, RESET_NO_BARS
+from handoff.restore.plan import DO_RESCAN, DO_RESET, REFUSE
+from handoff.restore.pluginpass import PluginRuntime
+from handoff.restore.policy import parse_policy
+from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
+from handoff.sysfs.probe import (
     Check,
     Environment,
     describe,
@@ -45,11 +53,6 @@ from handoff.restore.environment import (
     parse_lockdown,
     probe,
 )
-from handoff.restore.fallback import BRIDGE_WHY, RESET_NO_BARS
-from handoff.restore.plan import DO_RESCAN, DO_RESET, REFUSE
-from handoff.restore.pluginpass import PluginRuntime
-from handoff.restore.policy import parse_policy
-from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
 
 HOST, LPC, SMBUS, VBLK2 = "0000:00:00.0", "0000:00:1f.0", "0000:00:1f.3", "0000:04:00.0"
 PORTS = ("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:00:04.0")
@@ -78,7 +81,7 @@ def as_real_sysfs(tree: SysfsTree, mode: str | None = "integrity") -> SysfsTree:
 
 
 def locked_q35(tmp: Path, *, firmware_less: bool = False, **kw: Any) -> SysfsTree:
-    tree = _firmware_less(tmp) if firmware_less else capture_tree(tmp, **kw)
+    tree = firmware_less_tree(tmp) if firmware_less else capture_tree(tmp, **kw)
     return as_real_sysfs(tree)
 
 

@@ -11,14 +11,15 @@ import subprocess
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff import payload as P
 from handoff import record
 from handoff.devices import capabilities as caps
 from handoff.devices.model import devices_from_payload
 from handoff.devices.pci import NOT_ROOT, collect
+from handoff.errors import UsageError
 from handoff.identity import IdentitySource
 from handoff.save import (
     build_payload,
@@ -32,15 +33,6 @@ from handoff.sysfs import SysfsTree
 BOOT_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 EARLY_LOG = Path(__file__).parent / "fixtures" / "earlydump" / "q35-kmsg.txt"
 
-try:
-    import handoff._binding  # noqa: F401
-
-    HAVE_CORE = True
-except ImportError:  # the C core is not built: payload-level tests still run
-    HAVE_CORE = False
-needs_core = pytest.mark.skipif(not HAVE_CORE, reason="C core (handoff._binding) not built")
-
-
 def identity(tmp: Path, boot_id: str = BOOT_ID) -> IdentitySource:
     (tmp / "id" / "proc/sys/kernel/random").mkdir(parents=True, exist_ok=True)
     (tmp / "id" / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
@@ -51,8 +43,7 @@ def identity(tmp: Path, boot_id: str = BOOT_ID) -> IdentitySource:
     return IdentitySource(root=tmp / "id", clock=lambda: 1_700_000_000_000_000_000)
 
 
-def q35(tmp: Path, **kw: object) -> SysfsTree:
-    return SysfsTree(F.build_tree(tmp / "sys", F.Q35, **kw))  # type: ignore[arg-type]
+q35 = F.q35_tree
 
 
 def fixture_config(addr: str) -> bytes:
@@ -75,7 +66,6 @@ def test_real_sys() -> None:
     P.validate(build_payload(res.devices))
 
 
-@needs_core
 @pytest.mark.skipif(os.geteuid() != 0, reason="full config reads need root")
 @pytest.mark.skipif(not os.path.isdir("/sys/bus/pci/devices"), reason="no PCI sysfs")
 def test_real_sys_record_round_trip(tmp_path: Path) -> None:
@@ -284,7 +274,6 @@ def test_payload_round_trip_preserves_config(tmp_path: Path) -> None:
             (a.path, a.driver, a.classes, a.bars, a.reset_methods, a.policy)
 
 
-@needs_core
 def test_record_round_trip_and_size(tmp_path: Path) -> None:
     out = tmp_path / "rec"
     res = save(out, q35(tmp_path), identity=identity(tmp_path), early_log=EARLY_LOG,
@@ -299,7 +288,6 @@ def test_record_round_trip_and_size(tmp_path: Path) -> None:
     assert len(rec.raw) < 8 * 1024, len(rec.raw)
 
 
-@needs_core
 def test_record_with_full_early_snapshots_stays_under_8k(tmp_path: Path) -> None:
     # Worst case for size: a full 4096-byte early snapshot per device (collector-style),
     # taken from the capture-kernel dumps so early and live differ.
@@ -313,7 +301,6 @@ def test_record_with_full_early_snapshots_stays_under_8k(tmp_path: Path) -> None
     assert len(rec) < 8 * 1024, len(rec)
 
 
-@needs_core
 def test_generation(tmp_path: Path) -> None:
     out = tmp_path / "rec"
     tree = q35(tmp_path)
@@ -324,7 +311,12 @@ def test_generation(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir(exist_ok=True)
     assert save(out, tree, identity=other, running_kernel=False).generation == 1
     out.write_bytes(b"garbage")
-    assert save(out, tree, identity=identity(tmp_path), running_kernel=False).generation == 1
+    with pytest.raises(UsageError, match=r"^refusing to replace .*/rec: it exists and is not a "
+                       r"handoff record \(7 bytes\)$"):
+        save(out, tree, identity=identity(tmp_path), running_kernel=False)
+    assert out.read_bytes() == b"garbage"
+    assert save(out, tree, identity=identity(tmp_path), running_kernel=False,
+                force=True).generation == 1
     assert previous_generation("/dev/null", BOOT_ID) == 0
     assert sorted(os.listdir(tmp_path)) == sorted(["b", "id", "rec", "sys"])  # no temp files
 
@@ -383,7 +375,6 @@ def test_cli_table_columns(tmp_path: Path) -> None:
     assert lines[-1].startswith("13 device(s)")
 
 
-@needs_core
 def test_cli_writes_record_and_json(tmp_path: Path) -> None:
     q35(tmp_path)
     rec = tmp_path / "r.bin"

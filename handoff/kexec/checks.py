@@ -23,7 +23,7 @@ CRASHKERNEL_HINT = (
     "reserve memory with crashkernel=SIZE on the kernel command line and reboot "
     "(Debian: /etc/default/grub.d/kdump-tools.cfg then update-grub; Fedora: "
     "kdumpctl reset-crashkernel or grubby --update-kernel=ALL --args=crashkernel=SIZE); "
-    "`handoff load --dry-run` prints the size it needs"
+    "`handoff estimate` prints the size it needs (no root needed)"
 )
 
 
@@ -77,7 +77,7 @@ def crash_region(host: Host) -> tuple[int, int] | None:
 
 def lockdown(host: Host) -> str | None:
     """The active lockdown mode ("none", "integrity", "confidentiality"), None if unknown."""
-    from handoff.restore.environment import parse_lockdown
+    from handoff.sysfs.probe import parse_lockdown
 
     text = host.sys_text("kernel/security/lockdown")
     return parse_lockdown(text) if text else None
