@@ -15,9 +15,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import recordgen as G
-from test_plan import BOOT, capture_tree, record_of, saved_devices
-from test_restore import digest, proc_dir, run_cli, tree_state
+from helpers import recordgen as G
+from helpers.restore import (
+    BOOT,
+    capture_tree,
+    digest,
+    proc_dir,
+    record_of,
+    run_cli,
+    saved_devices,
+    tree_state,
+)
 
 from handoff.kexec import quiescer
 from handoff.restore import quiesce_log
