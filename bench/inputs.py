@@ -256,12 +256,16 @@ def vmcore_like(path: Path, size: int, zero_fraction: float = 0.5, seed: int = 1
 
 def sparse_dump(path: Path, fmt: str, size: int, data_kib: int = 64) -> Path:
     """A sparse dump of ``size`` bytes with ``data_kib`` KiB of data at the start of every
-    MiB (1 GiB of data in a 16 GiB dump), ELF or kdump-compressed headers."""
+    MiB (1 GiB of data in a 16 GiB dump), ELF or kdump-compressed headers. The ELF dump is
+    laid out as `handoff capture` saves one: room for notes after its note segment."""
+    from handoff.capture.layout import SPARE_ROOM
+
     data = os.urandom(data_kib << 10)
     if fmt == "elf":
+        room = SPARE_ROOM + (64 << 10)  # the spare, and as much again for the record
         with path.open("wb") as f:
-            W.write_core(f, loads=[W.Load(0x100000, size - 8192)])
-        base = 8192
+            W.write_core(f, loads=[W.Load(0x100000, size - (1 << 20))], room=room)
+        base = 1 << 20
     else:
         head = K.kdump_bytes(max_mapnr=size // PAGE)
         path.write_bytes(head)

@@ -17,8 +17,9 @@ import pytest
 import recordgen as G
 
 from handoff import budget as BU
-from handoff import cpio, kdump, sources
 from handoff import errors as E
+from handoff import sources
+from handoff.formats import cpio, kdump
 from handoff.sources.blob import BytesBlob
 
 REC = G.make_record()
@@ -71,7 +72,7 @@ def test_overlapping_note_segments_cost_one_bounded_reading() -> None:
 
 
 def test_notes_are_charged_across_segments() -> None:
-    from handoff import elfcore
+    from handoff.formats import elfcore
 
     core = overlapping_notes_core(segments=8, notes=8000)
     b = BU.Budget(len(core), constant=4 << 20)

@@ -34,7 +34,9 @@ def write(tmp_path: Path, name: str, data: bytes) -> str:
 
 
 def test_valid_vmcore_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    p = write(tmp_path, "vmcore", W.core_bytes(W.default_notes() + [
+    # the dump's kernel is the record's (else inspect warns: test_release_mismatch_warns)
+    vmci = W.vmcoreinfo("6.1.0-test-amd64")
+    p = write(tmp_path, "vmcore", W.core_bytes(W.default_notes(vmci=vmci) + [
         G.note(REC), G.note(REPORT, R.NT_HANDOFF_REPORT)]))
     from handoff import sources
 
@@ -46,9 +48,9 @@ def test_valid_vmcore_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert lines[0] == f"{p}: an ELF vmcore with 5 notes, 68.0 KiB"
     assert lines[1] == ("  ELF64 little-endian ET_CORE x86-64: 2 program headers (1 PT_NOTE, "
                         "1 PT_LOAD, 64.0 KiB of memory)")
-    assert ("  VMCOREINFO: OSRELEASE 6.1.0-28-amd64, crashed 2023-11-14T22:13:20Z (CRASHTIME "
-            "1700000000), PAGESIZE 4096, BUILD-ID 0123456789abcdef0123456789abcdef01234567"
-            ) in lines
+    assert ("  VMCOREINFO: OSRELEASE 6.1.0-test-amd64, crashed 2023-11-14T22:13:20Z "
+            "(CRASHTIME 1700000000), PAGESIZE 4096, BUILD-ID "
+            "0123456789abcdef0123456789abcdef01234567") in lines
     assert f"  restore report at offset {rep_at}: restored 2 of 2 devices; 2 devices" in lines
     i = lines.index(f"record 1 of 1 at offset {rec_at}: valid")
     assert lines[i + 1 : i + 12] == [
@@ -64,6 +66,46 @@ def test_valid_vmcore_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "    0000:00:03.0  1af4:1041  020000  virtio-pci  collector  256   quiesce",
         "    0000:00:04.0  1af4:1042  020000  virtio-pci  collector  256   quiesce",
     ]
+
+
+@pytest.mark.parametrize("kind", ["elf", "kdump"])
+def test_release_mismatch_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                kind: str) -> None:
+    """A record made on another kernel than the dump's OSRELEASE: valid, exit 0, a warning."""
+    notes = W.default_notes() + [G.note(REC)]  # OSRELEASE 6.1.0-28-amd64
+    p = write(tmp_path, "d", W.core_bytes(notes) if kind == "elf" else K.kdump_bytes(notes))
+    want = ("the record (generation 1) was made on kernel 6.1.0-test-amd64, but the dump is "
+            "of kernel 6.1.0-28-amd64 (VMCOREINFO OSRELEASE): the record may belong to "
+            "another crash")
+    rc, out, err = run(capsys, p)
+    assert (rc, err) == (0, f"handoff: warning: {want}\n")
+    rc, out, err = run(capsys, p, "--json")
+    assert (rc, err) == (0, "")
+    assert json.loads(out)["warnings"] == [want]
+
+
+@pytest.mark.parametrize("kind", ["elf", "kdump"])
+def test_truncated_dump_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   kind: str) -> None:
+    vmci = W.vmcoreinfo("6.1.0-test-amd64")
+    notes = W.default_notes(vmci=vmci) + [G.note(REC)]
+    whole = W.core_bytes(notes) if kind == "elf" else K.kdump_bytes(notes)
+    p = write(tmp_path, "d", whole[:-100])
+    end = len(whole)
+    what = "its segments end" if kind == "elf" else "the bitmaps end"
+    want = (f"the dump is truncated: {what} at offset {end}, but the file has only "
+            f"{end - 100} bytes (100 missing)")
+    rc, out, err = run(capsys, p)
+    assert rc == 0  # the record in it is whole and valid
+    assert f"  TRUNCATED: {want}" in out.splitlines()
+    assert err == f"handoff: warning: {p}: {want}\n"
+    rc, out, err = run(capsys, p, "--json")
+    doc = json.loads(out)
+    assert doc["container"]["details"]["truncated"] == want
+    assert doc["warnings"] == [f"{p}: {want}"]
+    p2 = write(tmp_path, "whole", whole)
+    rc, out, err = run(capsys, p2, "--json")
+    assert json.loads(out)["container"]["details"]["truncated"] is None and err == ""
 
 
 def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,7 +216,7 @@ def test_region_and_initrd_text(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "  slot 0 at offset 4096 (4096 bytes): valid, generation 1 (current)" in out
     assert "  slot 1 at offset 8192 (4096 bytes): empty" in out
     assert "record 1 of 1 at slot 0, offset 4096: valid" in out
-    from handoff import cpio
+    from handoff.formats import cpio
 
     w = cpio.Writer()
     w.file("handoff/record.note", G.note(REC), parents=True)

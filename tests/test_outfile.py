@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_capture as TC
+from helpers import capture as TC
 from helpers import fakesysfs as F
 from helpers import recordgen as G
 from helpers import restore as TR
@@ -321,11 +321,12 @@ def test_enospc_capture_leaves_no_temporary_and_warns(tmp_path: Path) -> None:
 
 
 def test_enospc_inject_notes_names_the_dump(tmp_path: Path) -> None:
-    import elfwriter as W
+    # A kdump-compressed dump: its note area is copied to the end, so the injection needs
+    # space (an ELF dump's notes grow in place, inside blocks the file already has).
+    from helpers import kdumpwriter as K
 
     (tmp_path / "record.note").write_bytes(G.note(REC))
-    (tmp_path / "core").write_bytes(W.core_bytes(loads=[W.Load(0x1000, 8192,
-                                                               data=bytes(range(256)) * 32)]))
+    (tmp_path / "core").write_bytes(K.kdump_bytes())
     before = (tmp_path / "core").read_bytes()  # the header is never patched: still this
     py = sys.executable
     p = _in_small_tmpfs(tmp_path, f"rm $FULL/filler && cp {tmp_path}/core $FULL/vmcore && "

@@ -203,7 +203,7 @@ def test_the_cli_offers_the_runtime_compressions_default_first() -> None:
 # -- hooks -------------------------------------------------------------------------------------------
 
 def listing(members: dict[str, bytes], complete: bool = True) -> Listing:
-    from handoff.cpio import Member
+    from handoff.formats.cpio import Member
 
     lst = Listing(complete=complete)
     for name, data in members.items():

@@ -35,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from handoff.cli.restore import load_record
     from handoff.diff import diff_record, render
     from handoff.errors import EnvironmentProblem
     from handoff.restore.apply import scan
+    from handoff.restore.engine import load_record
     from handoff.sysfs import SysfsTree
 
     rec, notes = load_record(args.record)

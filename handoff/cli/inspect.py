@@ -19,7 +19,8 @@ never its memory, so a 64 GiB vmcore is as quick as a small one.
 
 EPILOG = """\
 exit codes:
-  0  every record found is valid
+  0  every record found is valid (a truncated dump, or a record made on another kernel
+     than the dump's OSRELEASE, is a warning on stderr and in the JSON's "warnings")
   1  a record is corrupt (the message names the failed check and offset), or the
      container is malformed
   2  FILE does not exist or is not a file
@@ -192,6 +193,8 @@ def _print_container(c: Any, out: Any) -> None:
           + (" (INCOMPLETE dump)" if d.get("incomplete") else "") + "\n")
         if "note_area" in d:
             w(f"  note area: {d['note_area']}\n")
+    if d.get("truncated"):
+        w(f"  TRUNCATED: {d['truncated']}\n")
     if c.kind == "flattened":
         w(f"  offsets below are {d['offsets']}; {d['chunks_scanned']} chunks read\n")
     for a in c.archives:
@@ -313,12 +316,20 @@ def _run(args: argparse.Namespace) -> int:
         return fail(E.EXIT_INVALID, f"{path}: {e}{where}", e.hint,
                     dict(error_json(e), result="bad-container"))
 
+    from handoff.sources.crosscheck import warnings as cross_warnings
+
     doc["container"] = container_doc(c)
     doc["records"] = [record_doc(f) for f in c.found]
+    warnings = cross_warnings(c)
+    if warnings:
+        doc["warnings"] = warnings
     if not args.json:
         _print_container(c, sys.stdout)
         for i, f in enumerate(c.found, 1):
             _print_record(i, len(c.found), f, sys.stdout)
+        sys.stdout.flush()
+        for warning in warnings:
+            sys.stderr.write(f"handoff: warning: {warning}\n")
     try:
         found = sources.records_of(c)
     except E.HandoffError as e:

@@ -206,8 +206,8 @@ def kernel_memory(path: Path) -> int:
 
 
 def _elf_load_size(path: Path) -> int:
-    from handoff.elfcore import parse
     from handoff.errors import BadContainer
+    from handoff.formats.elfcore import parse
     from handoff.sources.blob import FileBlob
 
     try:

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handoff import cpio
 from handoff.errors import BadContainer
+from handoff.formats import cpio
 
 MAX_WANTED = 1 << 20  # small text files read during listing (ORDER files)
 

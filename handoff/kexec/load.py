@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handoff import cpio
 from handoff.errors import EnvironmentProblem, HandoffError, NoRecordFound, UsageError
+from handoff.formats import cpio
 from handoff.kexec import checks, cmdline, hooks, initrd, previous, runtime, state
 from handoff.kexec.config import CaptureConfig, Host, discover
 from handoff.kexec.explain import KernelLog, explain

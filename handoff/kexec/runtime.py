@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handoff import cpio
 from handoff.errors import EnvironmentProblem
+from handoff.formats import cpio
 from handoff.kexec.imports import ImportSet
 from handoff.kexec.runner import Runner
 

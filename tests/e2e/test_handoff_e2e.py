@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_harness import Result, Scenario, run
+from e2e_harness import Result, Scenario, debuginfo, run
 from e2e_harness import checks as C
 
 pytestmark = pytest.mark.e2e
@@ -285,6 +285,39 @@ def test_kdump_makedumpfile_output_keeps_the_handoff_notes(kdump: Result, tmp_pa
     (rec,) = doc["records"]
     assert rec["valid"]
     assert [r["report"] for r in doc["container"]["reports"]] == [_report(kdump)]
+
+
+def _crash(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    assert shutil.which("crash"), "crash missing: .ci/run installs it"
+    return subprocess.run(["crash", *argv], input=stdin, capture_output=True, text=True,
+                          check=False, timeout=600)
+
+
+def test_kdump_dump_opens_in_crash(kdump: Result, tmp_path: Path) -> None:
+    """crash(8), what most kdump users open a dump with first (issue 13): the ELF dump that
+    `handoff capture` saved, and makedumpfile's kdump-compressed copy of it, each give the
+    dump's OSRELEASE, and a session with the kernel's debug vmlinux shows `sys` and `log`."""
+    dump = C.dump_dir(kdump) / "vmcore"
+    release = C.vmcoreinfo(C.elf_notes(dump))["OSRELEASE"]
+    compressed = tmp_path / "vmcore.kdump"
+    proc = subprocess.run(["makedumpfile", "-c", "-d", "31", str(dump), str(compressed)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for d in (dump, compressed):
+        p = _crash("--osrelease", str(d))
+        assert (p.returncode, p.stdout.strip()) == (0, release), (d, p.stdout, p.stderr)
+        assert "WARNING" not in p.stderr + p.stdout, p.stderr
+    vmlinux = debuginfo.debug_vmlinux(kdump.kernel)
+    assert kdump.kernel == release
+    for d in (dump, compressed):
+        p = _crash("-s", str(vmlinux), str(d), stdin="sys\nlog\nquit\n")
+        assert p.returncode == 0, (d, p.stdout[-3000:], p.stderr[-3000:])
+        lines = [ln.strip() for ln in p.stdout.splitlines()]
+        assert f"RELEASE: {release}" in lines, (d, p.stdout[:3000])
+        assert 'PANIC: "Kernel panic - not syncing: sysrq triggered crash"' in lines, d
+        log = [ln for ln in lines if ln.startswith("[")]
+        assert any(f"Linux version {release}" in ln for ln in log[:3]), (d, log[:3])
+        assert any("Kernel panic - not syncing: sysrq triggered crash" in ln for ln in log), d
 
 
 # -- device plugins (registers read in the handoff-kdump capture kernel) ---------------------
