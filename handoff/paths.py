@@ -9,3 +9,8 @@ CAPTURE_REPORT = f"{CAPTURE_PREFIX}/restore-report.json"
 CAPTURE_QUIESCER = f"{CAPTURE_PREFIX}/bin/handoff-quiesce"
 CAPTURE_QUIESCE_LOG = f"{CAPTURE_PREFIX}/quiesce.log"
 VMCORE = "/proc/vmcore"
+# Copies the restore hook leaves for the distro's own dump step, which runs after the switch
+# to the real root: the initramfs (with /handoff) is freed then, /run is carried over.
+KEPT_DIR = "/run/handoff"
+KEPT_RECORD = f"{KEPT_DIR}/record.note"
+KEPT_REPORT = f"{KEPT_DIR}/restore-report.json"

@@ -145,6 +145,10 @@ class InjectResult(Frozen):
     def changed(self) -> bool:
         return bool(self.added)
 
+    def renamed(self, path: str) -> InjectResult:
+        """The same result for the file now at ``path`` (a reassembled dump, renamed)."""
+        return InjectResult(path, *(getattr(self, f) for f in _INJECT_FIELDS[1:]))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -206,8 +210,8 @@ def _refuse_format(fmt: str, path: str) -> E.HandoffError:
         return E.BadContainer(
             f"{path} is in makedumpfile's flattened format, which has no note area to extend",
             offset=0,
-            hint=f"convert it first: makedumpfile -R {path}.kdump < {path}, then inject into "
-            f"{path}.kdump",
+            hint=f"let `handoff inject-notes --reassemble` convert it, or convert it first: "
+            f"makedumpfile -R {path}.kdump < {path}, then inject into {path}.kdump",
         )
     if fmt == "diskdump":
         return E.BadContainer(
