@@ -561,7 +561,7 @@ def run_makedumpfile(
         head = os.pread(fd, 16, 0)
     finally:
         os.close(fd)
-    from handoff.capture.inject import dump_format
+    from handoff.formats.kdump import dump_format
 
     try:
         ssize = os.stat(src).st_size
