@@ -221,6 +221,7 @@ def save(
     encode: Callable[..., bytes] | None = None,
     force: bool = False,
     notify: Callable[[str, str], None] | None = None,
+    select: Callable[[Any], bool] | None = None,
     **collect_kw: Any,
 ) -> SaveResult:
     """Collect, encode and (if ``output`` is given) write a record; returns the result.
@@ -228,8 +229,9 @@ def save(
     ``identity`` is a :class:`handoff.identity.IdentitySource` (default: the running
     machine); ``encode`` defaults to :func:`handoff.record.encode` (the C core). A bad
     ``output`` or ``tree`` is refused before the walk. ``notify(kind, text)`` hears the
-    collection's warnings and notes as they are known (they are also in the result). Without
-    ``output`` a missing C core only leaves the record empty, with a note saying so.
+    collection's warnings and notes as they are known (they are also in the result).
+    ``select(device)``, when given, keeps only the devices it accepts (lspci's ``-s``/``-d``).
+    Without ``output`` a missing C core only leaves the record empty, with a note saying so.
     """
     from handoff.errors import EnvironmentProblem
     from handoff.identity import IdentitySource
@@ -248,6 +250,8 @@ def save(
             notify("warning", w)
         for n in res.notes:
             notify("note", n)
+    if select is not None:
+        res.devices = [d for d in res.devices if select(d)]
     res.generation = 1
     if output is not None:
         res.generation = previous_generation(output, producer.boot_id) + 1

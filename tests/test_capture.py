@@ -563,11 +563,12 @@ def test_cli_progress_only_when_asked(
 
 
 def test_cli_exit_codes(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # a --vmcore the user named and that is missing: usage, as for every named input
     assert (
         main(["capture", "--vmcore", str(inputs["dir"] / "none"), "--dump-dir", str(inputs["dir"])])
-        == E.EXIT_ENVIRONMENT
+        == E.EXIT_USAGE
     )
-    assert "no vmcore at" in capsys.readouterr().err
+    assert f"--vmcore {inputs['dir'] / 'none'}: no such file" in capsys.readouterr().err
     assert main(cli(inputs, "--makedumpfile-args", "-c -F")) == E.EXIT_USAGE
     assert main(cli(inputs, "--makedumpfile-args", "-d 'unclosed")) == E.EXIT_USAGE
     assert not inputs["dir"].exists()  # nothing written on a usage error

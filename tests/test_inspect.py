@@ -108,6 +108,35 @@ def test_truncated_dump_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture
     assert json.loads(out)["container"]["details"]["truncated"] is None and err == ""
 
 
+def test_notes_crash_cannot_read_are_flagged(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """An ELF dump whose note segment an older handoff moved past the memory data: crash
+    reads only the header area before it (issue 13); inspect says so, and how to repair it."""
+    import struct
+
+    vmci = W.vmcoreinfo("6.1.0-test-amd64")
+    data = bytearray(W.core_bytes(W.default_notes(vmci=vmci) + [G.note(REC)]))
+    ph = struct.Struct("<IIQQQQQQ")
+    p = list(ph.unpack_from(data, 64))
+    first_load = ph.unpack_from(data, 64 + 56)[2]
+    end = len(data)
+    data += data[p[2]:p[2] + p[5]]  # the notes, copied to the end, as handoff did
+    p[2] = end
+    ph.pack_into(data, 64, *p)
+    path = write(tmp_path, "old", bytes(data))
+    rc, _, err = run(capsys, path)
+    assert rc == 0
+    assert err == (f"handoff: warning: crash cannot read the notes of {path}: its notes end at "
+                   f"offset {end + p[5]}, past the header area crash reads (up to the first "
+                   f"PT_LOAD's data, offset {first_load}); `handoff inject-notes --output NEW "
+                   f"{path} {path}` writes a copy it reads\n")
+    fixed = tmp_path / "fixed"
+    assert main(["inject-notes", "--output", str(fixed), path, path]) == 0
+    capsys.readouterr()
+    rc, _, err = run(capsys, str(fixed))
+    assert (rc, err) == (0, "")
+
+
 def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = write(tmp_path, "k.kdump", K.kdump_bytes(W.default_notes() + [G.note(REC)]))
     rc, out, err = run(capsys, p, "--json")
@@ -139,8 +168,9 @@ def test_corrupt_record_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert ("record 1 of 1 at offset 20: INVALID: payload digest mismatch (SHA-256 of bytes "
             "128..865) (check digest, offset 68)") in out
     assert "  header CRC: ok; payload digest: mismatch" in out
-    assert err == ("handoff: error: corrupt record at offset 20: payload digest mismatch "
-                   "(SHA-256 of bytes 128..865) (check digest, offset 68)\n")
+    assert err == (f"handoff: error: {p}: corrupt record at offset 20: payload digest mismatch "
+                   "(SHA-256 of bytes 128..865) (check digest, offset 68)\n"
+                   "handoff: hint: stdout shows every record's checks\n")
     rc, out, _ = run(capsys, p, "--json")
     doc = json.loads(out)
     assert (rc, doc["result"], doc["exit_code"]) == (1, "invalid", 1)
@@ -153,10 +183,13 @@ def test_corrupt_record_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_header_crc_failure_names_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = bytearray(REC)
     bad[30] ^= 1
-    rc, _, err = run(capsys, write(tmp_path, "r", bytes(bad)))
+    p = write(tmp_path, "r", bytes(bad))
+    rc, _, err = run(capsys, p)
     assert rc == 1
-    assert err.startswith("handoff: error: corrupt record at offset 0: header checksum mismatch: ")
-    assert err.endswith("(check header_crc, offset 0)\n")
+    assert err.startswith(f"handoff: error: {p}: corrupt record at offset 0: header checksum "
+                          "mismatch: ")
+    assert err.endswith("(check header_crc, offset 0)\nhandoff: hint: stdout shows every "
+                        "record's checks\n")
 
 
 def test_no_record_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,7 +240,7 @@ def test_bad_container_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert err == (f"handoff: error: {p}: 40000 program headers of 56 bytes at offset 64 extend "
                    "past the end of the file (69632 bytes)\n")
     rc, out, _ = run(capsys, p, "--json")
-    assert json.loads(out)["error"]["type"] == "BadContainer"
+    assert json.loads(out)["error_detail"]["type"] == "BadContainer"
 
 
 def test_region_and_initrd_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

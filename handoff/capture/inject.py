@@ -31,6 +31,7 @@ from handoff import errors as E
 from handoff._slots import Frozen
 from handoff.formats import kdump
 from handoff.formats.blob import read_exact
+from handoff.formats.dumpformat import dump_format  # re-exported: handoff.capture
 from handoff.formats.elfcore import (
     _PHDR32,
     _PHDR64,
@@ -43,7 +44,6 @@ from handoff.formats.elfcore import (
     Note,
     iter_notes,
 )
-from handoff.formats.kdump import dump_format  # re-exported: handoff.capture.dump_format
 from handoff.record import NOTE_NAME, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
 __all__ = [
@@ -555,9 +555,14 @@ def inject_notes(
         patch_at, patch = area._patch(new_offset, new_size)
         old_patch = os.pread(fd, len(patch), patch_at)
         # 1. the new notes, durable before anything points at them
-        _write_all(fd, data, write_at)
-        if sync:
-            os.fsync(fd)
+        before = os.pread(fd, len(data), write_at)  # the gap's bytes (b"" past the end)
+        try:
+            _write_all(fd, data, write_at)
+            if sync:
+                os.fsync(fd)
+        except OSError:
+            _undo(fd, before, write_at, size)
+            raise
         # 2. the one header field, in one write
         _write_all(fd, patch, patch_at)
         if sync:
@@ -599,6 +604,21 @@ def _no_room(path: str, area: NoteArea, need: int) -> NoNoteRoom:
         hint=f"write a copy with room for them (PT_LOAD data unchanged): handoff inject-notes "
         f"--output NEW {path} RECORD [REPORT]",
     )
+
+
+def _undo(fd: int, before: bytes, at: int, size: int) -> None:
+    """After a failed write of new notes (a full disk): put back the bytes they replaced and
+    the old file size, so the file is as it was. Best effort, page by page: a page the write
+    never reached is still a hole, and rewriting it could fail for the same reason."""
+    for i in range(0, len(before), 4096):
+        try:
+            _write_all(fd, before[i:i + 4096], at + i)
+        except OSError:
+            pass
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
 
 
 def _verify(

@@ -575,7 +575,7 @@ def run_makedumpfile(
         head = os.pread(fd, 16, 0)
     finally:
         os.close(fd)
-    from handoff.formats.kdump import dump_format
+    from handoff.formats.dumpformat import dump_format
 
     try:
         ssize = os.stat(src).st_size

@@ -27,6 +27,11 @@ the dump is saved, whatever exists is injected, and the exit code says what was 
 """
 
 EPILOG = """\
+examples:
+  handoff capture --dump-dir /var/crash            # in the capture kernel (the hooks run it)
+  handoff capture --vmcore vmcore.copy --dump-dir out --format kdump
+  handoff capture --dump-dir /var/crash --dry-run   # the makedumpfile argv, nothing written
+
 exit codes:
   0  dump saved, record (and report, if any) injected
   1  dump saved, but the report was unreadable or the notes could not be added (a report

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     dump_release = osrelease(args.dump)
     if dump_release and rec.kernel_release and dump_release != rec.kernel_release:
         warnings.append(release_mismatch(rec.generation, rec.kernel_release, dump_release))
-    target_name = args.output if args.output is not None else args.dump
+    target = args.output if args.output is not None else args.dump
     try:
         if args.output is not None:
             res = inject_notes_copy(args.dump, args.output, notes)
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         from handoff.errors import EnvironmentProblem
 
         raise EnvironmentProblem(
-            f"cannot write {target_name}: {e.strerror or e}",
+            f"cannot write {target}: {e.strerror or e}",
             hint="free space on its file system (the dump's header was not changed)"
             if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else None) from None
     for w in warnings:  # after the notes are in: a refusal's own line says what matters
@@ -129,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
                                    "dump_osrelease": dump_release, "warnings": warnings})
         return 0
     names = {NT_HANDOFF_RECORD: "record", NT_HANDOFF_REPORT: "restore report"}
-    target = res.path
     for t, size in res.added:
         extra = f" generation {rec.generation}" if t == NT_HANDOFF_RECORD else ""
         print(f"added {names[t]}{extra} ({size} bytes) to {target}")

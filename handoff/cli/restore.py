@@ -41,8 +41,23 @@ the kernel permits from the lockdown mode, unless --probe.
 """
 
 
+EPILOG = """\
+examples:
+  handoff restore                       # in the capture kernel (the hooks run it)
+  handoff restore --record rec.bin --dry-run --force        # the plan, on a running system
+  handoff restore --policy site.toml --report /run/handoff/report.json -d 8086:
+
+exit codes:
+  0  every planned step was done and verified (or planned, with --dry-run)
+  1  the record was refused, or a step failed, was refused or could not be verified
+  2  usage: wrong arguments, or a path you named does not exist
+  3  no handoff record in --record (or none shipped in the capture initramfs)
+  4  not a capture kernel (writes to a running system refused), or no PCI tree
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("restore", help="restore devices from a record (capture kernel)",
+    p = sub.add_parser("restore", epilog=EPILOG, help="restore devices from a record (capture kernel)",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("--record", metavar="SRC",
@@ -76,6 +91,9 @@ def register(sub: Any) -> None:
                    help="with --dry-run: also ask the kernel whether config writes and BAR "
                         "mapping work (writes back one Interrupt Line byte; maps one BAR "
                         "without reading it). A real restore always probes")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -185,6 +203,7 @@ def _plugin_table(dev: Any, table: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from handoff.cli._select import selection
     from handoff.restore import report
     from handoff.restore.engine import run as restore
 
@@ -196,13 +215,19 @@ def run(args: argparse.Namespace) -> int:
                    force=args.force, plugins=not args.no_plugins,
                    plugin_budget=args.plugin_budget,
                    allow_running_system=args.allow_running_system, report_path=args.report,
-                   force_report=args.force_report, notify=notify)
+                   force_report=args.force_report, notify=notify,
+                   select=selection(args))
     if args.json:
         from handoff.cli._output import emit_json
 
         body: dict[str, Any] = {"report": done.doc}
         if args.dry_run:
             body["plan"] = done.plan.to_json()
+        if done.refused or done.failed:  # the error contract's keys, on the one document
+            body.update(error=("record refused: " + "; ".join(done.refused)) if done.refused
+                        else done.summary(), exit_code=1,
+                        hint="check --record; --force applies it anyway" if done.refused
+                        else "the report's per-device results say what failed")
         emit_json("restore", body)
     else:
         if args.dry_run:

@@ -22,8 +22,22 @@ space, and the record marks those snapshots partial.
 """
 
 
+EPILOG = """\
+examples:
+  sudo handoff save                          # one row per PCI device, nothing written
+  sudo handoff save -o /var/lib/handoff/record.bin
+  sudo handoff save -d ::0108 --json          # NVMe controllers only, as JSON
+
+exit codes:
+  0  saved (or listed)
+  1  the record could not be built (a check failed)
+  2  usage: wrong arguments, or a path you named does not exist
+  4  /sys has no PCI tree, -o cannot be written, or the C core is missing
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("save", help="save PCI device state into a record",
+    p = sub.add_parser("save", epilog=EPILOG, help="save PCI device state into a record",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("-o", "--output", metavar="FILE",
@@ -42,6 +56,9 @@ def register(sub: Any) -> None:
                    help="the early collector's snapshot (default /run/handoff/early.bin "
                         "when reading /sys)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -60,15 +77,18 @@ def _rows(devices: list[Any]) -> list[list[object]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from handoff.cli._select import selection
     from handoff.save import save
     from handoff.sysfs import SysfsTree
 
     def notify(kind: str, text: str) -> None:
         sys.stderr.write(f"handoff: {kind}: {text}\n")
 
+    sel = selection(args)
+
     res = save(args.output, SysfsTree(args.sysfs_root) if args.sysfs_root else None,
                force=args.force, notify=notify, early_snapshot=args.early_snapshot,
-               early_log=args.early_log)
+               early_log=args.early_log, select=sel.matches_device if sel else None)
     generation = res.generation if args.output is not None else None
     if args.json:
         from handoff.cli._output import emit_json

@@ -12,11 +12,17 @@ Report whether a capture kernel is loaded (/sys/kernel/kexec_crash_loaded), whic
 generation handoff loaded with it, whether that record is STALE (PCI devices, bound drivers or
 SR-IOV VF counts changed since the load), the lockdown mode and the crashkernel size.
 
+examples:
+  handoff status
+  handoff status --json | jq .verdict
+  handoff status >/dev/null; [ $? -eq 1 ] && handoff load   # reload a stale record
+
 exit status:
   0  fresh: handoff's capture kernel is loaded and the machine still matches its record
   1  stale: devices changed since the load; `handoff load` again fixes it
   3  no handoff capture kernel is loaded: never loaded in this boot, or unloaded since
      (by `kexec -p -u`, kdump-config unload, kdumpctl stop)
+  2  usage: wrong arguments, or a --sysfs-root that does not exist
 """
 
 

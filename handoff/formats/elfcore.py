@@ -158,6 +158,8 @@ class ElfCore(Slots):
         "e_type",
         "elf_class",
         "endian",
+        "first_type",
+        "header_end",
         "load_count",
         "load_memsz",
         "machine",
@@ -175,6 +177,8 @@ class ElfCore(Slots):
     load_count: int
     load_memsz: int
     data_end: int  # where the furthest segment ends: a complete file is at least this long
+    first_type: int  # p_type of the first program header (crash takes it as the PT_NOTE)
+    header_end: int | None  # lowest non-zero p_offset after the first: crash's header area
 
     def __init__(
         self,
@@ -188,6 +192,8 @@ class ElfCore(Slots):
         load_count: int,
         load_memsz: int,
         data_end: int = 0,
+        first_type: int = PT_NOTE,
+        header_end: int | None = None,
     ) -> None:
         self.elf_class = elf_class
         self.endian = endian
@@ -199,6 +205,22 @@ class ElfCore(Slots):
         self.load_count = load_count
         self.load_memsz = load_memsz
         self.data_end = data_end
+        self.first_type = first_type
+        self.header_end = header_end
+
+    def crash_problem(self) -> str | None:
+        """Why crash(8) cannot read this dump's notes, or None. crash reads the header area
+        only, up to the lowest non-zero p_offset after the first program header, and takes
+        the first program header as the PT_NOTE (netdump.c, resize_elf_header())."""
+        if not self.note_segments:
+            return None
+        if self.first_type != PT_NOTE:
+            return "its first program header is not the PT_NOTE"
+        end = max(p.offset + p.filesz for p in self.note_segments)
+        if self.header_end is not None and end > self.header_end:
+            return (f"its notes end at offset {end}, past the header area crash reads (up to "
+                    f"the first PT_LOAD's data, offset {self.header_end})")
+        return None
 
     def truncation(self, size: int) -> str | None:
         """Why a ``size``-byte file with these headers is not whole, or None."""
@@ -277,6 +299,8 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
     loads = 0
     load_memsz = 0
     data_end = 0
+    first_type = PT_NOTE
+    header_end: int | None = None
     chunk = max(1, (64 << 10) // max(phentsize, 1))  # read the table 64 KiB at a time
     for first in range(0, phnum, chunk):
         count = min(chunk, phnum - first)
@@ -296,6 +320,10 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
             else:
                 p = Phdr(v[0], v[6], v[1], v[2], v[3], v[4], v[5], v[7])
             data_end = max(data_end, p.offset + p.filesz)
+            if first + i == 0:
+                first_type = p.type
+            elif p.offset and (header_end is None or p.offset < header_end):
+                header_end = p.offset
             if p.type == PT_LOAD:
                 loads += 1
                 load_memsz += p.memsz
@@ -325,6 +353,8 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
         load_count=loads,
         load_memsz=load_memsz,
         data_end=data_end,
+        first_type=first_type,
+        header_end=header_end,
     )
 
 

@@ -23,7 +23,7 @@ from handoff._slots import Slots
 from handoff.budget import CHUNK_COST, Budget, spend
 from handoff.errors import BadContainer
 from handoff.formats.blob import Blob, read_exact
-from handoff.formats.elfcore import ELF_MAGIC, MAX_NOTE_BYTES, Note, iter_notes
+from handoff.formats.elfcore import MAX_NOTE_BYTES, Note, iter_notes
 
 KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"
@@ -425,19 +425,3 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((a, b))
     return out
-
-
-def dump_format(head: bytes) -> str:
-    """Name the container from the first bytes of a file.
-
-    "elf", "kdump" (kdump-compressed), "flattened" (makedumpfile -F), "diskdump" or "unknown".
-    """
-    if head[:4] == ELF_MAGIC:
-        return "elf"
-    if is_kdump(head):
-        return "kdump"
-    if is_flattened(head):
-        return "flattened"
-    if head[:8] == DISKDUMP_SIGNATURE:
-        return "diskdump"
-    return "unknown"

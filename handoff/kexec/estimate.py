@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from handoff.errors import os_reason
 from handoff.kexec import checks, hooks, initrd, state
 from handoff.kexec.cmdline import param, parse
 from handoff.kexec.config import Host, discover
@@ -76,7 +77,7 @@ def _runtime(host: Host) -> tuple[int, int, int, str]:
             continue
     return (TYPICAL_RUNTIME_GZIP, TYPICAL_RUNTIME_UNPACKED, TYPICAL_RUNTIME_PEAK,
             ("a typical runtime, as measured (none built on this machine yet; `handoff load` "
-            "builds and caches this machine's)"))
+             "builds and caches this machine's)"))
 
 
 def estimate(host: Host, kernel: str | None = None, initrd_path: str | None = None) -> Estimate:
@@ -87,7 +88,7 @@ def estimate(host: Host, kernel: str | None = None, initrd_path: str | None = No
         kmem = checks.kernel_memory(cfg.kernel)
     except OSError as e:
         kmem = cfg.kernel.stat().st_size * 4
-        notes.append(f"cannot read {cfg.kernel} ({e.strerror}): kernel memory taken as 4x its "
+        notes.append(f"cannot read {cfg.kernel} ({os_reason(e)}): kernel memory taken as 4x its "
                      "file size; run as root for the exact init_size")
     isize = cfg.initrd.stat().st_size
     try:
@@ -98,7 +99,7 @@ def estimate(host: Host, kernel: str | None = None, initrd_path: str | None = No
                          f"size taken as {UNPACK_RATIO}x the file")
     except OSError as e:
         unpacked = UNPACK_RATIO * isize
-        notes.append(f"cannot read {cfg.initrd} ({e.strerror}): unpacked size taken as "
+        notes.append(f"cannot read {cfg.initrd} ({os_reason(e)}): unpacked size taken as "
                      f"{UNPACK_RATIO}x the file; run as root to list it")
     rt_gz, rt_unpacked, rt_peak, rt_src = _runtime(host)
     devices = len(state.inventory(host.sys))

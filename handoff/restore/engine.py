@@ -71,16 +71,20 @@ def load_record(src: str | None) -> tuple[Record, list[str]]:
 
     path = src or DEFAULT_RECORD
     if not os.path.exists(path):
-        where = "the capture initramfs ships it there (spec §6)" if src is None else \
-            "no such file"
-        raise NoRecordFound(f"no handoff record at {path}: {where}",
-                            hint="pass --record with a record, note file, region, initrd or "
-                                 "vmcore")
+        hint = "pass --record with a record, note file, region, initrd or vmcore"
+        if src is not None:  # named by the user: a usage error, as for every command
+            from handoff.errors import MissingInput
+
+            raise MissingInput(f"--record {src}: no such file", hint=hint)
+        raise NoRecordFound(f"no handoff record at {path}: the capture initramfs ships it "
+                            "there (spec §6)", hint=hint)
     try:
         found = handoff.read(path)
     except OSError as e:
-        raise NoRecordFound(f"cannot read {path}: {e.strerror}",
-                            hint="check the path and permissions") from None
+        from handoff.errors import EnvironmentProblem, os_reason
+
+        raise EnvironmentProblem(f"cannot read {path}: {os_reason(e)}",
+                                 hint="check its permissions (run as root?)") from None
     good = [f for f in found if f.record is not None]
     bad = [f for f in found if f.error is not None]
     if not good:
@@ -139,6 +143,7 @@ def run(
     report_path: str | None = None,
     force_report: bool = False,
     notify: Notify | None = None,
+    select: Any = None,
 ) -> Report:
     """Restore the devices under ``sysfs_root`` from the newest record in ``record``.
 
@@ -148,6 +153,8 @@ def run(
     when the record is unusable (then saying why). Raises the HandoffError subclass that names
     what to fix: NoRecordFound, an InvalidRecord, EnvironmentProblem or UsageError.
     ``policy`` is a Policy or the path of a policy file (docs/policy.md); None: the defaults.
+    ``select`` (a :class:`handoff.devices.patterns.Selection`, lspci's ``-s``/``-d``) limits
+    the plan, and so every write, to the devices it matches.
     """
     from handoff import outfile
     from handoff.errors import HandoffError
@@ -173,7 +180,7 @@ def run(
                                           plugin_budget=plugin_budget)
     registry, warnings = _plugins(policy, notify) if plugins else (None, [])
     plan = _plan_and_apply(rec, tree, env, identity, policy, registry, force=force,
-                           dry_run=dry_run, plugin_budget=plugin_budget)
+                           dry_run=dry_run, plugin_budget=plugin_budget, select=select)
     return Report(rec, plan, _report(plan, dry_run, report_path, force_report), dry_run,
                   notes, warnings)
 
@@ -230,12 +237,19 @@ def _plugins(policy: Policy, notify: Notify | None) -> tuple[Any, list[str]]:
 
 def _plan_and_apply(rec: Record, tree: Any, env: Any, identity: Any, policy: Policy,
                     registry: Any, *, force: bool, dry_run: bool,
-                    plugin_budget: float | None) -> Plan:
+                    plugin_budget: float | None, select: Any = None) -> Plan:
     from handoff.restore.apply import SysfsAccess, apply, rehearse, scan
     from handoff.restore.plan import make_plan
     from handoff.restore.pluginpass import PluginRuntime
 
-    plan = make_plan(rec, scan(tree), policy=policy, identity=identity, force=force, env=env,
+    current = scan(tree)
+    if select:  # lspci's -s/-d: plan (and touch) only these devices
+        from handoff.devices.patterns import filter_payload
+
+        current = {a: d for a, d in current.items() if select.matches_device(d)}
+        rec = rec.replace(  # type: ignore[assignment]  # Slots.replace returns the same type
+            payload=dict(rec.payload, devices=filter_payload(select, rec.devices)))
+    plan = make_plan(rec, current, policy=policy, identity=identity, force=force, env=env,
                      registry=registry)
     runtime = PluginRuntime(tree=tree, budget_s=plugin_budget)
     if not dry_run and plan.check.ok:

@@ -32,12 +32,18 @@ def release_mismatch(generation: int, record_release: str, dump_release: str) ->
 
 
 def warnings(c: Any) -> list[str]:
-    """What a scanned dump container's own checks flag: a truncated file, and records made
-    on another kernel than the dump's."""
+    """What a scanned dump container's own checks flag: a truncated file, notes crash cannot
+    read (an ELF dump an older handoff wrote), and records made on another kernel than the
+    dump's."""
     out: list[str] = []
     cut = c.details.get("truncated")
     if cut:
         out.append(f"{c.name}: {cut}")
+    why = c.details.get("crash_cannot_read_notes")
+    if why:
+        fix = (f"; `handoff inject-notes --output NEW {c.name} {c.name}` writes a copy it reads"
+               if c.found else "")
+        out.append(f"crash cannot read the notes of {c.name}: {why}{fix}")
     release = c.vmcoreinfo.osrelease if c.vmcoreinfo is not None else None
     if release:
         for f in c.found:

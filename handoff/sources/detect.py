@@ -75,6 +75,7 @@ def scan_blob(
         core = elfcore.parse(blob, budget=work)
         _elf_details(c, core)
         c.details["truncated"] = core.truncation(blob.size)
+        c.details["crash_cannot_read_notes"] = core.crash_problem()
         _add_notes(c, core.notes, "elf-vmcore", loc, in_file, member_loc)
     elif kind == "elf":
         core = elfcore.parse(blob, read_notes=False, budget=work)
