@@ -109,7 +109,7 @@ def kdump_dump(work: Path, record: bytes) -> Dump:
 
     From the e2e's real vmcore when there is one (``-c -d 31``, a real kernel log inside);
     else from tests/helpers/elfwriter.py's makedumpfile_core (``-c -d 1``, no log)."""
-    from handoff.capture.inject import inject_notes
+    from handoff.capture.inject import inject_notes_copy
     from handoff.record import NT_HANDOFF_RECORD
 
     mdf = tool("makedumpfile")
@@ -122,7 +122,11 @@ def kdump_dump(work: Path, record: bytes) -> Dump:
     real = copy_e2e_vmcore(elf)
     if real is not None:
         # makedumpfile carries an extra ELF note into its output (facts/kdump-in-qemu.md).
-        inject_notes(elf, [(NT_HANDOFF_RECORD, record)], sync=False)
+        # A /proc/vmcore copy has no room for it where crash reads notes: a copy with room.
+        noted = work / "dump-source-notes.elf"
+        noted.unlink(missing_ok=True)
+        inject_notes_copy(elf, noted, [(NT_HANDOFF_RECORD, record)], sync=False)
+        noted.replace(elf)
         args, label = ["-c", "-d", "31"], (
             f"e2e's real q35 vmcore ({elf.stat().st_size / 2**20:.0f} MiB, Debian 6.1) → "
             "makedumpfile -c -d 31")

@@ -34,7 +34,7 @@ def main(out: Path) -> int:
     from helpers import kdumpwriter as K
     from helpers import recordgen as G
 
-    from handoff import cpio
+    from handoff.formats import cpio
 
     recs = records()
     good = [r for r in recs if len(r) >= 16 and r[:8] == b"HANDOFF\x00"]

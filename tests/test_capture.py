@@ -575,7 +575,12 @@ def test_cli_exit_codes(inputs: dict[str, Path], capsys: pytest.CaptureFixture[s
     inputs["record"].write_bytes(b"")
     assert main(cli(inputs)) == E.EXIT_NO_RECORD
     err = capsys.readouterr().err
-    assert "the dump is saved, but it carries no device state" in err
+    assert "handoff: error: the dump is saved, but it carries no device state\n" in err
+    assert main(cli(inputs, "--dry-run", "--format", "kdump", "--json")) == E.EXIT_NO_RECORD
+    doc = json.loads(capsys.readouterr().out)  # the error contract's keys on its own document
+    assert (doc["kind"], doc["exit_code"], doc["error"]) == (
+        "capture", 3, "the dump would carry no device state (dry run)")
+    assert doc["hint"].startswith("pass --record with the record")
     assert main(cli(inputs, "--dry-run", "--format", "kdump")) == E.EXIT_NO_RECORD
     assert "makedumpfile" in capsys.readouterr().out
 

@@ -106,3 +106,32 @@ def test_a_missing_kernel_named_or_configured(bare) -> None:  # type: ignore[no-
     assert (rc, out) == (4, "")
     assert err.splitlines()[0] == (f"handoff: error: capture kernel {bare.kernel} does not "
                                    "exist (from running kernel 6.1.0-test)")
+
+
+def test_kdump_tools_with_handoffs_dump_hook_counts_restore_alone(bare) -> None:  # type: ignore[no-untyped-def]
+    """With contrib's kdump-tools-dump drop-in installed, load runs with --no-capture: restore
+    has exited before udevd starts, so its peak and the initrd's userspace do not add up."""
+    from helpers.machine import RELEASE
+
+    etc = bare.root / "etc"
+    (etc / "default").mkdir(parents=True)
+    (etc / "default/kdump-tools").write_text(
+        f"USE_KDUMP=1\nKDUMP_KERNEL=/boot/vmlinuz-{RELEASE}\n"
+        f"KDUMP_INITRD=/boot/initrd.img-{RELEASE}\n")
+    rc, out, err = cli("estimate", "--json", "--root", str(bare.root))
+    assert rc == 0, err
+    before = json.loads(out)["with_handoff"]
+    assert before["capture"] is True
+    dropin = etc / "systemd/system/kdump-tools-dump.service.d/handoff.conf"
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("[Service]\nExecStart=\nExecStart=/usr/lib/handoff/kdump-tools-dump\n")
+    rc, out, err = cli("estimate", "--json", "--root", str(bare.root))
+    assert rc == 0, err
+    doc = json.loads(out)
+    wi = doc["with_handoff"]
+    assert wi["capture"] is False
+    assert any("--no-capture" in n for n in doc["notes"])
+    ours = wi["runtime_peak"] + checks.PER_DEVICE * wi["devices"]
+    assert wi["userspace_peak"] == (wi["kernel"] + checks.KERNEL_RUNTIME + wi["initrd_unpacked"]
+                                    + max(checks.USERSPACE_BASE, ours))
+    assert wi["userspace_peak"] < before["userspace_peak"]

@@ -917,7 +917,8 @@ def test_cli_inject_notes_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert "digest mismatch" in err and "not a UTF-8 JSON document" in err
     assert main(["inject-notes", str(flat), str(raw)]) == 1
-    assert "hint: convert it first: makedumpfile -R" in capsys.readouterr().err
+    assert "hint: let `handoff inject-notes --reassemble` convert it, or convert it first: " \
+        "makedumpfile -R" in capsys.readouterr().err
     assert main(["inject-notes", str(dump), str(raw)]) == 0
 
 
@@ -993,3 +994,73 @@ def test_cli_warns_when_the_record_is_of_another_kernel(
     same.write_bytes(G.make_record(generation=4, kernel_release="6.1.0-28-amd64"))
     assert main(["inject-notes", str(dump), str(same)]) == 0
     assert capsys.readouterr().err == ""
+
+
+MAKEDUMPFILE = shutil.which("makedumpfile")
+
+
+@pytest.mark.skipif(MAKEDUMPFILE is None, reason="needs makedumpfile (apt install makedumpfile)")
+def test_cli_reassembles_a_flattened_dump_then_adds_the_notes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Debian's kdump-tools saves `makedumpfile -F` output: --reassemble turns it into the
+    kdump-compressed dump it streams (real makedumpfile -R), under the same name and mode,
+    then adds the notes; the dump's own bytes are makedumpfile -R's but for the note pointer."""
+    image = K.kdump_bytes()
+    flat = tmp_path / "dump.202612061500"
+    flat.write_bytes(K.flatten(image, chunk=1000))
+    flat.chmod(0o640)
+    note_file = tmp_path / "record.note"
+    note_file.write_bytes(G.note(REC))
+    rep = tmp_path / "report.json"
+    rep.write_bytes(REPORT)
+    assert main(["inject-notes", "--reassemble", str(flat), str(note_file), str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"reassembled {flat} from makedumpfile's flattened format (kdump)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dump.202612061500", "record.note", "report.json"]  # no leftover, no second dump
+    assert flat.stat().st_mode & 0o777 == 0o640
+    data = flat.read_bytes()
+    assert data[:8] == b"KDUMP   "
+    # the sub-header's offset_note/size_note moved to the appended area; nothing else did
+    changed = [i for i in range(len(image)) if data[i] != image[i]]
+    assert 0 < len(changed) <= 16 and changed[-1] - changed[0] < 16
+    found = sources.read_path(str(flat))
+    assert [f.record.raw for f in found if f.record] == [REC]
+    # without --reassemble a kdump-compressed DUMP is taken as it is; the notes are there
+    assert main(["inject-notes", "--reassemble", str(flat), str(note_file), str(rep)]) == 0
+    assert "already in" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(MAKEDUMPFILE is None, reason="needs makedumpfile (apt install makedumpfile)")
+def test_cli_reassemble_refuses_a_stream_without_its_end(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flat = tmp_path / "dump.1"
+    flat.write_bytes(K.flatten(K.kdump_bytes())[:-16])  # makedumpfile -R would wait forever
+    h = sha_file(flat)
+    raw = tmp_path / "rec.bin"
+    raw.write_bytes(REC)
+    assert main(["inject-notes", "--reassemble", str(flat), str(raw)]) == 1
+    err = capsys.readouterr().err
+    assert f"{flat} does not end with the flattened format's end marker" in err
+    assert sha_file(flat) == h
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.1", "rec.bin"]
+
+
+def test_cli_reassemble_without_makedumpfile_is_an_environment_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    flat = tmp_path / "dump.1"
+    flat.write_bytes(K.flatten(K.kdump_bytes()))
+    h = sha_file(flat)
+    raw = tmp_path / "rec.bin"
+    raw.write_bytes(REC)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["inject-notes", "--reassemble", str(flat), str(raw)]) == 4
+    assert "makedumpfile is not installed" in capsys.readouterr().err
+    assert sha_file(flat) == h
+    # --reassemble replaces DUMP, --output writes a copy: not both
+    assert main(["inject-notes", "--reassemble", "-o", str(tmp_path / "new"), str(flat),
+                 str(raw)]) == 2
+    assert "--reassemble replaces DUMP and --output writes a copy: give one" in \
+        capsys.readouterr().err
+    assert sha_file(flat) == h and not (tmp_path / "new").exists()

@@ -1,21 +1,27 @@
-"""Append ELF notes to a saved dump (ELF or kdump-compressed) without moving any of its bytes.
+"""Add ELF notes to a saved dump (ELF or kdump-compressed) without moving any of its bytes.
 
-The dump's note area is copied, the new notes are added after its last note, and the combined
-area is appended at the end of the file (8-byte aligned). Only then is the one header field that
-locates the notes rewritten: the PT_NOTE program header (``p_offset``, ``p_filesz``) of an ELF
-dump, or ``offset_note``/``size_note`` in the sub-header of a kdump-compressed dump. Every
-PT_LOAD byte, every page descriptor and every byte of the original notes stays where it was, so
-the cost is O(notes), not O(dump).
+ELF: the new notes are written right after the last note, into the gap before the first
+PT_LOAD's data, so they stay in the header area crash(8) reads (:mod:`handoff.capture.layout`,
+docs/dumps.md); then the PT_NOTE program header's ``p_filesz``/``p_memsz`` are rewritten. A dump
+without the room (a plain /proc/vmcore copy, makedumpfile -E output) is refused with
+:class:`NoNoteRoom`, unchanged; :func:`inject_notes_copy` writes a copy laid out with room.
 
-Order (crash safety): the appended area is written and fsynced *before* the header field is
+kdump-compressed: crash, makedumpfile and libkdumpfile take the note area from the sub-header's
+``offset_note``/``size_note`` wherever it is, so the note area is copied to the end of the file
+(8-byte aligned) with the new notes after it, and those two fields are rewritten.
+
+Either way every PT_LOAD byte, every page descriptor and every byte of the original notes stays
+where it was, so the cost is O(notes), not O(dump).
+
+Order (crash safety): the new notes are written and fsynced *before* the header field is
 rewritten (one ``pwrite`` of one program header or of 16 bytes, inside one sector), and that is
-fsynced too. An interruption before the rewrite leaves the original dump, plus unreferenced bytes
-past its old end, which every reader ignores.
+fsynced too. An interruption before the rewrite leaves the original dump, plus unreferenced
+bytes in the gap or past its old end, which every reader ignores; a failed write (a full disk)
+puts those bytes back.
 
-Injecting again copies the current note area (which already holds the earlier HANDOFF notes)
-and appends the new notes after it: earlier notes are never replaced or removed, the area they
-occupied becomes unreferenced, and a reader takes the *last* note of each type as the newest.
-A note identical to one already present (owner, type and descriptor) is not added twice.
+Injecting again adds the new notes after the current ones: earlier notes are never replaced or
+removed, and a reader takes the *last* note of each type as the newest. A note identical to one
+already present (owner, type and descriptor) is not added twice.
 """
 
 from __future__ import annotations
@@ -145,6 +151,10 @@ class InjectResult(Frozen):
     def changed(self) -> bool:
         return bool(self.added)
 
+    def renamed(self, path: str) -> InjectResult:
+        """The same result for the file now at ``path`` (a reassembled dump, renamed)."""
+        return InjectResult(path, *(getattr(self, f) for f in _INJECT_FIELDS[1:]))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -206,8 +216,8 @@ def _refuse_format(fmt: str, path: str) -> E.HandoffError:
         return E.BadContainer(
             f"{path} is in makedumpfile's flattened format, which has no note area to extend",
             offset=0,
-            hint=f"convert it first: makedumpfile -R {path}.kdump < {path}, then inject into "
-            f"{path}.kdump",
+            hint=f"let `handoff inject-notes --reassemble` convert it, or convert it first: "
+            f"makedumpfile -R {path}.kdump < {path}, then inject into {path}.kdump",
         )
     if fmt == "diskdump":
         return E.BadContainer(

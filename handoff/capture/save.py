@@ -2,8 +2,9 @@
 
 The sparse copy reads the ELF headers, the notes and each PT_LOAD range in 4 MiB chunks and
 writes only the pages that are not all zero, with ``pwrite`` at their own offsets, so zero
-pages become holes. The output keeps the source's layout byte for byte, so every offset in its
-headers stays true.
+pages become holes. The output keeps the source's layout byte for byte, or, with ``note_room``
+(what ``handoff capture`` asks for), /proc/vmcore's layout with that much room after the notes:
+the segments' bytes unchanged, moved by whole pages (:mod:`handoff.capture.layout`).
 
 **Reading.** The source is mapped (``mmap``, 64 MiB windows), as makedumpfile does by default:
 for /proc/vmcore the kernel maps the old memory once per window, where every ``read`` would

@@ -14,7 +14,10 @@ dump: anything `handoff inspect` reads) and, if given, the restore report REPORT
 to DUMP as ELF notes (owner HANDOFF, types 0x48440001 and 0x48440002, spec §6).
 
 DUMP is an ELF vmcore or a makedumpfile kdump-compressed dump (header version 4 or later).
-A flattened dump (makedumpfile -F) must be converted first: makedumpfile -R OUT < DUMP.
+A flattened dump (makedumpfile -F, what Debian's kdump-tools saves) has no note area: with
+--reassemble, `makedumpfile -R` first turns it into the kdump-compressed dump it streams, in a
+new file beside it that replaces it by one rename once the notes are in (it needs as much free
+space again); without it, a flattened DUMP is refused.
 
 Nothing in DUMP moves. In an ELF dump the new notes go right after the existing ones, into
 the gap before the first PT_LOAD's data, so they stay in the header area that crash(8) reads
@@ -59,6 +62,8 @@ def register(sub: Any) -> None:
     p.add_argument("dump", metavar="DUMP", help="ELF vmcore or kdump-compressed dump")
     p.add_argument("record", metavar="RECORD", help="where to read the record from")
     p.add_argument("report", metavar="REPORT", nargs="?", help="restore report (JSON)")
+    p.add_argument("--reassemble", action="store_true",
+                   help="turn a flattened DUMP into a kdump-compressed one first (same name)")
     p.add_argument("-o", "--output", metavar="NEW",
                    help="write a copy of DUMP with the notes to the new file NEW; DUMP is "
                    "only read")
@@ -73,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
     from handoff.capture.inject import inject_notes, inject_notes_copy
     from handoff.capture.pipeline import load_record, load_report
     from handoff.cli._output import emit_json
-    from handoff.errors import BadContainer, InvalidRecord, NoRecordFound, UsageError
+    from handoff.errors import (
+        BadContainer,
+        EnvironmentProblem,
+        InvalidRecord,
+        NoRecordFound,
+        UsageError,
+    )
     from handoff.record import NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
     from handoff.sources.crosscheck import osrelease, release_mismatch
 
@@ -105,37 +116,62 @@ def run(args: argparse.Namespace) -> int:
                 hint="REPORT must be the JSON that `handoff restore --report` wrote",
             )
         notes.append((NT_HANDOFF_REPORT, data))
+    if args.reassemble and args.output is not None:
+        raise UsageError("--reassemble replaces DUMP and --output writes a copy: give one")
     warnings = []
     dump_release = osrelease(args.dump)
     if dump_release and rec.kernel_release and dump_release != rec.kernel_release:
         warnings.append(release_mismatch(rec.generation, rec.kernel_release, dump_release))
-    target = args.output if args.output is not None else args.dump
+    target_name = args.output if args.output is not None else args.dump
+    target, reassembled = args.dump, None
+    if args.reassemble and _is_flattened(args.dump):
+        from handoff.capture import reassemble
+        from handoff.capture.save import find_makedumpfile
+
+        tool = find_makedumpfile()
+        if tool is None:
+            raise EnvironmentProblem("makedumpfile is not installed: it reassembles a "
+                                     "flattened dump", hint="install makedumpfile")
+        reassembled = reassemble.reassemble(args.dump, tool)
+        target = reassemble.pending(args.dump)
     try:
         if args.output is not None:
             res = inject_notes_copy(args.dump, args.output, notes)
         else:
-            res = inject_notes(args.dump, notes)
+            res = inject_notes(target, notes)
     except OSError as e:  # ENOSPC, EIO: say which file, never a traceback
-        from handoff.errors import EnvironmentProblem
-
+        if target != args.dump:
+            os.unlink(target)  # the original flattened dump stays as it was
         raise EnvironmentProblem(
-            f"cannot write {target}: {e.strerror or e}",
+            f"cannot write {target_name}: {e.strerror or e}",
             hint="free space on its file system (the dump's header was not changed)"
             if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else None) from None
+    except BaseException:
+        if target != args.dump:
+            os.unlink(target)
+        raise
+    if target != args.dump:
+        from handoff.capture import reassemble
+
+        reassemble.replace(args.dump)
+        res = res.renamed(args.dump)
     for w in warnings:  # after the notes are in: a refusal's own line says what matters
         sys.stderr.write(f"handoff: warning: {w}\n")
     if args.json:
         emit_json("inject-notes", {"result": res.as_dict(), "record": rec_info, "report": rep_info,
-                                   "dump_osrelease": dump_release, "warnings": warnings})
+                                   "dump_osrelease": dump_release, "warnings": warnings,
+                                   "reassembled": reassembled})
         return 0
+    if reassembled:
+        print(f"reassembled {args.dump} from makedumpfile's flattened format ({reassembled})")
     names = {NT_HANDOFF_RECORD: "record", NT_HANDOFF_REPORT: "restore report"}
     for t, size in res.added:
         extra = f" generation {rec.generation}" if t == NT_HANDOFF_RECORD else ""
-        print(f"added {names[t]}{extra} ({size} bytes) to {target}")
+        print(f"added {names[t]}{extra} ({size} bytes) to {target_name}")
     for t, size in res.skipped:
-        print(f"{names[t]} ({size} bytes) already in {target}: not added again")
+        print(f"{names[t]} ({size} bytes) already in {target_name}: not added again")
     if args.output is not None:
-        print(f"{target}: a copy of {args.dump} with room for the notes; {args.dump} is "
+        print(f"{target_name}: a copy of {args.dump} with room for the notes; {args.dump} is "
               "unchanged")
     if res.changed and res.method == "in-place":
         print(f"note segment now {res.note_size} bytes at offset {res.note_offset}, grown in "
@@ -147,3 +183,10 @@ def run(args: argparse.Namespace) -> int:
         )
     sys.stdout.flush()
     return 0
+
+
+def _is_flattened(path: str) -> bool:
+    from handoff.capture.inject import dump_format
+
+    with open(path, "rb") as f:
+        return dump_format(f.read(16)) == "flattened"

@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
         doc = st.to_json()
         doc["capabilities"] = env
+        doc["exit_code"] = st.exit_code
+        if st.exit_code:  # the error contract's keys: a verdict that is not "fresh"
+            doc.update(error=f"{st.verdict}: {st.reason}", hint=_hint(st.verdict))
         emit_json("status", doc)
         return st.exit_code
     print(f"status          {st.verdict.upper()}: {st.reason}")
@@ -70,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     if st.verdict == "stale":
         print("run `handoff load` again so the capture kernel gets a current record")
     return st.exit_code
+
+
+def _hint(verdict: str) -> str:
+    if verdict == "stale":
+        return "run `handoff load` again so the capture kernel gets a current record"
+    return "`handoff load` (as root) loads a capture kernel with a record"
 
 
 def _capabilities(host: Any) -> dict[str, Any] | None:

@@ -20,10 +20,11 @@ from handoff.kexec.config import Host, discover
 
 MiB = checks.MiB
 # A typical runtime when none is cached (docs/load.md, "Runtime": the e2e guest's Debian
-# python3.11 runtime, 244 modules) and restore's peak RSS at 64 devices (README table).
-TYPICAL_RUNTIME_GZIP = int(6.6 * MiB)
-TYPICAL_RUNTIME_UNPACKED = int(16.6 * MiB)
-TYPICAL_RUNTIME_PEAK = int(18.1 * MiB)
+# python3.11 runtime, appended to an initrd with no libc of its own to reuse) and restore's
+# own peak without file pages at 64 devices (imports.peak_private, measured on the host).
+TYPICAL_RUNTIME_GZIP = int(6.7 * MiB)
+TYPICAL_RUNTIME_UNPACKED = int(13.3 * MiB)
+TYPICAL_RUNTIME_PEAK = int(8.6 * MiB)
 RECORD_PER_DEVICE = 2048  # early + live config space (4 KiB each, sparse-encoded) and model
 UNPACK_RATIO = 3  # what load assumes for an initrd it cannot list
 
@@ -71,7 +72,8 @@ def _runtime(host: Host) -> tuple[int, int, int, str]:
         try:
             meta = json.loads((d / "runtime.json").read_text())
             size = (d / "runtime.cpio").stat().st_size
-            return (size, int(meta["unpacked_size"]), int(meta["peak_rss"]),
+            peak = meta.get("peak_private") or meta["peak_rss"]  # older caches: VmHWM
+            return (size, int(meta["unpacked_size"]), int(peak),
                     f"the runtime `handoff load` built ({d})")
         except (OSError, ValueError, KeyError, TypeError):
             continue
@@ -106,13 +108,29 @@ def estimate(host: Host, kernel: str | None = None, initrd_path: str | None = No
     record = RECORD_PER_DEVICE * devices + 4096
     without = checks.estimate(kernel_mem=kmem, initrd_compressed=isize,
                               initrd_unpacked=unpacked, runtime_peak=0, devices=0)
+    capture = not distro_saves_dump(host, cfg.source)
+    if not capture:
+        notes.append("the distro saves the dump and handoff's dump hook adds the notes "
+                     "(docs/distro.md): handoff load runs with --no-capture")
     with_h = checks.estimate(kernel_mem=kmem, initrd_compressed=isize + rt_gz + record,
                              initrd_unpacked=unpacked + rt_unpacked + record,
-                             runtime_peak=rt_peak, devices=devices)
+                             runtime_peak=rt_peak, devices=devices, capture=capture)
     size_text = host.sys_text("kernel/kexec_crash_size")
     reserved = int(size_text) if size_text and size_text.isdigit() else 0
     return Estimate(str(cfg.kernel), str(cfg.initrd), cfg.source, without, with_h, rt_src,
                     reserved, _cmdline_crashkernel(host), notes)
+
+
+def distro_saves_dump(host: Host, source: str) -> bool:
+    """Whether contrib's dump hook for the distro is installed, so that the distro saves the
+    one dump and handoff's post-load hook loads with --no-capture (docs/distro.md)."""
+    if source.startswith("kdump-tools"):
+        return host.p("/etc/systemd/system/kdump-tools-dump.service.d/handoff.conf").is_file()
+    if source.startswith("kdumpctl"):
+        text = host.read_text("/etc/kdump.conf") or ""
+        return any(line.split()[:2] == ["kdump_post", "/usr/lib/handoff/kdumpctl-post-save"]
+                   for line in text.splitlines())
+    return False
 
 
 def _cmdline_crashkernel(host: Host) -> str | None:

@@ -152,8 +152,9 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
         initrd_compressed=appended.size,
         initrd_unpacked=(listing.unpacked_size if listing.complete else 3 * appended.original_size)
         + rt.unpacked_size + len(handoff_cpio),
-        runtime_peak=rt.peak_rss,
+        runtime_peak=rt.peak_private or rt.peak_rss,
         devices=len(inv),
+        capture=opts.capture,
     )
     if pre.reserved is not None:
         tight = checks.check_memory(est, pre.reserved)
