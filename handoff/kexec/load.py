@@ -230,7 +230,7 @@ def _preflight(opts: LoadOptions, host: Host, runner: Runner, mode: str) -> _Pre
 def _handoff_cpio(opts: LoadOptions, policy: Any, listing: Any, note: bytes, generation: int,
                   boot: str, warnings: list[str]) -> bytes:
     """The cpio appended to the capture initrd: the record note, the hooks and their
-    configuration, and the policy file when one was given."""
+    configuration, the quiescer (the first hook) when it is built, and the policy file."""
     restore_args: tuple[str, ...] = ("--policy", "/" + hooks.POLICY) if policy else ()
     if opts.reboot:
         # After `kexec -e` there is no /proc/vmcore, and restore refuses to write to a running
@@ -242,7 +242,15 @@ def _handoff_cpio(opts: LoadOptions, policy: Any, listing: Any, note: bytes, gen
     made: set[str] = set()
     listing.writes_safely(w, hooks.RECORD, note, 0o644, made)
     policy_text = Path(opts.policy).read_bytes() if opts.policy else None
-    for name, data, fmode in hooks.hook_files(conf, listing, policy_text, warnings):
+    from handoff.kexec import quiescer
+
+    qbin, qsrc = quiescer.binary()
+    if qbin is None:
+        warnings.append(qsrc)
+    else:
+        listing.writes_safely(w, hooks.QUIESCER, qbin, 0o755, made)
+    for name, data, fmode in hooks.hook_files(conf, listing, policy_text, warnings,
+                                              quiescer=qbin is not None):
         listing.writes_safely(w, name, data, fmode, made)
     return w.finish()
 
