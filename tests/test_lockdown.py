@@ -268,7 +268,7 @@ def test_q35_default_policy_under_lockdown(tmp_path: Path) -> None:
         HOST: ("skip", None), LPC: ("skip", None), SMBUS: ("skip", None),
         PORT1: ("skip", None),  # lost bus numbers and windows: writes refused, a bridge
         PORTS[1]: ("nothing", None), PORTS[2]: ("nothing", None), PORTS[3]: ("nothing", None),
-        AHCI: ("nothing", None),
+        AHCI: ("rescan", None),  # its Bus Master clear refused; no sysfs reset (measured)
         E1000: ("rescan", None),  # on the root bus: no reset_method (measured)
         NVME: ("reset", "flr"), VNET: ("reset", "flr"),
         VBLK: ("reset", "flr"), VBLK2: ("reset", "flr"),  # plugin steps refused
@@ -389,9 +389,10 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     access = F.kernel_like_access()(tree, EpermConfig)
     apply(plan, access, sleep=lambda s: None, plugins=PluginRuntime(tree=tree, bars_for=never))
     off = {a for a, what, v in access.log if what == "enable" and v == "0"}
-    # Only where a quiesce write (Bus Master off) was refused: the NIC-like devices whose
-    # policy quiesces them; the storage functions' action is a reset, which runs.
-    assert off == {VNET, E1000}
+    # Only where a Bus Master clear was refused: the NIC-like devices whose policy quiesces
+    # them, and the unbound storage endpoints still bus-mastering (the virtio-blk pair and
+    # the AHCI; this nvme lost Bus Master with the rest of its state), whose action runs too.
+    assert off == {VNET, E1000, VBLK, VBLK2, AHCI}
     for a, before in configs.items():  # no config write got through; the kernel's own
         after = (tree.device_dir(a) / "config").read_bytes()  # disable cleared Bus Master
         want = bytearray(before)
@@ -407,7 +408,7 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
         (VBLK, "reset_method", "flr pm bus"),
         (VBLK2, "reset_method", "flr"), (VBLK2, "reset", "1"),
         (VBLK2, "reset_method", "flr pm bus"),
-        (E1000, "remove", "1"), ("", "bus/pci/rescan", "1")]
+        (AHCI, "remove", "1"), (E1000, "remove", "1"), ("", "bus/pci/rescan", "1")]
     assert (tree.device_dir(E1000) / "remove").read_text() == "1"
     assert (tree.root / "bus" / "pci" / "rescan").read_text() == "1"
     doc = report.build(plan)
@@ -421,18 +422,19 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
         "enable 1,0 (instead) COMMAND=0x0107 -> COMMAND=0x0103",
         "remove+rescan (instead) BAR0=0xfe240000 BAR1=0xc000 -> BAR0=0xfe240000 BAR1=0xc000"]
     nv = next(d for d in doc["devices"] if d["addr"] == NVME)
-    assert (nv["outcome"], nv["instead"]) == ("partial", "reset flr")
+    assert (nv["outcome"], nv["instead"]) == ("partial", "reset flr")  # no Bus Master left on
     p = next(d for d in doc["devices"] if d["addr"] == PORT1)
     assert (p["outcome"], p["instead"]) == ("refused", "skip")
     t = doc["totals"]
     # root port 1 and nvme: COMMAND (SERR#; their bus numbers, windows and BAR0 are the
-    # kernel's: reported, not planned); e1000 and virtio-net: the quiesce write each, which
-    # the kernel did for us instead (sysfs enable 1, 0 cleared their Bus Master: applied,
-    # verified by read-back).
-    assert t["registers_applied"] == 2 and t["registers_planned"] == 4
-    assert t["disables"] == 2 and t["kernel_owned"] == 9
-    assert (t["restored_fully"], t["restored_partially"], t["not_restored"]) == (0, 5, 1)
-    assert (t["fallbacks"], t["resets"], t["rescans"]) == (5, 4, 1)
+    # kernel's: reported, not planned); e1000, virtio-net, both virtio-blk and the AHCI:
+    # the Bus Master clear each, which the kernel did for us instead (sysfs enable 1, 0
+    # cleared their Bus Master: applied, verified by read-back). The three restored
+    # endpoints' COMMAND then differs from the saved one: kernel-owned, reported.
+    assert t["registers_applied"] == 5 and t["registers_planned"] == 7
+    assert t["disables"] == 5 and t["kernel_owned"] == 12
+    assert (t["restored_fully"], t["restored_partially"], t["not_restored"]) == (0, 6, 1)
+    assert (t["fallbacks"], t["resets"], t["rescans"]) == (6, 4, 2)
     # Every step that needs a BAR is refused; msix's save reads only config space and runs.
     saves = [o for d in plan.devices for o in d.plugin_ops if o.label == "msix:record-table"]
     assert t["plugin_ok"] == len(saves) == 4 and all(o.status == "ok" for o in saves)
@@ -441,8 +443,8 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     assert f"  {E1000}  8086:100e  quiesce        partial" in text
     assert ("wanted quiesce; the kernel permits Bus Master off (sysfs enable 1, 0), "
             "remove + rescan, config reads; instead: rescan + disable") in text
-    assert "applied: 2 of 4 config register(s)" in text
-    assert "devices restored fully 0, partially 5, not 1; 5 fallback(s)" in text
+    assert "applied: 5 of 7 config register(s)" in text
+    assert "devices restored fully 0, partially 6, not 1; 6 fallback(s)" in text
     assert report.failed(doc)
 
 
@@ -482,7 +484,9 @@ def test_rescan_checks_that_the_device_reappears(tmp_path: Path, comes_back: boo
     else:
         assert s.status == "unverified"
         assert s.result == "removed and rescanned, but it did not reappear after the rescan"
-        assert sum(sleeps) == pytest.approx(2.0)  # polled for RESCAN_WAIT_S, then reported
+        # polled for RESCAN_WAIT_S for each removed device (the e1000 and the AHCI), then
+        # reported
+        assert sum(sleeps) == pytest.approx(4.0)
         assert dev(plan, E1000).outcome == "failed"
 
 
@@ -569,7 +573,7 @@ def test_cli_dry_run_under_lockdown_says_wanted_permitted_instead(tmp_path: Path
     assert e["fallback"]["instead"] == "rescan" and e["fallback"]["wanted"] == "quiesce"
     assert doc["plan"]["environment"]["config_writes"]["how"] == "inferred"
     r = next(d for d in doc["report"]["devices"] if d["addr"] == NVME)
-    assert r["instead"] == "reset flr" and r["outcome"] == "planned"
+    assert r["instead"] == "reset flr + disable" and r["outcome"] == "planned"
     assert digest(tree.root) == before
 
 
@@ -611,7 +615,8 @@ def test_cli_restore_under_lockdown_exits_1_with_the_fallbacks_done(
     assert env["bar_check"].startswith("inferred: lockdown integrity")
     got = {d["addr"]: (d["outcome"], d.get("instead")) for d in doc["devices"]}
     assert got[E1000] == ("partial", "rescan + disable")
-    assert got[NVME] == got[VBLK] == ("partial", "reset flr")
+    # the refused Bus Master clear is done by the kernel's disable (enable 1, 0) instead
+    assert got[NVME] == got[VBLK] == ("partial", "reset flr + disable")
     assert (tree.root / "bus" / "pci" / "rescan").read_text() == "1"
     assert (tree.device_dir(NVME) / "reset").read_text() == "1"
     assert "instead: rescan" in out

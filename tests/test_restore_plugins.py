@@ -120,7 +120,8 @@ def test_nvme_left_enabled_ends_disabled_and_the_report_shows_cc_and_csts(tmp_pa
     assert nvme_reg(tree, 0x14) & 1 == 0 and nvme_reg(tree, 0x1C) & 1 == 0  # CC.EN, CSTS.RDY
     doc = report.build(plan)
     d = by_addr(doc, NVME)
-    assert d["outcome"] == "done" and "ops" not in d  # no config difference to write
+    # its Bus Master cleared first (unbound, bus-mastering); no config difference to write
+    assert d["outcome"] == "done" and d["ops"] == ["COMMAND=0x0503"]
     steps = {p["step"]: p for p in d["plugins"]}
     assert list(steps) == ["save nvme:read-registers", "save msix:record-table",
                            "quiesce nvme:disable-controller", "quiesce msix:mask-vectors",
@@ -170,15 +171,19 @@ def test_passes_run_in_the_documented_order(tmp_path: Path) -> None:
     plan = run_engine(tmp_path, tree, bar_models=m, access=SysfsAccess(tree, Logged))
     cfg = [i for i, e in enumerate(events) if e[0] == "config-write"]
     cc_write = events.index(("bar-write", NVME, 0x14))
-    quiesce_cfg = [i for i in cfg if events[i][1] in (VNET, E1000)]
-    restore_cfg = [i for i in cfg if events[i][1] in (NVME, PORT1)]
+    before_cc = {events[i][1] for i in cfg if i < cc_write}
+    after_cc = {events[i][1] for i in cfg if i > cc_write}
     assert events.index(("bar-read", NVME, 0x0)) < cfg[0]  # plugin save first
-    assert max(quiesce_cfg) < cc_write < min(restore_cfg)
+    # config quiesce (Bus Master off on every unbound bus-mastering endpoint) before the
+    # plugin quiesce; the config restore (nvme and root port 1's SERR#) after it
+    assert {VNET, E1000} <= before_cc and PORT1 not in before_cc
+    assert after_cc == {NVME, PORT1}
+    restore_cfg = [i for i in cfg if i > cc_write]
     assert events.index(("bar-write", VNET, 0x14)) < min(restore_cfg)  # virtio reset
     assert max(i for i, e in enumerate(events) if e[0] == "bar-read") > max(cfg)  # verify
     assert {d.addr: d.outcome for d in plan.devices if d.outcome != "skipped"} == {
         PORT1: "done", "0000:00:02.0": "nothing", "0000:00:03.0": "nothing",
-        "0000:00:04.0": "nothing", E1000: "done", "0000:00:1f.2": "nothing", NVME: "done",
+        "0000:00:04.0": "nothing", E1000: "done", "0000:00:1f.2": "done", NVME: "done",
         VNET: "done", VBLK: "done", VBLK2: "done"}
     port = (tree.device_dir(PORT1) / "config").read_bytes()
     assert get(port, 4, 2) == 0x0507  # SERR# back (nobody's); Bus Master never touched

@@ -301,6 +301,15 @@ def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Envi
             dp.steps.append(quiesce_step(dp.addr, img))
     if dec.action == RESET:
         dp.steps.append(_reset(dp.addr, m.current, dec, env))
+    if (dec.action in (RESTORE_EARLY, RESTORE_LIVE) and not m.current.driver
+            and img[0x0E] & 0x7F == 0  # header type 0: an endpoint, never a bridge
+            and int.from_bytes(img[R.PCI_COMMAND:R.PCI_COMMAND + 2], "little") & R.CMD_MASTER):
+        # An unbound endpoint the crashed kernel left bus-mastering may still be doing DMA.
+        # COMMAND belongs to the PCI core, so restore does not write it back; but Bus Master
+        # off on an unbound function agrees with the kernel's view (is_busmaster is false
+        # until a driver calls pci_set_master()), so it stays the first step here too. The
+        # driver's pci_enable_device() clears INTx Disable again (do_pci_enable_device()).
+        dp.steps.append(quiesce_step(dp.addr, img))
     if dec.action in (RESTORE_EARLY, RESTORE_LIVE):
         snap = m.saved.early if dec.action == RESTORE_EARLY else m.saved.live
         dp.snapshot = "early" if dec.action == RESTORE_EARLY else "live"
