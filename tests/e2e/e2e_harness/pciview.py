@@ -117,6 +117,10 @@ def rom(cfg: bytes) -> int:
     return u32(cfg, 0x30 if header_type(cfg) == 0 else 0x38) & 0xFFFFF800
 
 
+def rom_enabled(cfg: bytes) -> bool:
+    return bool(u32(cfg, 0x30 if header_type(cfg) == 0 else 0x38) & 1)
+
+
 def windows(cfg: bytes) -> dict[int, tuple[int, int]]:
     """A bridge's windows as config space holds them: resource line -> (base, limit); a closed
     window (base above limit) is left out (PCI-to-PCI Bridge spec 3.2.5.6-9)."""
@@ -155,8 +159,10 @@ def disagreements(v: View) -> list[str]:
                 out.append(f"{bdf} BAR{i}: config {addr:#x}, sysfs resource {r.start:#x}")
             elif r.flags & IORESOURCE_MEM and (r.start, r.end, bdf) not in v.iomem:
                 out.append(f"{bdf} BAR{i}: {r.start:#x}-{r.end:#x} not in /proc/iomem as {bdf}")
+        # The kernel writes a ROM BAR only while the ROM is enabled (pci_std_update_resource(),
+        # pci_enable_rom() in drivers/pci/setup-res.c and rom.c): a disabled one may differ.
         r = res[ROM_LINE]
-        if r.assigned and rom(cfg) != r.start:
+        if r.assigned and rom_enabled(cfg) and rom(cfg) != r.start:
             out.append(f"{bdf} ROM: config {rom(cfg):#x}, sysfs resource {r.start:#x}")
         if header_type(cfg) != 1:
             continue

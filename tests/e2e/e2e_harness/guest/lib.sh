@@ -359,6 +359,13 @@ kernel_view() {
 	bar_reg nvme-msix msix $NVME > "$1/nvme-msix"
 }
 
+# The PCI function of network interface $1 (a virtio NIC's device is virtioN, below it).
+nic_pci() {
+	_p=$(readlink -f "$1/device")
+	case "${_p##*/}" in virtio*) _p=${_p%/*} ;; esac
+	echo "${_p##*/}"
+}
+
 # After the capture kernel's drivers loaded: every block device is there, the NVMe namespace
 # reads, every NIC comes up with a carrier; the kernel log is kept for probe failures.
 drivers_work_all() {
@@ -385,28 +392,30 @@ drivers_work_all() {
 		echo "$_mac ${_n##*/} ip-link-rc=$_rc $(cat "$_n/operstate")" \
 			"carrier=$(cat "$_n/carrier" 2> /dev/null)" \
 			"driver=$(basename "$(readlink "$_n/device/driver")")" \
-			"pci=$(basename "$(readlink "$_n/device")")"
+			"pci=$(nic_pci "$_n")"
 	done > "$E2E_OUT/nics"
 	dmesg > "$E2E_OUT/dmesg-drivers"
 }
 
 # Mount the file system on the NVMe namespace at /dump: `handoff capture` writes the dump
-# through the device restore just handled.
+# through the device restore just handled. When it cannot be mounted (the NVMe did not come
+# back), /dump becomes a read-only tmpfs, so that capture cannot fill the capture kernel's RAM
+# instead; the run goes on and the host tests say what failed.
 mount_dump_disk() {
 	mkdir -p /dump
-	mount -t ext4 /dev/nvme0n1 /dump || fail drivers-checked "cannot mount /dev/nvme0n1 at /dump"
-	mkdir -p /dump/capture
+	if mount -t ext4 /dev/nvme0n1 /dump 2> "$E2E_OUT/dump-mount.err"; then
+		mkdir -p /dump/capture
+		echo mounted > "$E2E_OUT/dump-mount"
+	else
+		mount -t tmpfs -o ro,size=64k tmpfs /dump
+		echo failed > "$E2E_OUT/dump-mount"
+	fi
 }
 
-# After handoff capture: the dump is on the NVMe file system; unmount it so it is complete.
+# After handoff capture: list the dump directory and unmount it, so the image is complete.
 dump_disk_done() {
-	ls -lR /dump/capture > "$E2E_OUT/dump-listing"
+	ls -lR /dump > "$E2E_OUT/dump-listing" 2>&1
 	dmesg > "$E2E_OUT/dmesg-final"
-	_found=
-	for _f in /dump/capture/*/vmcore; do
-		[ -f "$_f" ] && _found=$_f
-	done
 	sync
 	umount /dump || fail captured "cannot unmount /dump"
-	[ -n "$_found" ] || fail captured "handoff capture saved no vmcore under /dump/capture"
 }

@@ -14,7 +14,6 @@ handoff load --record "$E2E_OUT/record-save.bin" --kernel "$CAPTURE_KERNEL" \
 	--dump-dir /dump/capture --json > "$E2E_OUT/load.json" 2> "$E2E_OUT/load.err" || rc=$?
 echo "$rc" > "$E2E_OUT/load.rc"
 [ "$rc" = 0 ] || fail loaded "handoff load exited $rc: $(tail -n 5 "$E2E_OUT/load.err")"
-cp /var/lib/handoff/record.bin "$E2E_OUT/"
 stage loaded
 
 drivers_bound > "$E2E_OUT/drivers-first"
