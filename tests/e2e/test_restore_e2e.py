@@ -251,6 +251,24 @@ def test_bound_bridges_keep_bus_master(trip: Result, when: str) -> None:
     assert not off, f"{when}: bound bridges with Bus Master off: {off}"
 
 
+def test_nvme_msix_vectors_are_masked_where_the_kernel_maps_them(plain: Result) -> None:
+    """The crash left nvme's MSI-X vectors unmasked; restore masks them before any driver. Read
+    through the kernel's own mapping (sysfs resource0, as the driver will), they must be
+    masked, and the report's verify step must say what that read says."""
+    before = V.view(plain, "capture/view-before-restore")
+    after = V.view(plain, "capture/view-after-restore")
+    assert re.search(r"unmasked=[1-9]", before.nvme_msix), before.nvme_msix
+    verify = [
+        p
+        for p in _device(_report(plain), NVME).get("plugins", [])
+        if p["step"].startswith("verify msix")
+    ]
+    assert re.search(r"\bunmasked=0$", after.nvme_msix), (
+        f"after restore, through the kernel's resource0: {after.nvme_msix}; report: {verify}"
+    )
+    assert [p["outcome"] for p in verify] == ["ok"], verify
+
+
 # -- the report: plugins and side effects ------------------------------------------------------
 
 
