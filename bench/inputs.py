@@ -1,8 +1,8 @@
 """Inputs the bench builds for itself under bench/work/: dumps, fake sysfs trees, records.
 
-Nothing here is committed: ELF cores come from tests/elfwriter.py (sparse: a 64 GiB core takes
+Nothing here is committed: ELF cores come from tests/helpers/elfwriter.py (sparse: a 64 GiB core takes
 a few KiB on disk), kdump-compressed dumps from the real makedumpfile, sysfs trees from
-tests/fakesysfs.py (replicating real config-space dumps).
+tests/helpers/fakesysfs.py (replicating real config-space dumps).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from bench.table import fmt
 
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "tests")) if p not in sys.path]
 
-import elfwriter as W
-import fakesysfs
-import kdumpwriter as K
-import recordgen as G
+from helpers import elfwriter as W
+from helpers import fakesysfs
+from helpers import kdumpwriter as K
+from helpers import recordgen as G
 
 # The e2e harness's real vmcore (a 512 MiB q35 guest with crashkernel=128M, Debian 6.1).
 E2E_CACHE = ROOT / "tests" / "e2e" / "cache"
@@ -108,7 +108,7 @@ def kdump_dump(work: Path, record: bytes) -> Dump:
     """A kdump-compressed dump made by makedumpfile, with a HANDOFF record note in it.
 
     From the e2e's real vmcore when there is one (``-c -d 31``, a real kernel log inside);
-    else from tests/elfwriter.py's makedumpfile_core (``-c -d 1``, no log)."""
+    else from tests/helpers/elfwriter.py's makedumpfile_core (``-c -d 1``, no log)."""
     from handoff.capture.inject import inject_notes
     from handoff.record import NT_HANDOFF_RECORD
 
@@ -159,7 +159,7 @@ def scratch() -> Path:
 
 
 def fake_tree(n: int) -> Path:
-    """tests/fakesysfs.py synthetic_tree of ``n`` functions (built once per bench run)."""
+    """tests/helpers/fakesysfs.py synthetic_tree of ``n`` functions (built once per bench run)."""
     root = scratch() / f"sysfs-{n}"
     if not (root / ".complete").exists():
         shutil.rmtree(root, ignore_errors=True)

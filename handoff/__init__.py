@@ -5,7 +5,8 @@ Public API (stable within a major version):
 - ``handoff.read(path)`` / ``handoff.read_bytes(data)``: find and validate every record in a
   file of any supported kind (raw, note file, region, initrd, ELF vmcore, kdump-compressed,
   flattened); see ``handoff.sources``.
-- ``handoff.record``: ``Record``, ``encode_record``, ``decode_record``.
+- ``handoff.record``: ``Record``, ``parse`` (validate the bytes of one record) and ``encode``
+  (a payload and a ``Producer`` into a record, through the C core).
 - ``handoff.errors``: the exception hierarchy.
 """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 class Slots:
     """Fields are ``__slots__`` (in order); equality and ``repr`` go over them."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
     _repr_skip: tuple[str, ...] = ()  # fields too large to show (raw bytes, payloads)
     _eq_skip: tuple[str, ...] = ()  # fields equality ignores (back references)
 
@@ -47,7 +47,7 @@ class Slots:
 class Frozen(Slots):
     """An immutable, hashable ``Slots``; ``__init__`` sets fields with ``object.__setattr__``."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable (use .replace())")

@@ -106,7 +106,7 @@ class Record(Frozen):
         for n in _FIELDS:
             object.__setattr__(self, n, values[n])
 
-    def __hash__(self) -> int:  # the payload is a dict: hash what identifies the record
+    def __hash__(self) -> int:  # type: ignore[override]  # the payload is a dict: hash the bytes
         return hash(self.raw)
 
     @property

@@ -20,10 +20,10 @@ from handoff.sysfs import SysfsTree
 # --- policy: the single hook point -------------------------------------------------------
 
 def default_policy(device: PciDevice) -> str:
-    """THE hook for per-device default policy: the restore engine's built-in defaults
-    (``handoff.restore.defaults``, which ``handoff.restore.policy`` wraps), so what save
+    """THE hook for per-device default policy: the built-in defaults
+    (``handoff.devices.patterns``, which ``handoff.restore.policy`` wraps), so what save
     records is what restore would choose without a policy file."""
-    from handoff.restore.defaults import default_action
+    from handoff.devices.patterns import default_action
 
     return default_action(device)
 

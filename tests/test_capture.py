@@ -19,9 +19,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import elfwriter as W
 import pytest
-import recordgen as G
+from helpers import elfwriter as W
+from helpers import recordgen as G
 
 from handoff import errors as E
 from handoff import record as R
@@ -592,14 +592,14 @@ def test_cli_exit_codes(inputs: dict[str, Path], capsys: pytest.CaptureFixture[s
 
 
 def test_capture_of_a_real_vmcore(tmp_path: Path) -> None:
-    from test_inject import _complete, no_real_vmcore, real_vmcore
+    from helpers.vmcore import complete_core, no_real_vmcore, real_vmcore
 
     real = real_vmcore()
     if real is None:
         no_real_vmcore("no real vmcore (set HANDOFF_REAL_VMCORE or run the e2e harness)")
     src = tmp_path / "vmcore"
     subprocess.run(["cp", str(real), str(src)], check=True)  # a full, non-sparse source
-    if not _complete(src):
+    if not complete_core(src):
         no_real_vmcore(f"{real} is incomplete (being rewritten by the e2e harness?)")
     rec = tmp_path / "r.note"
     rec.write_bytes(G.note(REC))

@@ -9,8 +9,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff.devices import early as EARLY
 from handoff.record import crc32c

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import recordgen as G
+from helpers import recordgen as G
 
 from handoff import cpio, sources
 from handoff import errors as E

@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-import fakesysfs as F
-from test_plan import (
+from helpers import fakesysfs as F
+from helpers.restore import (
     E1000,
     NVME,
     PORT1,
@@ -19,9 +19,9 @@ from test_plan import (
     parsed,
     put,
     record_of,
+    run_cli,
     saved_devices,
 )
-from test_restore import run_cli
 
 from handoff.diff import diff_config, diff_record, render
 from handoff.restore.apply import scan

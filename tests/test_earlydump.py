@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fakesysfs import Q35_CAPTURE
+from helpers.fakesysfs import Q35_CAPTURE
 
 from handoff.devices import earlydump as ED
 

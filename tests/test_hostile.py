@@ -15,10 +15,10 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import elfwriter as W
-import kdumpwriter as K
 import pytest
-import recordgen as G
+from helpers import elfwriter as W
+from helpers import kdumpwriter as K
+from helpers import recordgen as G
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -3,7 +3,7 @@
 Every round trip hashes each PT_LOAD (or, for kdump-compressed, every original byte) before and
 after, checks the original notes byte for byte, and asks independent readers (readelf,
 eu-readelf, pyelftools, drgn, makedumpfile, crash) what they see. Dumps are synthetic
-(tests/elfwriter.py, tests/kdumpwriter.py) unless a real one is available: set
+(tests/helpers/elfwriter.py, tests/helpers/kdumpwriter.py) unless a real one is available: set
 HANDOFF_REAL_VMCORE to an ELF vmcore, or let the e2e harness leave one under tests/e2e/cache;
 the real-dump cases are skipped, never faked, when there is none.
 """
@@ -21,10 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import elfwriter as W
-import kdumpwriter as K
 import pytest
-import recordgen as G
+from helpers import elfwriter as W
+from helpers import kdumpwriter as K
+from helpers import recordgen as G
+from helpers.vmcore import PHDR, complete_core, elf_loads, no_real_vmcore, real_vmcore
 
 from handoff import errors as E
 from handoff import record as R
@@ -36,60 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 REC = G.make_record(generation=3)
 REPORT = json.dumps({"summary": "restored 2 of 2 devices", "devices": []}).encode()
 NOTES = [(R.NT_HANDOFF_RECORD, REC), (R.NT_HANDOFF_REPORT, REPORT)]
-PHDR = struct.Struct("<IIQQQQQQ")
 
 
 # -- finding a real dump -------------------------------------------------------------------------
-
-
-def _is_elf_core(p: Path) -> bool:
-    try:
-        with p.open("rb") as f:
-            h = f.read(18)
-    except OSError:
-        return False
-    return h[:4] == b"\x7fELF" and h[16:18] == b"\x04\x00"
-
-
-def real_vmcore() -> Path | None:
-    """HANDOFF_REAL_VMCORE, else a complete ELF vmcore (a file named ``vmcore``) that the e2e
-    harness left in its cache, the newest first."""
-    env = os.environ.get("HANDOFF_REAL_VMCORE")
-    if env:
-        p = Path(env)
-        if not _is_elf_core(p):
-            pytest.fail(f"HANDOFF_REAL_VMCORE={env} is not an ELF core file")
-        return p
-    cache = Path(os.environ.get("HANDOFF_E2E_CACHE", ROOT / "tests" / "e2e" / "cache"))
-    if not cache.is_dir():
-        return None
-    found = []
-    for dirpath, dirnames, filenames in os.walk(cache):
-        dirnames[:] = [d for d in dirnames if d not in ("pkgs", "debs", "rootfs", "pip")]
-        if "vmcore" in filenames:
-            p = Path(dirpath, "vmcore")
-            if _is_elf_core(p) and _complete(p) and not _has_handoff_notes(p):
-                found.append((p.stat().st_mtime, p))
-    return max(found)[1] if found else None
-
-
-def _has_handoff_notes(p: Path) -> bool:
-    """A dump that ``handoff capture`` already injected into (the e2e handoff scenarios) is
-    not a plain /proc/vmcore copy: these cases need one (the baseline scenario's)."""
-    from handoff.sources import scan_path
-
-    try:
-        return any(n.owner == "HANDOFF" for n in scan_path(str(p)).notes)
-    except E.HandoffError:
-        return True
-
-
-def _complete(p: Path) -> bool:
-    """Every PT_LOAD lies inside the file (the e2e harness may be rewriting its copy)."""
-    try:
-        return all(o + n <= p.stat().st_size for o, n in elf_loads(p))
-    except (OSError, struct.error):
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -100,23 +50,15 @@ def real_master(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
         return None
     dst = tmp_path_factory.mktemp("real") / "vmcore"
     for _ in range(3):
-        if _complete(src):
+        if complete_core(src):
             subprocess.run(["cp", "--sparse=always", str(src), str(dst)], check=True)
-            if _complete(dst):
+            if complete_core(dst):
                 return dst
         import time
 
         time.sleep(5)
     no_real_vmcore(f"{src} is incomplete (being rewritten by the e2e harness?)")
     return None
-
-
-def no_real_vmcore(why: str) -> None:
-    """Skip a real-dump case, except in CI (HANDOFF_REQUIRE_REAL_VMCORE=1), where the e2e
-    tests run first and leave one: there a missing dump is a failure, not a quiet skip."""
-    if os.environ.get("HANDOFF_REQUIRE_REAL_VMCORE") == "1":
-        pytest.fail(f"{why}, and HANDOFF_REQUIRE_REAL_VMCORE=1")
-    pytest.skip(why)
 
 
 def need_real(master: Path | None, dst: Path) -> Path:
@@ -167,22 +109,6 @@ def assert_dmesg_survives_injection(dump: Path, tmp: Path) -> None:
     before = dump_dmesg(dump, tmp / "d1")
     I.inject_notes(dump, NOTES)
     assert dump_dmesg(dump, tmp / "d2") == before
-
-
-def elf_loads(path: Path) -> list[tuple[int, int]]:
-    """(p_offset, p_filesz) of every PT_LOAD."""
-    data = path.open("rb").read(1 << 16)
-    (phoff,) = struct.unpack_from("<Q", data, 32)
-    (phnum,) = struct.unpack_from("<H", data, 56)
-    with path.open("rb") as f:
-        f.seek(phoff)
-        table = f.read(phnum * 56)
-    out = []
-    for i in range(phnum):
-        p = PHDR.unpack_from(table, i * 56)
-        if p[0] == 1:
-            out.append((p[2], p[5]))
-    return out
 
 
 def elf_note_phdr(path: Path) -> tuple[int, tuple[int, ...]]:

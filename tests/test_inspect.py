@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import elfwriter as W
-import kdumpwriter as K
 import pytest
-import recordgen as G
+from helpers import elfwriter as W
+from helpers import kdumpwriter as K
+from helpers import recordgen as G
 
 from handoff import record as R
 from handoff.cli import main

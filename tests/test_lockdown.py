@@ -12,24 +12,27 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-import fakebar as B
-import fakesysfs as F
 import pytest
-from test_plan import (
+from helpers import fakebar as B
+from helpers import fakesysfs as F
+from helpers.restore import (
     AHCI,
     E1000,
     NVME,
     PORT1,
     VBLK,
     VNET,
-    _firmware_less,
+    EpermConfig,
     capture_tree,
     dev,
+    digest,
+    firmware_less_tree,
     plan_for,
+    proc_dir,
     record_of,
+    run_cli,
     saved_devices,
 )
-from test_restore import EpermConfig, digest, proc_dir, run_cli
 
 from handoff.errors import EXIT_INVALID, EXIT_OK, UsageError
 from handoff.plugins import Registry
@@ -78,7 +81,7 @@ def as_real_sysfs(tree: SysfsTree, mode: str | None = "integrity") -> SysfsTree:
 
 
 def locked_q35(tmp: Path, *, firmware_less: bool = False, **kw: Any) -> SysfsTree:
-    tree = _firmware_less(tmp) if firmware_less else capture_tree(tmp, **kw)
+    tree = firmware_less_tree(tmp) if firmware_less else capture_tree(tmp, **kw)
     return as_real_sysfs(tree)
 
 

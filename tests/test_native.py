@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from helpers.reference import SHA256_IDS, SHA256_VECTORS, crc32c_ref, sparse_runs_ref
 
 from handoff import _binding as B
 from handoff import errors as E
@@ -28,22 +29,6 @@ PRODUCER = {
 
 
 # --- builders --------------------------------------------------------------------------------
-def runs(config: bytes) -> bytes:
-    """§4.1 runs of the non-zero stretches of ``config``, split at zero gaps of 4 or more."""
-    out, i, n = b"", 0, len(config)
-    while i < n:
-        if not config[i]:
-            i += 1
-            continue
-        start = last = i
-        while i < n and (config[i] or i - last < 4):
-            last = i if config[i] else last
-            i += 1
-        out += struct.pack("<HH", start, last + 1 - start) + config[start : last + 1]
-        i = last + 1
-    return out
-
-
 def config_space(size: int, seed: int) -> bytes:
     """Mostly non-zero config space with a zero gap at the end of every 64-byte block."""
     rnd = random.Random(seed)
@@ -69,8 +54,8 @@ def pci_device(addr: str, seed: int) -> dict[str, object]:
             "revision": 2,
         },
         "path": ["pci0000:00", addr],
-        "early": {"src": "collector", "size": 256, "len": 256, "data": runs(early)},
-        "live": {"src": "live", "size": 4096, "len": 4096, "data": runs(live)},
+        "early": {"src": "collector", "size": 256, "len": 256, "data": sparse_runs_ref(early)},
+        "live": {"src": "live", "size": 4096, "len": 4096, "data": sparse_runs_ref(live)},
         "policy": "restore-live",
     }
 
@@ -114,16 +99,6 @@ def restamp(rec: bytes | bytearray, **fields: int) -> bytes:
     return bytes(b)
 
 
-def crc32c_ref(data: bytes) -> int:
-    """Bit-at-a-time CRC-32C straight from the §5 catalogue definition."""
-    c = 0xFFFFFFFF
-    for byte in data:
-        c ^= byte
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    return c ^ 0xFFFFFFFF
-
-
 # --- CRC-32C and SHA-256 -----------------------------------------------------------------------
 IMPLS = [i for i in ("table", "sse42", "auto") if B.crc32c_available(i)]
 
@@ -162,19 +137,10 @@ def test_crc32c_refuses_unknown_impl() -> None:
         B.crc32c(b"x", impl="pclmul")
 
 
-NIST = [
-    (b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-    (b"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-    (
-        b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
-    ),
-    (b"a" * 1_000_000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
-    (b"123456789", "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225"),  # §5
-]
+NIST = SHA256_VECTORS
 
 
-@pytest.mark.parametrize("data,digest", NIST, ids=["abc", "empty", "448-bit", "million-a", "spec"])
+@pytest.mark.parametrize("data,digest", NIST, ids=SHA256_IDS)
 def test_sha256_nist_vectors(data: bytes, digest: str) -> None:
     assert B.sha256(data).hex() == digest
     h = B.Sha256()

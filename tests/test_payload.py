@@ -7,29 +7,12 @@ import struct
 from pathlib import Path
 
 import pytest
+from helpers.reference import sparse_runs_ref
 
 from handoff import payload as P
 from handoff.errors import SchemaViolation
 
 FIX = Path(__file__).resolve().parent / "fixtures"
-
-
-def reference_encode(config: bytes) -> bytes:
-    """§4.1 written the slow, obvious way: a run ends after 4 zero bytes in a row."""
-    out = b""
-    i, n = 0, len(config)
-    while i < n:
-        if not config[i]:
-            i += 1
-            continue
-        start = last = i
-        while i < n and (config[i] or i - last < 4):
-            if config[i]:
-                last = i
-            i += 1
-        out += struct.pack("<HH", start, last + 1 - start) + config[start : last + 1]
-        i = last + 1
-    return out
 
 
 def samples() -> list[bytes]:
@@ -45,7 +28,7 @@ def samples() -> list[bytes]:
 def test_encoder_matches_the_reference_and_round_trips() -> None:
     for s in samples():
         enc = P.sparse_encode(s)
-        assert enc == reference_encode(s), s.hex()
+        assert enc == sparse_runs_ref(s), s.hex()
         assert P.sparse_decode(enc, len(s)) == s
 
 

@@ -2,7 +2,7 @@
 
 Records are made by the save engine from fake sysfs trees built out of the real QEMU dumps
 (tests/fixtures/qemu-q35-kdump), and planned onto trees built from the capture-kernel dumps.
-Helpers here are shared with test_restore.py and test_diff.py.
+The builders are in tests/helpers/restore.py.
 """
 
 from __future__ import annotations
@@ -10,17 +10,33 @@ from __future__ import annotations
 import shutil
 import struct
 import uuid
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import elfwriter
-import fakesysfs as F
-import recordgen as G
+from helpers import elfwriter
+from helpers import fakesysfs as F
+from helpers.restore import (
+    AHCI,
+    BOOT,
+    E1000,
+    NVME,
+    PORT1,
+    PORT3,
+    RELEASE,
+    VBLK,
+    VNET,
+    capture_tree,
+    dev,
+    firmware_less_tree,
+    fixture,
+    get,
+    plan_for,
+    put,
+    saved_devices,
+    writes,
+)
 
-from handoff import record as REC
 from handoff.devices.model import PciDevice
-from handoff.record import Record
 from handoff.restore import pciregs as R
 from handoff.restore.apply import scan
 from handoff.restore.environment import Environment
@@ -43,90 +59,8 @@ from handoff.restore.plan import (
     REFUSE,
     SKIP_OP,
     WRITE,
-    Plan,
-    make_plan,
 )
-from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action, parse_policy
-from handoff.sysfs import SysfsTree
-
-BOOT = str(G.BOOT_ID)
-RELEASE = "6.1.0-56-amd64"
-IDENT = Identity(RELEASE, BOOT, 1, ("test",))
-NVME, E1000, VNET, VBLK, PORT1, PORT3, AHCI = (
-    "0000:01:00.0", "0000:00:05.0", "0000:02:00.0", "0000:03:00.0", "0000:00:01.0",
-    "0000:00:03.0", "0000:00:1f.2")
-
-
-# --- shared helpers ------------------------------------------------------------------------
-
-def fixture(addr: str, src: Path = F.Q35) -> bytearray:
-    return bytearray((src / f"{addr}.bin").read_bytes())
-
-
-def put(cfg: bytearray, off: int, width: int, value: int) -> bytearray:
-    cfg[off:off + width] = value.to_bytes(width, "little")
-    return cfg
-
-
-def get(cfg: bytes, off: int, width: int) -> int:
-    return int.from_bytes(cfg[off:off + width], "little")
-
-
-def saved_devices(tmp: Path, src: Path = F.Q35, *, early: Mapping[str, bytes] | None = None,
-                  no_early: Iterable[str] = (), **tree_kw: Any) -> list[PciDevice]:
-    """The devices ``handoff save`` collects from a tree of ``src``; early = live (the
-    first kernel's state) unless ``early`` overrides it or ``no_early`` drops it."""
-    from handoff.devices.model import Snapshot
-    from handoff.save import collect_devices
-
-    root = F.build_tree(tmp / "saved-sys", src, **tree_kw)
-    res = collect_devices(SysfsTree(root), running_kernel=False, privileged=True)
-    for d in res.devices:
-        if d.addr in set(no_early):
-            d.early = None
-        else:
-            data = (early or {}).get(d.addr, d.live.data)
-            d.early = Snapshot("collector", d.live.size, bytes(data))
-        d.policy = default_action(d)
-    return res.devices
-
-
-def record_of(devices: list[PciDevice], *, generation: int = 1, boot_id: str = BOOT,
-              release: str = RELEASE) -> bytes:
-    from handoff.save import build_payload
-
-    return G.make_record(build_payload(devices), generation=generation,
-                         boot_id=uuid.UUID(boot_id).bytes, kernel_release=release)
-
-
-def parsed(data: bytes) -> Record:
-    return REC.parse(data, exact=True)
-
-
-def capture_tree(tmp: Path, src: Path = F.Q35_CAPTURE, name: str = "sys",
-                 **kw: Any) -> SysfsTree:
-    return SysfsTree(F.build_tree(tmp / name, src, **kw))
-
-
-def plan_for(tmp: Path, *, policy: Policy = DEFAULT_POLICY, ident: Identity = IDENT,
-             saved: list[PciDevice] | None = None, tree: SysfsTree | None = None,
-             env: Environment | None = None, force: bool = False, registry: Any = None,
-             **rec_kw: Any) -> tuple[Plan, SysfsTree]:
-    saved = saved if saved is not None else saved_devices(tmp)
-    tree = tree or capture_tree(tmp)
-    rec = parsed(record_of(saved, **rec_kw))
-    return make_plan(rec, scan(tree), policy=policy, identity=ident, force=force,
-                     env=env, registry=registry), tree
-
-
-def writes(plan: Plan) -> list[tuple[str, str, int, int, int]]:
-    return [(d.addr, s.reg, s.offset, s.width, s.value) for d, s in plan.ordered()
-            if s.op == WRITE and s.value is not None]
-
-
-def dev(plan: Plan, addr: str) -> Any:
-    return next(d for d in plan.devices if d.addr == addr)
-
+from handoff.restore.policy import parse_policy
 
 # --- the QEMU before/after pair ---------------------------------------------------------
 
@@ -156,23 +90,8 @@ def test_quiesce_pass_runs_first_deepest_first(tmp_path: Path) -> None:
 
 # --- ordering: bridges, windows, BARs, COMMAND last ---------------------------------------
 
-def _firmware_less(tmp: Path) -> SysfsTree:
-    """The capture tree, but the nvme's BARs and COMMAND and root port 1's bus numbers and
-    windows lost (RW bits cleared, hardwired bits kept), as after a power cycle."""
-    nvme = fixture(NVME, F.Q35_CAPTURE)
-    put(nvme, 0x10, 4, get(nvme, 0x10, 4) & 0xF)
-    put(nvme, 0x14, 4, 0)
-    put(nvme, 0x04, 2, 0x0403)  # decoding on, Bus Master off
-    port = fixture(PORT1, F.Q35_CAPTURE)
-    put(port, 0x18, 4, 0)
-    put(port, 0x1C, 2, get(port, 0x1C, 2) & 0x0F0F)
-    put(port, 0x20, 4, 0)
-    put(port, 0x24, 4, get(port, 0x24, 4) & 0x000F000F)
-    return capture_tree(tmp, config_override={NVME: bytes(nvme), PORT1: bytes(port)})
-
-
 def test_bridge_before_endpoint_and_command_last(tmp_path: Path) -> None:
-    plan, _ = plan_for(tmp_path, tree=_firmware_less(tmp_path))
+    plan, _ = plan_for(tmp_path, tree=firmware_less_tree(tmp_path))
     w = writes(plan)
     port = [x for x in w if x[0] == PORT1]
     nvme = [x for x in w if x[0] == NVME]

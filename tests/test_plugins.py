@@ -1,6 +1,6 @@
 """Device plugins: the BAR accessor, bounded polling, the registry and entry points, the runner's
 containment, dry runs, and every built-in on fake trees whose resourceN files model the
-registers (tests/fakebar.py), including the paths where the device never answers."""
+registers (tests/helpers/fakebar.py), including the paths where the device never answers."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import fakebar as B
-import fakesysfs as F
 import pytest
+from helpers import fakebar as B
+from helpers import fakesysfs as F
 
 from handoff.cli import main
 from handoff.devices.model import PciDevice
@@ -467,12 +467,12 @@ def test_virtio_reset_seen_through_the_plain_file_on_the_real_clock(tree: Path) 
             return [PluginStep("wait", "wait for 0", body)]
 
     flip = B.later(vnet_regs(tree), 0x14, 1, 0, 0.05)
-    t0 = time.monotonic()
     out = run_plugins([B.device(tree, VNET)], QUIESCE, registry=registry(Direct()),
                       tree=SysfsTree(tree))
     flip.join()
+    # Outcome, not wall time (timed asserts flake on a loaded machine): the poll succeeded,
+    # and only the background thread could have cleared device_status.
     assert out.results[0].outcome == OK and out.results[0].message.startswith("True")
-    assert 0.04 < time.monotonic() - t0 < 3.0
 
 
 def test_virtio_legacy_only_transitional_device_is_declined(tree: Path) -> None:
@@ -900,5 +900,11 @@ def test_accessor_closes_cleanly_after_many_accesses(tree: Path) -> None:
     f = MmapFile.open(nvme_regs(tree), writable=True, bar=0)
     for i in range(100):
         f.write(0x3000 + 4 * (i % 16), 4, i)
+        assert f.read(0x3000 + 4 * (i % 16), 4) == i
         f.read(0x3000, 8)
     f.close()  # no BufferError: every view is released first
+    with pytest.raises(ValueError):  # a released view refuses further access
+        f.read(0x3000, 4)
+    last = [max(i for i in range(100) if i % 16 == k) for k in range(16)]
+    data = nvme_regs(tree).read_bytes()[0x3000:0x3040]
+    assert [int.from_bytes(data[4 * k:4 * k + 4], "little") for k in range(16)] == last

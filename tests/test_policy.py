@@ -7,8 +7,8 @@ import re
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff.devices.model import PciDevice, Snapshot
 from handoff.devices.pci import collect

@@ -6,19 +6,14 @@ points the CLI at /sys replaces the engine with a tripwire first).
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import io
 import json
 import os
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
-import elfwriter
-import fakesysfs as F
 import pytest
-from test_plan import (
+from helpers import fakesysfs as F
+from helpers.restore import (
     BOOT,
     E1000,
     IDENT,
@@ -27,85 +22,32 @@ from test_plan import (
     RELEASE,
     VBLK,
     VNET,
-    _firmware_less,
+    EpermConfig,
     capture_tree,
+    config_rel,
+    digest,
+    expected_after,
+    firmware_less_tree,
     fixture,
     get,
     parsed,
     plan_for,
+    proc_dir,
     put,
     record_of,
+    run_cli,
     saved_devices,
+    tree_state,
     writes,
 )
 
 from handoff.errors import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_NO_RECORD, EXIT_OK
 from handoff.restore import report
-from handoff.restore.apply import SysfsAccess, apply, scan
+from handoff.restore.apply import OutsideTree, SysfsAccess, apply, scan
 from handoff.restore.environment import parse_lockdown, probe
-from handoff.restore.plan import WRITE, Plan, make_plan
+from handoff.restore.plan import WRITE, make_plan
 from handoff.restore.policy import parse_policy
-from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
-
-
-def tree_state(root: Path) -> dict[str, bytes]:
-    """Every file's bytes and every symlink's target below ``root``."""
-    out: dict[str, bytes] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            if p.is_symlink():
-                out[rel] = b"-> " + os.readlink(p).encode()
-            elif p.is_file():
-                out[rel] = p.read_bytes()
-    return out
-
-
-def digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(tree_state(root).items()):
-        h.update(k.encode() + b"\0" + v + b"\0")
-    return h.hexdigest()
-
-
-def config_rel(tree: SysfsTree, addr: str) -> str:
-    real = Path(os.path.realpath(tree.device_dir(addr) / "config"))
-    return str(real.relative_to(os.path.realpath(tree.root)))
-
-
-def expected_after(before: dict[str, bytes], tree: SysfsTree, plan: Plan) -> dict[str, bytes]:
-    """``before`` with exactly the planned writes applied, in order."""
-    after = dict(before)
-    for d, s in plan.ordered():
-        if s.op == WRITE:
-            rel = config_rel(tree, d.addr)
-            b = bytearray(after[rel])
-            b[s.offset:s.offset + s.width] = s.value.to_bytes(s.width, "little")
-            after[rel] = bytes(b)
-    return after
-
-
-def run_cli(argv: list[str]) -> tuple[str, str, int]:
-    from handoff.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main(argv)
-    return out.getvalue(), err.getvalue(), rc
-
-
-def proc_dir(tmp: Path, cmdline: str | None = None, release: str | None = RELEASE) -> Path:
-    proc = tmp / "proc"
-    proc.mkdir(exist_ok=True)
-    (proc / "cmdline").write_text(cmdline if cmdline is not None else
-                                  f"console=ttyS0 reset_devices handoff.boot_id={BOOT} "
-                                  "handoff.generation=1\n")
-    if release:
-        (proc / "vmcore").write_bytes(elfwriter.core_bytes(
-            elfwriter.default_notes(vmci=elfwriter.vmcoreinfo(release))))
-    return proc
-
+from handoff.sysfs import ConfigSpace, SysfsTree
 
 # --- the QEMU before/after pair: exactly the planned writes --------------------------------
 
@@ -138,7 +80,7 @@ def test_qemu_pair_exact_writes(tmp_path: Path, policy: str, n_writes: int) -> N
 
 
 def test_restore_brings_back_lost_bars_and_windows(tmp_path: Path) -> None:
-    plan, tree = plan_for(tmp_path, tree=_firmware_less(tmp_path))
+    plan, tree = plan_for(tmp_path, tree=firmware_less_tree(tmp_path))
     before = tree_state(tree.root)
     apply(plan, SysfsAccess(tree), sleep=lambda s: None)
     after = tree_state(tree.root)
@@ -157,16 +99,8 @@ def test_restore_brings_back_lost_bars_and_windows(tmp_path: Path) -> None:
 
 # --- refusals: never a crash, never a write to the wrong device ------------------------
 
-class EpermConfig(ConfigSpace):
-    """What kernel lockdown does to config writes (lockdown-measured.md: EPERM)."""
-
-    def write(self, offset: int, width: int, value: int) -> None:
-        raise ConfigAccessError(f"{self.path}: write refused: Operation not permitted",
-                                errno_=errno.EPERM, offset=offset)
-
-
 def test_eperm_is_refused_and_reported(tmp_path: Path) -> None:
-    plan, tree = plan_for(tmp_path, tree=_firmware_less(tmp_path))
+    plan, tree = plan_for(tmp_path, tree=firmware_less_tree(tmp_path))
     before = digest(tree.root)
     apply(plan, SysfsAccess(tree, EpermConfig), sleep=lambda s: None)
     assert digest(tree.root) == before
@@ -191,7 +125,7 @@ class StuckBars(ConfigSpace):
 
 
 def test_bar_read_back_retries_then_stops_the_device(tmp_path: Path) -> None:
-    plan, tree = plan_for(tmp_path, tree=_firmware_less(tmp_path))
+    plan, tree = plan_for(tmp_path, tree=firmware_less_tree(tmp_path))
     sleeps: list[float] = []
     apply(plan, SysfsAccess(tree, StuckBars), sleep=sleeps.append)
     d = next(d for d in plan.devices if d.addr == NVME)
@@ -263,9 +197,9 @@ def test_writes_outside_the_tree_are_refused(tmp_path: Path) -> None:
     assert digest(outside) == before
     (s,) = [s for d, s in plan.ordered() if d.addr == E1000]
     assert s.status == "refused" and "outside the sysfs tree" in s.result
-    with pytest.raises(Exception, match="not a PCI address"):
+    with pytest.raises(OutsideTree, match="not a PCI address"):
         SysfsAccess(tree).config("../../../etc")
-    with pytest.raises(Exception, match="not something restore does"):
+    with pytest.raises(OutsideTree, match="not something restore does"):
         SysfsAccess(tree).write_attr(E1000, "remove", "1")
 
 
@@ -372,7 +306,7 @@ def test_report_fits_a_note_for_256_devices(tmp_path: Path) -> None:
 def _cli_setup(tmp: Path, **rec_kw: Any) -> tuple[Path, SysfsTree]:
     rec = tmp / "record.bin"
     rec.write_bytes(record_of(saved_devices(tmp), **rec_kw))
-    return rec, _firmware_less(tmp)
+    return rec, firmware_less_tree(tmp)
 
 
 def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
@@ -446,7 +380,7 @@ def test_cli_missing_record_exits_3(tmp_path: Path) -> None:
 
 
 def test_cli_reads_a_note_file(tmp_path: Path) -> None:
-    import recordgen as G
+    from helpers import recordgen as G
 
     note = tmp_path / "record.note"
     note.write_bytes(G.note(record_of(saved_devices(tmp_path))))

@@ -1,6 +1,6 @@
 """Device plugins inside the restore engine: the pass order of docs/plugins.md, containment,
 policy switches, dry runs and the report, on fake trees whose resourceN files hold registers
-modelled by tests/fakebar.py. Nothing here touches the real /sys."""
+modelled by tests/helpers/fakebar.py. Nothing here touches the real /sys."""
 
 from __future__ import annotations
 
@@ -11,23 +11,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import fakebar as B
 import pytest
-from test_plan import (
+from helpers import fakebar as B
+from helpers.restore import (
     E1000,
     NVME,
     PORT1,
     VBLK,
     VNET,
-    _firmware_less,
     capture_tree,
     dev,
+    digest,
+    firmware_less_tree,
     get,
     plan_for,
+    proc_dir,
     record_of,
+    run_cli,
     saved_devices,
 )
-from test_restore import digest, proc_dir, run_cli
 
 from handoff.errors import EXIT_INVALID, EXIT_OK
 from handoff.plugins import Match, Plugin, PluginStep, Registry, load
@@ -150,7 +152,7 @@ def test_passes_run_in_the_documented_order(tmp_path: Path) -> None:
             events.append(("config-write", self.path.parent.name, offset))
             super().write(offset, width, value)
 
-    tree = with_bars(_firmware_less(tmp_path))  # nvme and root port 1 need restoring
+    tree = with_bars(firmware_less_tree(tmp_path))  # nvme and root port 1 need restoring
     m: dict[str, dict[int, B.Model]] = {
         a: {i: Recorder(events, a, x) for i, x in bars.items()} for a, bars in models().items()}
     plan = run_engine(tmp_path, tree, bar_models=m, access=SysfsAccess(tree, Logged))
@@ -174,7 +176,7 @@ def test_passes_run_in_the_documented_order(tmp_path: Path) -> None:
 
 def test_a_stuck_controller_times_out_and_the_other_devices_are_still_restored(
         tmp_path: Path) -> None:
-    tree = with_bars(_firmware_less(tmp_path))
+    tree = with_bars(firmware_less_tree(tmp_path))
     plan = run_engine(tmp_path, tree, bar_models=models(nvme=B.NvmeModel(ready_after=None)))
     doc = report.build(plan)
     d = by_addr(doc, NVME)

@@ -15,10 +15,15 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
-import fakesysfs as F
 import pytest
-from test_plan import capture_tree, plan_for, record_of, saved_devices
-from test_restore import proc_dir
+from helpers import fakesysfs as F
+from helpers.restore import (
+    capture_tree,
+    plan_for,
+    proc_dir,
+    record_of,
+    saved_devices,
+)
 
 from handoff.plugins import Deadline, Match, Plugin, PluginStep, Registry, run_step
 from handoff.plugins import runner as runner_mod
@@ -261,9 +266,7 @@ def _shape(placed: list[R.Placed]) -> list[tuple[object, ...]]:
 @pytest.mark.parametrize("p", ["/sys", "/sys/", "//sys", "///sys", "sys", "./sys", "sys/.",
                                ".", "", "a//b/./c/", "/", "../x", "/a/../b"])
 def test_pathstr_and_join_spell_paths_as_pathlib(p: str) -> None:
-    if p == "":
-        return  # PurePosixPath("") is "."; pathstr("") too
-    assert _paths.pathstr(p) == str(PurePosixPath(p))
+    assert _paths.pathstr(p) == str(PurePosixPath(p))  # "" is "." for both
     root = _paths.pathstr(p)
     assert _paths.join(root, "bus", "pci") == str(PurePosixPath(root) / "bus" / "pci")
 

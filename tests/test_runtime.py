@@ -13,16 +13,13 @@ import sys
 import zlib
 from pathlib import Path
 
-import fakesysfs as F
 import pytest
-from test_load import (
+from helpers import fakesysfs as F
+from helpers.machine import (
     BOOT_ID,
     Machine,
     dry,
-    make_machine,
-    shared_runtime_cache,
     unpack_like_the_kernel,
-    use_machine,
 )
 
 from handoff import _binding
@@ -38,14 +35,6 @@ from handoff.sysfs import SysfsTree
 
 BUSYBOX = shutil.which("busybox")
 CHROOT = shutil.which("chroot")
-
-
-@pytest.fixture
-def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-            tmp_path_factory: pytest.TempPathFactory) -> Machine:
-    m = make_machine(tmp_path)
-    use_machine(m, monkeypatch, shared_runtime_cache(tmp_path_factory))
-    return m
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import subprocess
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff import payload as P
 from handoff import record
@@ -31,15 +31,6 @@ from handoff.sysfs import SysfsTree
 
 BOOT_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 EARLY_LOG = Path(__file__).parent / "fixtures" / "earlydump" / "q35-kmsg.txt"
-
-try:
-    import handoff._binding  # noqa: F401
-
-    HAVE_CORE = True
-except ImportError:  # the C core is not built: payload-level tests still run
-    HAVE_CORE = False
-needs_core = pytest.mark.skipif(not HAVE_CORE, reason="C core (handoff._binding) not built")
-
 
 def identity(tmp: Path, boot_id: str = BOOT_ID) -> IdentitySource:
     (tmp / "id" / "proc/sys/kernel/random").mkdir(parents=True, exist_ok=True)
@@ -75,7 +66,6 @@ def test_real_sys() -> None:
     P.validate(build_payload(res.devices))
 
 
-@needs_core
 @pytest.mark.skipif(os.geteuid() != 0, reason="full config reads need root")
 @pytest.mark.skipif(not os.path.isdir("/sys/bus/pci/devices"), reason="no PCI sysfs")
 def test_real_sys_record_round_trip(tmp_path: Path) -> None:
@@ -284,7 +274,6 @@ def test_payload_round_trip_preserves_config(tmp_path: Path) -> None:
             (a.path, a.driver, a.classes, a.bars, a.reset_methods, a.policy)
 
 
-@needs_core
 def test_record_round_trip_and_size(tmp_path: Path) -> None:
     out = tmp_path / "rec"
     res = save(out, q35(tmp_path), identity=identity(tmp_path), early_log=EARLY_LOG,
@@ -299,7 +288,6 @@ def test_record_round_trip_and_size(tmp_path: Path) -> None:
     assert len(rec.raw) < 8 * 1024, len(rec.raw)
 
 
-@needs_core
 def test_record_with_full_early_snapshots_stays_under_8k(tmp_path: Path) -> None:
     # Worst case for size: a full 4096-byte early snapshot per device (collector-style),
     # taken from the capture-kernel dumps so early and live differ.
@@ -313,7 +301,6 @@ def test_record_with_full_early_snapshots_stays_under_8k(tmp_path: Path) -> None
     assert len(rec) < 8 * 1024, len(rec)
 
 
-@needs_core
 def test_generation(tmp_path: Path) -> None:
     out = tmp_path / "rec"
     tree = q35(tmp_path)
@@ -383,7 +370,6 @@ def test_cli_table_columns(tmp_path: Path) -> None:
     assert lines[-1].startswith("13 device(s)")
 
 
-@needs_core
 def test_cli_writes_record_and_json(tmp_path: Path) -> None:
     q35(tmp_path)
     rec = tmp_path / "r.bin"

@@ -7,17 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from test_load import BOOT_ID, Machine, cli, make_machine, shared_runtime_cache, use_machine
+from helpers.machine import BOOT_ID, Machine, cli
 
 NVME = "0000:01:00.0"
-
-
-@pytest.fixture
-def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-            tmp_path_factory: pytest.TempPathFactory) -> Machine:
-    m = make_machine(tmp_path)
-    use_machine(m, monkeypatch, shared_runtime_cache(tmp_path_factory))
-    return m
 
 
 def loaded(m: Machine) -> Machine:

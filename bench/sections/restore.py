@@ -36,7 +36,7 @@ def capture_kernel_view(tree: Path) -> None:
     pcieport bound, and a ``resourceN`` file (zero-filled, sparse) for every memory BAR, so the
     device plugins' quiesce and reset steps run through their BAR accesses. A BAR the source
     dump gave no range for gets 64 KiB at the address its register holds (as
-    tests/fakebar.py's add_bar does)."""
+    tests/helpers/fakebar.py's add_bar does)."""
     for drv in (tree / "devices").rglob("driver"):
         if drv.is_symlink() and os.path.basename(os.readlink(drv)) != "pcieport":
             drv.unlink()

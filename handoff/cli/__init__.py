@@ -46,7 +46,8 @@ def _columns() -> int:
     if n > 0:
         return n
     try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+        out = sys.__stdout__  # None when Python runs without a stdout
+        return os.get_terminal_size(out.fileno()).columns or 80 if out else 80
     except (AttributeError, ValueError, OSError):
         return 80
 
@@ -60,6 +61,7 @@ COMMANDS = (
     "load",
     "unload",
     "status",
+    "estimate",
     "capture",
     "inject_notes",
     "plugins",

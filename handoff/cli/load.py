@@ -118,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
               f"{res.crash_size >> 20} MiB reserved (crashkernel="
               f"{res.memory['recommended_crashkernel']} recommended)")
     print(f"source        {res.config_source}")
+    if res.replaces:
+        from handoff.kexec.previous import Previous
+
+        for i, line in enumerate(Previous(**res.replaces).lines()):
+            print(f"{'replaces' if i == 0 else '':<14}{line}")
     if res.dry_run:
         print("dry run: nothing was loaded")
     else:

@@ -32,7 +32,8 @@ import errno
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+from handoff._slots import Frozen, Slots
 
 EARLYDUMP_BYTES = 256  # early_dump_pci_device prints exactly 256 bytes
 
@@ -53,13 +54,18 @@ _HEXCOLON = re.compile(r"^[0-9a-fA-F]+:$")
 _KMSG_DICT = re.compile(r"^ [A-Z_]+=")  # /dev/kmsg dictionary line: " SUBSYSTEM=pci"
 
 
-@dataclass(frozen=True)
-class Issue:
+class Issue(Frozen):
     """A line the parser skipped or a dump it could not use, and why."""
 
+    __slots__ = ("line", "reason", "text")
     line: int  # 1-based line (record) number in the input; 0 for a whole-dump issue
     reason: str
-    text: str = ""
+    text: str
+
+    def __init__(self, line: int, reason: str, text: str = "") -> None:
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "text", text)
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line else ""
@@ -67,26 +73,37 @@ class Issue:
         return f"{where}{self.reason}{shown}"
 
 
-@dataclass
-class Dump:
+class Dump(Slots):
     """One device's early config bytes: ``data`` is the contiguous prefix that was printed."""
 
+    __slots__ = ("addr", "data", "line")
     addr: str
     data: bytes
     line: int
+
+    def __init__(self, addr: str, data: bytes, line: int) -> None:
+        self.addr = addr
+        self.data = data
+        self.line = line
 
     @property
     def complete(self) -> bool:
         return len(self.data) >= EARLYDUMP_BYTES
 
 
-@dataclass
-class EarlyLog:
+class EarlyLog(Slots):
     """All dumps found in a log, keyed by address, and every issue met on the way."""
 
-    dumps: dict[str, Dump] = field(default_factory=dict)
-    issues: list[Issue] = field(default_factory=list)
-    source: str = ""
+    __slots__ = ("dumps", "issues", "source")
+    dumps: dict[str, Dump]
+    issues: list[Issue]
+    source: str
+
+    def __init__(self, dumps: dict[str, Dump] | None = None, issues: list[Issue] | None = None,
+                 source: str = "") -> None:
+        self.dumps = {} if dumps is None else dumps
+        self.issues = [] if issues is None else issues
+        self.source = source
 
     def __bool__(self) -> bool:
         return bool(self.dumps)

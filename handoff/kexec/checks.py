@@ -23,7 +23,7 @@ CRASHKERNEL_HINT = (
     "reserve memory with crashkernel=SIZE on the kernel command line and reboot "
     "(Debian: /etc/default/grub.d/kdump-tools.cfg then update-grub; Fedora: "
     "kdumpctl reset-crashkernel or grubby --update-kernel=ALL --args=crashkernel=SIZE); "
-    "`handoff load --dry-run` prints the size it needs"
+    "`handoff estimate` prints the size it needs (no root needed)"
 )
 
 

@@ -1,32 +1,86 @@
-"""Capture kernel command line: distro base, removals, kdump additions and handoff parameters."""
+"""Capture kernel command line: parsed as the kernel parses it, then distro base, removals,
+kdump additions and handoff parameters.
+
+The rules are the kernel's own. lib/cmdline.c ``next_arg()`` splits at unquoted white space
+(the kernel's ``isspace()``: ``\\t \\n \\v \\f \\r``, space and 0xa0); a double quote toggles
+quoting anywhere in a word; a word that starts with ``"`` loses that quote and its closing
+one; ``name="v a l"`` loses the quotes around the value. kernel/params.c ``parse_args()``
+stops at the first bare ``--``, and init/main.c ``start_kernel()`` hands everything after it
+to init as arguments. So handoff's own parameters always go before the ``--``, and the
+arguments after it are carried through untouched.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+# The kernel's isspace() (lib/ctype.c _ctype: _S for 9-13, _SP for 32 and 160).
+_SPACE = frozenset("\t\n\v\f\r \xa0")
+
+# Dropped whatever the source of the base line: initrd= names the first kernel's image (the
+# boot loader's business), and rdinit= would run another program than the capture initrd's
+# /init, so neither handoff's restore hooks nor the distro's dump would run.
+ALWAYS_REMOVE = ("initrd", "rdinit")
+
 
 def split(cmdline: str) -> list[str]:
-    """Split like the kernel's next_arg(): spaces separate, double quotes group (and stay)."""
+    """The words of ``cmdline`` as ``next_arg()`` delimits them, quotes kept."""
     out: list[str] = []
-    cur: list[str] = []
-    quoted = False
-    for ch in cmdline.strip():
-        if ch == '"':
-            quoted = not quoted
-        if ch.isspace() and not quoted:
-            if cur:
-                out.append("".join(cur))
-                cur = []
-            continue
-        cur.append(ch)
-    if cur:
-        out.append("".join(cur))
+    i, n = 0, len(cmdline)
+    while i < n:
+        while i < n and cmdline[i] in _SPACE:
+            i += 1
+        if i >= n:
+            break
+        start = i
+        in_quote = cmdline[i] == '"'
+        if in_quote:
+            i += 1
+        while i < n and (in_quote or cmdline[i] not in _SPACE):
+            if cmdline[i] == '"':
+                in_quote = not in_quote
+            i += 1
+        out.append(cmdline[start:i])
     return out
 
 
-def name(param: str) -> str:
+def param(word: str) -> tuple[str, str | None]:
+    """``(name, value)`` of one word as ``next_arg()`` returns them (value None: no ``=``)."""
+    quoted = word.startswith('"')
+    a = list(word[1:] if quoted else word)
+    n = len(a)
+    # next_arg() records the first '=' after position 0 ("equals == 0" means "none yet").
+    equals = next((j for j in range(1, n) if a[j] == "="), 0)
+    val_at = None
+    if equals:
+        a[equals] = "\0"
+        val_at = equals + 1
+        if val_at < n and a[val_at] == '"':  # "Don't include quotes in value."
+            val_at += 1
+            if a[n - 1] == '"':
+                a[n - 1] = "\0"
+    if quoted and n > 0 and a[n - 1] == '"':
+        a[n - 1] = "\0"
+    text = "".join(a)
+
+    def cstr(at: int) -> str:  # up to the first NUL, as C reads it
+        return text[at:].split("\0", 1)[0]
+
+    return cstr(0), None if val_at is None else cstr(val_at)
+
+
+def parse(cmdline: str) -> tuple[list[str], list[str]]:
+    """``(kernel words, init words)``: ``parse_args()`` stops at the first bare ``--``."""
+    words = split(cmdline)
+    for i, w in enumerate(words):
+        if param(w) == ("--", None):
+            return words[:i], words[i + 1:]
+    return words, []
+
+
+def name(word: str) -> str:
     """Parameter name; the kernel treats '-' and '_' alike in names (parameq())."""
-    return param.split("=", 1)[0].replace("-", "_")
+    return param(word)[0].replace("-", "_")
 
 
 def remove(params: Iterable[str], names: Iterable[str]) -> list[str]:
@@ -53,30 +107,39 @@ def assemble(
 ) -> str:
     """Build the capture command line.
 
-    ``base`` loses ``remove_names``; then ``append`` (the distro's or kdump's additions) and
-    ``extra`` (the user's ``--append``) follow; then ``reset_devices`` (always: drivers reset
-    what they find), ``handoff`` parameters and ``module_blacklist``. A flag already present
-    is not repeated; a ``handoff.*`` parameter replaces an earlier one; ``module_blacklist``
-    is merged into one parameter, because the kernel keeps only the last occurrence
-    (core_param charp in kernel/module/main.c).
+    ``base``'s kernel part loses ``remove_names`` and :data:`ALWAYS_REMOVE`; then ``append``
+    (the distro's or kdump's additions) and ``extra`` (the user's ``--append``) follow; then
+    ``reset_devices`` (always: drivers reset what they find), ``handoff`` parameters and
+    ``module_blacklist``, all before the ``--``. The init arguments of ``base``, ``append``
+    and ``extra`` (what follows a ``--`` in each) follow one ``--`` at the end, in that order.
+    A flag already present is not repeated; a ``handoff.*`` parameter replaces an earlier one;
+    ``module_blacklist`` is merged into one parameter, because the kernel keeps only the last
+    occurrence (core_param charp in kernel/module/main.c).
     """
-    params = remove(split(base), remove_names)
-    for p in split(append) + split(extra) + ["reset_devices"] + list(handoff):
+    kernel, init = parse(base)
+    params = remove(kernel, tuple(remove_names) + ALWAYS_REMOVE)
+    more: list[str] = []
+    for line in (append, extra):
+        k, i = parse(line)
+        more += remove(k, ALWAYS_REMOVE)
+        init += i
+    for p in more + ["reset_devices"] + list(handoff):
         _add(params, p)
     modules: list[str] = []
     for p in params:
-        if name(p) == "module_blacklist" and "=" in p:
-            modules += [m for m in p.split("=", 1)[1].split(",") if m]
+        n, v = param(p)
+        if n.replace("-", "_") == "module_blacklist" and v:
+            modules += [m for m in v.split(",") if m]
     modules += list(blacklist)
     params = [p for p in params if name(p) != "module_blacklist"]
     if modules:
         params.append("module_blacklist=" + ",".join(_unique(modules)))
-    return " ".join(params)
+    return " ".join(params + (["--", *init] if init else []))
 
 
 def _add(params: list[str], p: str) -> None:
-    n = name(p)
-    if "=" not in p:
+    n, v = param(p)
+    if v is None:
         if p not in params:
             params.append(p)
         return

@@ -27,9 +27,11 @@ KDUMP_TOOLS_REMOVE = (
     "edac_core.edac_report", "edac_report", "BOOT_IMAGE", "processor.max_cstate",
     "intel_iommu", "iommu", "intel_idle.max_cstate",
 )
-# kdumpctl: default KDUMP_COMMANDLINE_REMOVE when /etc/sysconfig/kdump does not set it, and
-# what prepare_cmdline() (kdump-lib.sh) always removes.
-KDUMPCTL_DEFAULT_REMOVE = ("hugepages", "hugepagesz", "slub_debug")
+# kdumpctl: default KDUMP_COMMANDLINE_REMOVE when /etc/sysconfig/kdump does not set it
+# (kdump-utils gen-kdump-sysconfig.sh, x86_64), and what prepare_cmdline() (kdump-lib.sh)
+# always removes.
+KDUMPCTL_DEFAULT_REMOVE = ("hugepages", "hugepagesz", "slub_debug", "quiet", "log_buf_len",
+                           "swiotlb", "cma", "hugetlb_cma", "ignition.firstboot")
 KDUMPCTL_ALWAYS_REMOVE = (
     "crashkernel", "panic_on_warn", "root", "rd.lvm.lv", "rd.luks.uuid", "rd.dm.uuid",
     "rd.md.uuid", "fcoe", "netroot", "rd.iscsi.initiator", "iscsi_initiator",

@@ -17,7 +17,7 @@ from typing import Any
 
 from handoff import cpio
 from handoff.errors import EnvironmentProblem, HandoffError, NoRecordFound, UsageError
-from handoff.kexec import checks, cmdline, hooks, initrd, runtime, state
+from handoff.kexec import checks, cmdline, hooks, initrd, previous, runtime, state
 from handoff.kexec.config import CaptureConfig, Host, discover
 from handoff.kexec.explain import KernelLog, explain
 from handoff.kexec.imports import compute_imports
@@ -72,6 +72,7 @@ class LoadResult:
     dry_run: bool
     loaded: bool
     warnings: list[str] = field(default_factory=list)
+    replaces: dict[str, Any] | None = None  # previous.Previous of a kernel handoff did not load
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -133,6 +134,7 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
     assert cfg.initrd is not None  # discover() refuses a configuration without one
     flags = syscall_flags(opts.syscall, lock, cfg.kexec_args)
     policy = _policy(opts.policy)
+    prev = previous.loaded_by_other(host, mode)
 
     work = _work_dir(opts, host)
     # 2. the record
@@ -196,6 +198,7 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
                "runtime_unpacked": rt.unpacked_size, "initrd_copy": appended.size},
         parts=appended.parts, runtime=rt.summary(), memory=est.as_dict(), crash_size=reserved,
         lockdown=lock, dry_run=opts.dry_run, loaded=False, warnings=warnings,
+        replaces=prev.to_json() if prev else None,
     )
     # 6. kexec
     klog = KernelLog(str(host.p("/dev/kmsg"))) if not opts.dry_run else None

@@ -21,6 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from handoff._slots import Frozen, Slots
+from handoff.devices.patterns import (  # noqa: F401  (parse_id, parse_class: re-exported)
+    ClassPattern,
+    IdPattern,
+    parse_class,
+    parse_id,
+)
 from handoff.errors import HandoffError
 
 _set = object.__setattr__
@@ -65,99 +71,9 @@ class WriteRefused(PluginError):
 # --- match rules --------------------------------------------------------------------------
 
 
-class IdRule(Frozen):
-    """Vendor and device id; ``device`` None is any device of the vendor, ``device_last`` makes
-    ``device..device_last`` an inclusive range."""
-
-    __slots__ = ("device", "device_last", "vendor")
-    vendor: int
-    device: int | None
-    device_last: int | None
-
-    def __init__(self, vendor: int, device: int | None = None,
-                 device_last: int | None = None) -> None:
-        _set(self, "vendor", vendor)
-        _set(self, "device", device)
-        _set(self, "device_last", device_last)
-
-    def matches(self, vendor: int, device: int) -> bool:
-        if vendor != self.vendor:
-            return False
-        if self.device is None:
-            return True
-        last = self.device if self.device_last is None else self.device_last
-        return self.device <= device <= last
-
-    def __str__(self) -> str:
-        if self.device is None:
-            return f"{self.vendor:04x}:*"
-        if self.device_last is None or self.device_last == self.device:
-            return f"{self.vendor:04x}:{self.device:04x}"
-        return f"{self.vendor:04x}:{self.device:04x}-{self.device_last:04x}"
-
-
-class ClassRule(Frozen):
-    """A class code (base << 16 | sub << 8 | prog-if) compared under ``mask``."""
-
-    __slots__ = ("mask", "value")
-    value: int
-    mask: int
-
-    def __init__(self, value: int, mask: int = 0xFFFFFF) -> None:
-        _set(self, "value", value)
-        _set(self, "mask", mask)
-
-    def matches(self, class_code: int) -> bool:
-        return class_code & self.mask == self.value & self.mask
-
-    def __str__(self) -> str:
-        digits = []
-        for shift in range(20, -4, -4):
-            m = (self.mask >> shift) & 0xF
-            if m == 0xF:
-                digits.append(f"{(self.value >> shift) & 0xF:x}")
-            elif m == 0:
-                digits.append("x")
-            else:
-                return f"{self.value:06x}/{self.mask:06x}"
-        return "".join(digits)
-
-
-_ID = re.compile(r"^([0-9a-f]{4}):(\*|[0-9a-f]{4})(?:-([0-9a-f]{4}))?$")
-_CLASS = re.compile(r"^(?:0x)?([0-9a-fx]{2}|[0-9a-fx]{4}|[0-9a-fx]{6})$")
-
-
-def parse_id(text: str) -> IdRule:
-    """``"8086:100e"``, ``"1af4:1040-107f"`` (inclusive) or ``"8086:*"``."""
-    m = _ID.match(text.strip().lower())
-    if not m:
-        raise ValueError(f"id {text!r} is not VVVV:DDDD, VVVV:DDDD-DDDD or VVVV:*")
-    vendor = int(m.group(1), 16)
-    if m.group(2) == "*":
-        if m.group(3):
-            raise ValueError(f"id {text!r}: a range needs a first device id, not '*'")
-        return IdRule(vendor)
-    first = int(m.group(2), 16)
-    last = int(m.group(3), 16) if m.group(3) else None
-    if last is not None and last < first:
-        raise ValueError(f"id {text!r}: range ends before it starts")
-    return IdRule(vendor, first, last)
-
-
-def parse_class(text: str) -> ClassRule:
-    """``"010802"`` (exact), ``"0108xx"`` or ``"0108"`` (any prog-if), ``"01"``; ``x`` is a
-    wildcard hex digit."""
-    m = _CLASS.match(text.strip().lower())
-    if not m:
-        raise ValueError(f"class {text!r} is not 2, 4 or 6 hex digits ('x' = any digit)")
-    digits = m.group(1).ljust(6, "x")
-    value = mask = 0
-    for ch in digits:
-        value, mask = value << 4, mask << 4
-        if ch != "x":
-            value |= int(ch, 16)
-            mask |= 0xF
-    return ClassRule(value, mask)
+# One grammar for ids and classes (handoff.devices.patterns); the plugin API's names stay.
+IdRule = IdPattern
+ClassRule = ClassPattern
 
 
 class Match(Frozen):

@@ -15,17 +15,24 @@ from typing import TYPE_CHECKING, Any
 
 from handoff._slots import Frozen
 from handoff.devices.model import PciDevice
-from handoff.errors import UsageError
-from handoff.restore.defaults import (  # noqa: F401  (re-exported)
+from handoff.devices.patterns import (  # noqa: F401  (re-exported: the old import names)
     ACTIONS,
     QUIESCE,
     RESET,
     RESTORE_EARLY,
     RESTORE_LIVE,
     SKIP,
+    ClassPattern,
+    IdPattern,
+    default_action,
     default_rule,
     is_bridge,
+    parse_address,
+    parse_class,
+    parse_driver,
+    parse_id,
 )
+from handoff.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -43,90 +50,6 @@ _PLUGIN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # handoff.plugins.api
 Plugins = bool | tuple[str, ...]
 
 _MODULE = re.compile(r"^[A-Za-z0-9_\-]+$")
-_ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
-_ADDR_GLOB = re.compile(r"^[0-9a-f:.*?\[\]\-]+$")
-_HEXW = re.compile(r"^([0-9a-fx]{4}|\*)$")
-
-
-class ClassPattern(Frozen):
-    """A class-code pattern: ``value`` and ``mask`` over base << 16 | sub << 8 | prog-if."""
-
-    __slots__ = ("mask", "text", "value")
-    value: int
-    mask: int
-    text: str
-
-    def __init__(self, value: int, mask: int, text: str) -> None:
-        _set(self, "value", value)
-        _set(self, "mask", mask)
-        _set(self, "text", text)
-
-    def matches(self, class_code: int) -> bool:
-        return class_code & self.mask == self.value
-
-
-def parse_class(text: str) -> ClassPattern:
-    """``"0x0108xx"``, ``"0108"`` (base and sub-class), ``"01"``, ``"01:08"`` or
-    ``"01:08:02"``; ``x`` is a wildcard hex digit and ``*`` a wildcard byte."""
-    t = text.strip().lower()
-    if ":" in t:
-        parts = t.split(":")
-        if not 1 <= len(parts) <= 3 or not all(re.fullmatch(r"[0-9a-fx]{2}|\*", p) for p in parts):
-            raise ValueError(f"class {text!r} is not BB[:SS[:PP]] (hex, 'xx' or '*' per byte)")
-        digits = "".join("xx" if p == "*" else p for p in parts)
-    else:
-        digits = t.removeprefix("0x")
-        if len(digits) not in (2, 4, 6) or not re.fullmatch(r"[0-9a-fx]+", digits):
-            raise ValueError(f"class {text!r} is not 2, 4 or 6 hex digits ('x' = any digit), "
-                             "e.g. \"0x0108xx\" or \"01:08\"")
-    digits = digits.ljust(6, "x")
-    value = mask = 0
-    for ch in digits:
-        value, mask = value << 4, mask << 4
-        if ch != "x":
-            value |= int(ch, 16)
-            mask |= 0xF
-    return ClassPattern(value, mask, text)
-
-
-class IdPattern(Frozen):
-    __slots__ = ("device", "text", "vendor")
-    vendor: int | None
-    device: int | None
-    text: str
-
-    def __init__(self, vendor: int | None, device: int | None, text: str) -> None:
-        _set(self, "vendor", vendor)
-        _set(self, "device", device)
-        _set(self, "text", text)
-
-    def matches(self, vendor: int, device: int) -> bool:
-        return ((self.vendor is None or self.vendor == vendor)
-                and (self.device is None or self.device == device))
-
-
-def parse_id(text: str) -> IdPattern:
-    """``"8086:10d3"``; either half may be ``*`` (or ``xxxx``)."""
-    parts = text.strip().lower().split(":")
-    if len(parts) != 2 or not all(_HEXW.match(p) for p in parts):
-        raise ValueError(f"id {text!r} is not VVVV:DDDD (4 hex digits or '*' each)")
-    v, d = (None if p in ("*", "xxxx") else int(p, 16) for p in parts)
-    return IdPattern(v, d, text)
-
-
-def parse_address(text: str) -> str:
-    """A full address ``"0000:01:00.0"``, one without domain (``"01:00.0"``), or a glob."""
-    t = text.strip().lower()
-    if t.count(":") == 1:
-        t = "0000:" + t
-    if any(c in t for c in "*?["):
-        if not _ADDR_GLOB.match(t):
-            raise ValueError(f"address pattern {text!r} has characters other than hex, ':', "
-                             "'.', and the glob characters * ? [ ]")
-        return t
-    if not _ADDR.match(t):
-        raise ValueError(f"address {text!r} is not DDDD:BB:DD.F (e.g. \"0000:03:00.0\")")
-    return t
 
 
 class Rule(Frozen):
@@ -289,11 +212,6 @@ def default_decision(dev: PciDevice, *, blacklist: Iterable[str] = ()) -> Decisi
     return Decision(action, why)
 
 
-def default_action(device: PciDevice, *, blacklist: Iterable[str] = ()) -> str:
-    """The default action for ``device`` (also what ``handoff save`` records)."""
-    return default_rule(device, blacklist)[0]
-
-
 # --- the file ------------------------------------------------------------------------------
 
 _TOP_KEYS = ("version", "blacklist", "default", "plugins", "fallback", "rule")
@@ -393,7 +311,8 @@ def _rule(i: int, r: dict[str, Any], loc: _Locator) -> Rule:
         raise loc.error(i, None, "a rule needs at least one of address, id, class, driver "
                                  "(use the top-level 'default' for every other device)")
     kw: dict[str, Any] = {}
-    for key, parse in (("address", parse_address), ("id", parse_id), ("class", parse_class)):
+    for key, parse in (("address", parse_address), ("id", parse_id), ("class", parse_class),
+                       ("driver", parse_driver)):
         if key in r:
             try:
                 kw["cls" if key == "class" else key] = parse(r[key])
@@ -411,7 +330,7 @@ def _rule(i: int, r: dict[str, Any], loc: _Locator) -> Rule:
         kw["plugins"] = _plugins(r["plugins"], loc, i)
     if "fallback" in r:
         kw["fallback"] = _fallback(r["fallback"], loc, i)
-    return Rule(i + 1, loc.rule_line(i), action, driver=r.get("driver"), reset_method=rm,
+    return Rule(i + 1, loc.rule_line(i), action, reset_method=rm,
                 why=r.get("why"), **kw)
 
 

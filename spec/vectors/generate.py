@@ -2,9 +2,10 @@
 """Regenerate spec/vectors/*.json from the rules of spec/format.md, with the stdlib only.
 
 This is a third, deliberately separate writer: it shares no code with the C core or the
-Python reader, so a vector checks both against the text of the spec. Each vector file holds
-the record bytes as hex, the requirement it exercises, and either the decoded fields a reader
-must report (valid) or the mutation applied and the error a reader must raise (invalid).
+Python reader (only the tests' reference CRC and runs, tests/helpers/reference.py), so a vector
+checks both against the text of the spec. Each vector file holds the record bytes as hex, the
+requirement it exercises, and either the decoded fields a reader must report (valid) or the
+mutation applied and the error a reader must raise (invalid).
 
 Run: python3 spec/vectors/generate.py   (rewrites the files; the output is deterministic)
 """
@@ -23,17 +24,11 @@ FIXED = struct.Struct("<8sHHIQQQHHI32s16s16s12sI")
 BOOT_ID = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
 MACHINE_ID = bytes.fromhex("00112233445566778899aabbccddeeff")
 
-
-def crc32c(data: bytes) -> int:
-    c = 0xFFFFFFFF
-    for b in data:
-        c ^= b
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    return c ^ 0xFFFFFFFF
-
-
-assert crc32c(b"123456789") == 0xE3069283  # §5 check value
+# §5 CRC-32C and §4.1 runs: the tests' one reference of each (stdlib only, written from the
+# spec, sharing nothing with the C core or the reader).
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
+from helpers.reference import crc32c_ref as crc32c
+from helpers.reference import sparse_runs_ref as runs
 
 
 # --- a minimal core-deterministic CBOR encoder (RFC 8949 §4.2.1) -----------------------------
@@ -66,24 +61,6 @@ def cbor(obj: object) -> bytes:
         items = sorted((cbor(k), cbor(v)) for k, v in obj.items())
         return _head(5, len(items)) + b"".join(k + v for k, v in items)
     raise TypeError(type(obj))
-
-
-def runs(config: bytes) -> bytes:
-    """§4.1 sparse runs, split at zero gaps of 4 or more bytes."""
-    out = b""
-    i, n = 0, len(config)
-    while i < n:
-        if not config[i]:
-            i += 1
-            continue
-        start = last = i
-        while i < n and (config[i] or i - last < 4):
-            if config[i]:
-                last = i
-            i += 1
-        out += struct.pack("<HH", start, last + 1 - start) + config[start : last + 1]
-        i = last + 1
-    return out
 
 
 def text(s: str | bytes, size: int = 64) -> bytes:

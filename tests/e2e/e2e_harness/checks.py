@@ -188,22 +188,8 @@ def dump_dir(result: Result) -> Path:
 
 # -- the early collector's snapshot and the first kernel's logs (early-* scenarios) ----------
 
-_CRC32C_TABLE: list[int] = []
-
-
-def crc32c(data: bytes, crc: int = 0) -> int:
-    """CRC-32C (Castagnoli, reflected), chainable like the collector's; check value of
-    b"123456789" is 0xE3069283."""
-    if not _CRC32C_TABLE:
-        for i in range(256):
-            c = i
-            for _ in range(8):
-                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-            _CRC32C_TABLE.append(c)
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc = _CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+# The tests' one reference CRC-32C (tests/ is on sys.path under pytest, via tests/conftest.py).
+from helpers.reference import crc32c_ref as crc32c
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from elfwriter import default_notes
+from helpers.elfwriter import default_notes
 
 BLOCK = 4096
 DDH = "8si65s65s65s65s65s65s6xqqIiiIIIIIIi"

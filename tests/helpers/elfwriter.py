@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from recordgen import note
+from helpers.recordgen import note
 
 ET_CORE = 4
 EM_X86_64 = 62

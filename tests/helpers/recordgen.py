@@ -123,11 +123,10 @@ def region_header(size: int, slot_size: int, s0: int, s1: int, *,
 
 
 def native() -> Any:
-    """The C binding, or None when it is not built."""
-    try:
-        from handoff import _binding
-    except ImportError:
-        return None
+    """The C binding. The C core is part of the package (pip install builds it), so a missing
+    one is an ImportError here: a failure, never a skip."""
+    from handoff import _binding
+
     return _binding
 
 

@@ -28,7 +28,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 Q35 = FIXTURES / "qemu-q35-kdump" / "first-kernel-before-crash"
 Q35_CAPTURE = FIXTURES / "qemu-q35-kdump" / "capture-kernel-before-drivers"
 FIRECRACKER = FIXTURES / "pci-config-firecracker"

@@ -1,4 +1,4 @@
-"""Fake BARs for plugin tests: ``resourceN`` files in a fake sysfs tree (tests/fakesysfs.py),
+"""Fake BARs for plugin tests: ``resourceN`` files in a fake sysfs tree (tests/helpers/fakesysfs.py),
 register models that react to accesses the way a device does, and a clock that tests advance.
 
 The register values always live in the ``resourceN`` file, so the real mmap path runs in every
