@@ -332,17 +332,141 @@ static int check_runs(struct schema *s, const uint8_t *data, uint64_t len)
 	return 0;
 }
 
+/*
+ * A member @v (NULL if missing) of map @map must have CBOR major type @major:
+ * 1 if present and right, 0 if absent and optional, else the failure.
+ */
+static int want(struct schema *s, const uint8_t *map, const uint8_t *v, const char *key,
+		unsigned major, const char *what, int required, int *present_ret)
+{
+	*present_ret = 0;
+	if (!v)
+		return required ? schema_fail(s, map, 20, "missing", key) : 0;
+	if (major_of(v) != major)
+		return schema_fail(s, v, 20, what, key);
+	*present_ret = 1;
+	return 0;
+}
+
+/* An unsigned integer member of at most @max; optional unless @required (R20). */
+static int check_uint(struct schema *s, const uint8_t *map, const uint8_t *v, const char *key,
+		      uint64_t max, int required)
+{
+	unsigned major;
+	uint64_t val;
+	int present, err;
+
+	err = want(s, map, v, key, MT_UINT, "must be an unsigned integer", required, &present);
+	if (err || !present)
+		return err;
+	head(&v, &major, &val);
+	if (val > max)
+		return schema_fail(s, v, 20, "out of range", key);
+	return 0;
+}
+
+/* An array of text strings ("classes", "path", "reset_methods"). */
+static int check_texts(struct schema *s, const uint8_t *map, const uint8_t *v, const char *key,
+		       int required)
+{
+	unsigned major;
+	uint64_t n, len;
+	int present, err;
+
+	err = want(s, map, v, key, MT_ARRAY, "must be an array", required, &present);
+	if (err || !present)
+		return err;
+	head(&v, &major, &n);
+	for (uint64_t i = 0; i < n; i++) {
+		if (major_of(v) != MT_TEXT)
+			return schema_fail(s, v, 20, "items must be text strings", key);
+		head(&v, &major, &len);
+		v += len;
+	}
+	return 0;
+}
+
+static int is_hex(uint8_t c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/*
+ * A PCI address as pci_name() prints it (drivers/pci/probe.c, "%04x:%02x:%02x.%d"):
+ * "DDDD:BB:DD.F", lower-case, device <= 0x1f, function <= 7 (R20). The same rule as
+ * handoff.payload.is_pci_addr: save, the reader and restore share it.
+ */
+static int check_addr(struct schema *s, const uint8_t *map, const uint8_t *v, const char *key,
+		      int required)
+{
+	static const char shape[] = "hhhh:hh:Dh.F";
+	unsigned major;
+	uint64_t len;
+	int present, err;
+
+	err = want(s, map, v, key, MT_TEXT, "must be a text string", required, &present);
+	if (err || !present)
+		return err;
+	head(&v, &major, &len);
+	if (len != sizeof(shape) - 1)
+		return schema_fail(s, v, 20, "is not DDDD:BB:DD.F", key);
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = v[i];
+		int ok;
+
+		switch (shape[i]) {
+		case 'h': ok = is_hex(c); break;
+		case 'D': ok = c == '0' || c == '1'; break;
+		case 'F': ok = c >= '0' && c <= '7'; break;
+		default: ok = c == (uint8_t)shape[i]; break;
+		}
+		if (!ok)
+			return schema_fail(s, v, 20, "is not DDDD:BB:DD.F", key);
+	}
+	return 0;
+}
+
+/* "ext": a map of versioned sections, each a map with an unsigned "v" < 2^32. */
+static int check_ext(struct schema *s, const uint8_t *map, const uint8_t *v)
+{
+	static const char *const keys[] = { "v" };
+	const uint8_t *sv[1];
+	unsigned major;
+	uint64_t n, len;
+	int present, err;
+
+	err = want(s, map, v, "ext", MT_MAP, "must be a map", 0, &present);
+	if (err || !present)
+		return err;
+	head(&v, &major, &n);
+	for (uint64_t i = 0; i < n; i++) {
+		head(&v, &major, &len);	/* keys are text (R16) */
+		v += len;
+		if (major_of(v) != MT_MAP)
+			return schema_fail(s, v, 20, "sections must be maps", "ext");
+		map_find(v, keys, 1, sv);
+		err = check_uint(s, v, sv[0], "ext.v", 0xffffffffu, 1);
+		if (err)
+			return err;
+		skip(&v);
+	}
+	return 0;
+}
+
 /* A pci device's "early" or "live" snapshot (payload.cddl snapshot, R21). */
 static int check_snapshot(struct schema *s, const uint8_t *snap)
 {
-	static const char *const keys[] = { "size", "len", "data" };
-	const uint8_t *v[3];
+	static const char *const keys[] = { "size", "len", "data", "src", "partial" };
+	const uint8_t *v[5];
 	uint64_t size, len;
-	int err;
+	int err, present;
 
 	if (major_of(snap) != MT_MAP)
 		return schema_fail(s, snap, 20, "must be a map", NULL);
-	map_find(snap, keys, 3, v);
+	map_find(snap, keys, 5, v);
+	err = want(s, snap, v[3], "src", MT_TEXT, "must be a text string", 1, &present);
+	if (err)
+		return err;
 	err = get_uint(s, snap, v[0], "size", &size);
 	if (err)
 		return err;
@@ -353,6 +477,9 @@ static int check_snapshot(struct schema *s, const uint8_t *snap)
 		return err;
 	if (len > size)
 		return schema_fail(s, v[1], 20, "exceeds size", "len");
+	err = want(s, snap, v[4], "partial", MT_TEXT, "must be a text string", 0, &present);
+	if (err)
+		return err;
 	if (!v[2])
 		return schema_fail(s, snap, 21, "missing", "data");
 	if (major_of(v[2]) != MT_BYTES)
@@ -360,28 +487,120 @@ static int check_snapshot(struct schema *s, const uint8_t *snap)
 	return check_runs(s, v[2], len);
 }
 
+static int check_ids(struct schema *s, const uint8_t *dev, const uint8_t *ids)
+{
+	static const char *const keys[] = { "vendor", "device", "subvendor", "subdevice", "class",
+					    "revision" };
+	static const uint64_t max[] = { 0xffff, 0xffff, 0xffff, 0xffff, 0xffffff, 0xff };
+	const uint8_t *v[6];
+	int err, present;
+
+	err = want(s, dev, ids, "ids", MT_MAP, "must be a map", 1, &present);
+	if (err)
+		return err;
+	map_find(ids, keys, 6, v);
+	for (size_t i = 0; i < 6; i++) {
+		err = check_uint(s, ids, v[i], keys[i], max[i], 1);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* "bars": [* [index <= 6, start, size, flags]], all unsigned. */
+static int check_bars(struct schema *s, const uint8_t *dev, const uint8_t *v)
+{
+	unsigned major;
+	uint64_t n, k, arg;
+	int present, err;
+
+	err = want(s, dev, v, "bars", MT_ARRAY, "must be an array", 0, &present);
+	if (err || !present)
+		return err;
+	head(&v, &major, &n);
+	for (uint64_t i = 0; i < n; i++) {
+		const uint8_t *bar = v;
+
+		if (major_of(v) != MT_ARRAY)
+			return schema_fail(s, bar, 20, "expected [index<=6, start, size, flags]", "bars");
+		head(&v, &major, &k);
+		if (k != 4)
+			return schema_fail(s, bar, 20, "expected [index<=6, start, size, flags]", "bars");
+		for (uint64_t j = 0; j < 4; j++) {
+			if (major_of(v) != MT_UINT)
+				return schema_fail(s, bar, 20, "expected [index<=6, start, size, flags]",
+						   "bars");
+			head(&v, &major, &arg);
+			if (j == 0 && arg > 6)
+				return schema_fail(s, bar, 20, "expected [index<=6, start, size, flags]",
+						   "bars");
+		}
+	}
+	return 0;
+}
+
+static int check_sriov(struct schema *s, const uint8_t *dev, const uint8_t *v)
+{
+	static const char *const keys[] = { "total", "num" };
+	const uint8_t *sv[2];
+	int present, err;
+
+	err = want(s, dev, v, "sriov", MT_MAP, "must be a map", 0, &present);
+	if (err || !present)
+		return err;
+	map_find(v, keys, 2, sv);
+	err = check_uint(s, v, sv[0], "sriov.total", 0xffff, 1);
+	if (err)
+		return err;
+	return check_uint(s, v, sv[1], "sriov.num", 0xffff, 1);
+}
+
+/*
+ * One device (payload.cddl pci-device / other-device): every rule of schema 1,
+ * the same predicate as handoff.payload.validate_device, so that C and Python
+ * agree on which records are valid, and so on which slot R25 picks.
+ */
 static int check_device(struct schema *s, const uint8_t *dev)
 {
-	static const char *const keys[] = { "bus", "early", "live" };
-	const uint8_t *v[3], *bus;
+	enum { BUS, ADDR, IDS, DRIVER, CLASSES, PARENT, PATH, BARS, RESET, SRIOV, DSN, EARLY,
+	       LIVE, POLICY, EXT, NKEYS };
+	static const char *const keys[NKEYS] = {
+		"bus", "addr", "ids", "driver", "classes", "parent", "path", "bars",
+		"reset_methods", "sriov", "dsn", "early", "live", "policy", "ext",
+	};
+	const uint8_t *v[NKEYS], *bus;
 	unsigned major;
 	uint64_t len;
-	int err;
+	int err, present;
 
 	if (major_of(dev) != MT_MAP)
 		return schema_fail(s, dev, 20, "must be a map", NULL);
-	map_find(dev, keys, 3, v);
-	bus = v[0];
-	if (!bus)
-		return schema_fail(s, dev, 20, "missing", "bus");
-	if (major_of(bus) != MT_TEXT)
-		return schema_fail(s, bus, 20, "must be a text string", "bus");
+	map_find(dev, keys, NKEYS, v);
+	bus = v[BUS];
+	err = want(s, dev, bus, "bus", MT_TEXT, "must be a text string", 1, &present);
+	if (err)
+		return err;
+	err = want(s, dev, v[ADDR], "addr", MT_TEXT, "must be a text string", 1, &present);
+	if (err)
+		return err;
 	head(&bus, &major, &len);
 	if (len != 3 || memcmp(bus, "pci", 3))
 		return 0;	/* other buses stay opaque (payload.cddl other-device) */
-	for (size_t i = 1; i < 3; i++) {	/* "early", then "live" */
+	if ((err = check_addr(s, dev, v[ADDR], "addr", 1)) ||
+	    (err = check_ids(s, dev, v[IDS])) ||
+	    (err = want(s, dev, v[DRIVER], "driver", MT_TEXT, "must be a text string", 0,
+			&present)) ||
+	    (err = check_texts(s, dev, v[CLASSES], "classes", 0)) ||
+	    (err = check_texts(s, dev, v[PATH], "path", 1)) ||
+	    (err = check_texts(s, dev, v[RESET], "reset_methods", 0)) ||
+	    (err = check_addr(s, dev, v[PARENT], "parent", 0)) ||
+	    (err = check_bars(s, dev, v[BARS])) ||
+	    (err = check_sriov(s, dev, v[SRIOV])) ||
+	    (err = check_uint(s, dev, v[DSN], "dsn", UINT64_MAX, 0)))
+		return err;
+	for (size_t i = EARLY; i <= LIVE; i++) {	/* "early", then "live" */
 		if (!v[i]) {
-			if (i == 2)
+			if (i == LIVE)
 				return schema_fail(s, dev, 20, "missing (required for bus \"pci\")",
 						   "live");
 			continue;
@@ -392,20 +611,65 @@ static int check_device(struct schema *s, const uint8_t *dev)
 		if (err)
 			return err;
 	}
-	return 0;
+	err = want(s, dev, v[POLICY], "policy", MT_TEXT, "must be a text string", 1, &present);
+	if (err)
+		return err;
+	return check_ext(s, dev, v[EXT]);
+}
+
+/* "capture": blacklist module names ([A-Za-z0-9_-]+, as modprobe takes them), cmdline text. */
+static int check_capture(struct schema *s, const uint8_t *top, const uint8_t *v)
+{
+	static const char *const keys[] = { "blacklist", "cmdline" };
+	const uint8_t *cv[2], *p;
+	unsigned major;
+	uint64_t n, len;
+	int present, err;
+
+	err = want(s, top, v, "capture", MT_MAP, "must be a map", 0, &present);
+	if (err || !present)
+		return err;
+	map_find(v, keys, 2, cv);
+	err = want(s, v, cv[0], "capture.blacklist", MT_ARRAY, "must be an array", 0, &present);
+	if (err)
+		return err;
+	if (present) {
+		p = cv[0];
+		head(&p, &major, &n);
+		for (uint64_t i = 0; i < n; i++) {
+			const uint8_t *item = p;
+
+			if (major_of(p) != MT_TEXT)
+				return schema_fail(s, item, 20, "not a module name", "capture.blacklist");
+			head(&p, &major, &len);
+			if (len == 0)
+				return schema_fail(s, item, 20, "not a module name", "capture.blacklist");
+			for (uint64_t j = 0; j < len; j++) {
+				uint8_t c = p[j];
+
+				if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+				      (c >= 'A' && c <= 'Z') || c == '_' || c == '-'))
+					return schema_fail(s, item, 20, "not a module name",
+							   "capture.blacklist");
+			}
+			p += len;
+		}
+	}
+	return want(s, v, cv[1], "capture.cmdline", MT_TEXT, "must be a text string", 0,
+		    &present);
 }
 
 static int check_schema(struct schema *s, const uint8_t *top)
 {
-	static const char *const keys[] = { "v", "devices" };
-	const uint8_t *v[2], *p;
+	static const char *const keys[] = { "v", "devices", "capture", "ext" };
+	const uint8_t *v[4], *p;
 	unsigned major;
 	uint64_t n;
 	int err;
 
 	if (major_of(top) != MT_MAP)
 		return schema_fail(s, top, 20, "must be a map", NULL);
-	map_find(top, keys, 2, v);
+	map_find(top, keys, 4, v);
 	err = get_uint(s, top, v[0], "v", &n);
 	if (err)
 		return err;
@@ -424,7 +688,11 @@ static int check_schema(struct schema *s, const uint8_t *top)
 			return err;
 		skip(&p);
 	}
-	return 0;
+	s->device = NO_DEVICE;
+	err = check_capture(s, top, v[2]);
+	if (err)
+		return err;
+	return check_ext(s, top, v[3]);
 }
 
 /* The first pass on its own: one strict, deterministic item and nothing after it. */

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from handoff._slots import Frozen, Slots
+from handoff.budget import NOTE_COST, Budget, spend
 from handoff.errors import BadContainer
 
 ELF_MAGIC = b"\x7fELF"
@@ -30,7 +31,7 @@ EM_NAMES = {3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390", 40: "arm",
 # few KiB per CPU; a record is at most 16 MiB + 4 KiB (R8, R9).
 MAX_PHNUM = 1 << 20
 MAX_NOTE_BYTES = 64 << 20  # total bytes of PT_NOTE segments read
-MAX_NOTES = 1 << 16
+MAX_NOTES = 1 << 16  # in one note area, and in all PT_NOTE segments of a file together
 NOTE_ALIGN = 4  # R24 and every Linux core-file writer: name and desc padded to 4 bytes
 
 
@@ -83,13 +84,15 @@ _NHDR = {"<": struct.Struct("<III"), ">": struct.Struct(">III")}
 
 
 def iter_notes(
-    buf: bytes | memoryview, base: int = 0, *, endian: str = "<", strict: bool = True
+    buf: bytes | memoryview, base: int = 0, *, endian: str = "<", strict: bool = True,
+    budget: Budget | None = None, max_notes: int = MAX_NOTES,
 ) -> Iterator[Note]:
     """Iterate the notes in ``buf`` (a PT_NOTE segment or a note file).
 
     ``base`` is the file offset of ``buf[0]``, used in notes and error messages. An all-zero
     header ends the iteration (padding after the last note, as kernels leave in note buffers);
-    with ``strict``, anything else that does not parse is an error.
+    with ``strict``, anything else that does not parse is an error. Each note is charged to
+    ``budget``; more than ``max_notes`` is an error.
     """
     nhdr = _NHDR[endian]
     n = len(buf)
@@ -111,7 +114,7 @@ def iter_notes(
                 )
             return
         count += 1
-        if count > MAX_NOTES:
+        if count > max_notes:
             raise BadContainer(f"more than {MAX_NOTES} notes", offset=base + pos)
         name_at = pos + 12
         name_end = name_at + namesz
@@ -124,6 +127,7 @@ def iter_notes(
                 f"descriptor ({what} extends past the end of its {n}-byte segment)",
                 offset=base + pos,
             )
+        spend(budget, NOTE_COST + namesz + descsz, "ELF notes", base + pos)
         name = bytes(buf[name_at:name_end])
         if namesz and name[-1:] == b"\x00":
             name = name[:-1]
@@ -234,11 +238,14 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
-def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfCore:
+def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
+          budget: Budget | None = None) -> ElfCore:
     """Parse the ELF header, program headers and (with ``read_notes``) the PT_NOTE notes.
 
     With ``hole_ok`` (a flattened dump, whose view may not hold every program header), program
-    headers that cannot be read are skipped instead of refused.
+    headers that cannot be read are skipped instead of refused. Everything read is charged to
+    ``budget``; the notes of all PT_NOTE segments together (overlapping ones count each time)
+    are at most :data:`MAX_NOTES`.
     """
     ident = read_exact(blob, 0, 16, "ELF identification")
     if ident[:4] != ELF_MAGIC:
@@ -283,6 +290,7 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfC
     for first in range(0, phnum, chunk):
         count = min(chunk, phnum - first)
         at = phoff + first * phentsize
+        spend(budget, count * max(phentsize, 64), "program headers", at)
         if hole_ok:
             try:
                 table = read_exact(blob, at, count * phentsize, "program headers")
@@ -310,8 +318,10 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False) -> ElfC
                 raise BadContainer(
                     f"PT_NOTE segments total more than {MAX_NOTE_BYTES >> 20} MiB", offset=p.offset
                 )
+            spend(budget, p.filesz, "PT_NOTE segments", p.offset)
             seg = read_exact(blob, p.offset, p.filesz, "PT_NOTE segment")
-            notes.extend(iter_notes(seg, p.offset, endian=e))
+            notes.extend(iter_notes(seg, p.offset, endian=e, budget=budget,
+                                    max_notes=MAX_NOTES - len(notes)))
     return ElfCore(
         elf_class=64 if is64 else 32,
         endian=e,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 
 from handoff._slots import Slots
+from handoff.budget import CHUNK_COST, Budget, spend
 from handoff.elfcore import MAX_NOTE_BYTES, Blob, Note, iter_notes, read_exact
 from handoff.errors import BadContainer
 
@@ -160,8 +161,8 @@ def is_flattened(head: bytes) -> bool:
     return head[:16] == FLAT_SIGNATURE + bytes(4)
 
 
-def parse(blob: Blob, *, read_notes: bool = True) -> KdumpHeader:
-    """Parse a kdump-compressed dump's headers and note area."""
+def parse(blob: Blob, *, read_notes: bool = True, budget: Budget | None = None) -> KdumpHeader:
+    """Parse a kdump-compressed dump's headers and note area, charging ``budget``."""
     raw = read_exact(blob, 0, DDH_SIZE, "kdump header")
     if raw[:8] == DISKDUMP_SIGNATURE:
         raise BadContainer(
@@ -207,6 +208,7 @@ def parse(blob: Blob, *, read_notes: bool = True) -> KdumpHeader:
         if kh.size_vmcoreinfo:
             _check_range(kh.offset_vmcoreinfo, kh.size_vmcoreinfo, bs, MAX_VMCOREINFO,
                          "VMCOREINFO", bs + 32)
+            spend(budget, kh.size_vmcoreinfo, "VMCOREINFO", kh.offset_vmcoreinfo)
             kh.vmcoreinfo = read_exact(blob, kh.offset_vmcoreinfo, kh.size_vmcoreinfo,
                                        "kdump VMCOREINFO")
     if kh.header_version >= 4:
@@ -214,8 +216,9 @@ def parse(blob: Blob, *, read_notes: bool = True) -> KdumpHeader:
         if kh.size_note and read_notes:
             _check_range(kh.offset_note, kh.size_note, bs, MAX_NOTE_BYTES, "note area",
                          bs + 48)
+            spend(budget, kh.size_note, "the note area", kh.offset_note)
             buf = read_exact(blob, kh.offset_note, kh.size_note, "kdump note area")
-            kh.notes = list(iter_notes(buf, kh.offset_note, endian=e))
+            kh.notes = list(iter_notes(buf, kh.offset_note, endian=e, budget=budget))
     return kh
 
 
@@ -244,7 +247,7 @@ class FlatView:
 
     size = 1 << 62
 
-    def __init__(self, blob: Blob) -> None:
+    def __init__(self, blob: Blob, budget: Budget | None = None) -> None:
         head = read_exact(blob, 0, 32, "flattened header")
         if not is_flattened(head):
             raise BadContainer("not a makedumpfile flattened file (bad signature)", offset=0)
@@ -257,6 +260,8 @@ class FlatView:
                 offset=24,
             )
         self.blob = blob
+        self.budget = budget
+        self.scanned = 0  # chunk headers scanned, empty ones included
         self.chunks: list[tuple[int, int, int]] = []  # (dump offset, size, file offset)
         self.pos = FLAT_HEADER_SIZE
         self.done = False
@@ -275,9 +280,9 @@ class FlatView:
         for _ in range(budget):
             if self.done:
                 return
-            if len(self.chunks) >= MAX_FLAT_CHUNKS:
+            if self.scanned >= MAX_FLAT_CHUNKS:
                 self.done = True
-                self.why = f"gave up after {len(self.chunks)} chunks"
+                self.why = f"gave up after {self.scanned} chunks"
                 return
             at = self.pos
             if at >= self.blob.size:
@@ -298,6 +303,8 @@ class FlatView:
                 raise BadContainer(
                     f"flattened chunk at offset {at} has offset {off} and size {size}", offset=at
                 )
+            self.scanned += 1
+            spend(self.budget, CHUNK_COST, "flattened chunks", at)
             have = self.blob.size - at - 16
             if size > have:
                 # A truncated copy: keep what is there; ranges it misses are reported by pread.
@@ -307,21 +314,24 @@ class FlatView:
                 self.why = (f"the file ends inside the chunk at offset {at}, which claims "
                             f"{size} bytes")
                 return
-            self.chunks.append((off, size, at + 16))
+            if size:  # an empty chunk places nothing: keeping it would only cost every pread
+                self.chunks.append((off, size, at + 16))
             self.pos = at + 16 + size
 
     def pread(self, offset: int, length: int) -> bytes:
         end = offset + length
-        spans: list[tuple[int, int]] = []  # parts of [offset, end) seen so far, merged lazily
+        covered: list[tuple[int, int]] = []  # disjoint, sorted parts of [offset, end) seen
         seen = 0
         budget = 16  # headers come first in makedumpfile's stream: look a little, then more
         while True:
-            for o, s, _ in self.chunks[seen:]:
-                if o < end and o + s > offset:
-                    spans.append((max(o, offset), min(o + s, end)))
+            new = [(max(o, offset), min(o + s, end)) for o, s, _ in self.chunks[seen:]
+                   if o < end and o + s > offset]
+            # Each chunk is looked at once per pread, whatever the number of rounds.
+            spend(self.budget, len(self.chunks) - seen, "flattened chunk lookups", offset)
             seen = len(self.chunks)
-            spans = _merge(spans)
-            if spans and spans[0][0] <= offset and spans[0][1] >= end:
+            if new:  # merge the sorted new spans into the disjoint list: no re-sort of all
+                covered = _merge(covered + new) if len(new) > 1 or covered else new
+            if covered and covered[0][0] <= offset and covered[0][1] >= end:
                 break
             if self.done:
                 raise BadContainer(
@@ -331,6 +341,7 @@ class FlatView:
             self._scan(budget)
             budget = min(budget * 2, 4096)
         out = bytearray(length)
+        spend(self.budget, len(self.chunks) + length, "flattened reads", offset)
         for o, s, src in self.chunks:  # in stream order: a later chunk overrides an earlier one
             a, b = max(o, offset), min(o + s, end)
             if a < b:

@@ -41,7 +41,10 @@ def _re(pattern: str | bytes) -> re.Pattern[Any]:
     return p
 
 
-_PCI_ADDR = r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$"
+# R20: DDDD:BB:DD.F, lower-case, device <= 0x1f, function <= 7, as pci_name() prints it
+# (drivers/pci/probe.c: "%04x:%02x:%02x.%d"). Matched whole (fullmatch): "$" would also
+# accept a trailing newline.
+_PCI_ADDR = r"[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]"
 _MODULE_NAME = r"[A-Za-z0-9_\-]+"
 _ZERO_GAP = rb"\x00{%d,}" % _MIN_ZERO_GAP
 
@@ -189,6 +192,12 @@ def _validate_ext(obj: dict[str, Any], path: str, base: int | None) -> None:
         _uint(section, "v", f"{path}.ext.{name}", base, 0xFFFFFFFF)
 
 
+def is_pci_addr(s: object) -> bool:
+    """Whether ``s`` is a PCI address as the schema takes it (R20): the one rule that save,
+    the reader, policy and restore share."""
+    return isinstance(s, str) and _re(_PCI_ADDR).fullmatch(s) is not None
+
+
 def validate_device(d: Any, path: str, base: int | None) -> None:
     if not isinstance(d, dict):
         raise _fail(path, "device is not a map", base)
@@ -196,7 +205,7 @@ def validate_device(d: Any, path: str, base: int | None) -> None:
     addr = _want(d, "addr", str, path, base)
     if bus != "pci":
         return  # other buses are opaque to schema 1 readers
-    if not _re(_PCI_ADDR).match(addr):
+    if not is_pci_addr(addr):
         raise _fail(f"{path}.addr", f"{addr!r} is not DDDD:BB:DD.F", base)
     ids = _want(d, "ids", dict, path, base)
     for key, mx in (("vendor", 0xFFFF), ("device", 0xFFFF), ("subvendor", 0xFFFF),
@@ -209,7 +218,7 @@ def validate_device(d: Any, path: str, base: int | None) -> None:
             if not isinstance(s, str):
                 raise _fail(f"{path}.{key}[{j}]", "not a text string", base)
     parent = _want(d, "parent", str, path, base, required=False)
-    if parent is not None and not _re(_PCI_ADDR).match(parent):
+    if parent is not None and not is_pci_addr(parent):
         raise _fail(f"{path}.parent", f"{parent!r} is not DDDD:BB:DD.F", base)
     for j, bar in enumerate(_want(d, "bars", list, path, base, required=False) or []):
         if (not isinstance(bar, list) or len(bar) != 4

@@ -112,7 +112,25 @@ def collect_devices(
             size = st.size if st.size in (256, 4096) else dev.live.size
             dev.early = Snapshot(st.source, size, st.data[:size], st.partial)
         dev.policy = policy(dev)
+    res.devices = _writable(res.devices, res.warnings)
     return res
+
+
+def _writable(devices: list[PciDevice], warnings: list[str]) -> list[PciDevice]:
+    """The devices whose entries the reader's schema accepts (R20); each other one is skipped
+    with a warning, so one odd sysfs entry never costs the record (and every device in it)."""
+    from handoff.errors import SchemaViolation
+    from handoff.payload import validate_device
+
+    keep = []
+    for d in devices:
+        try:
+            validate_device(d.to_payload(), "", None)
+        except SchemaViolation as e:
+            warnings.append(f"{d.addr!r}: skipped, the record cannot hold it: {e}")
+            continue
+        keep.append(d)
+    return keep
 
 
 def early_source(dev: PciDevice) -> str:
@@ -158,92 +176,41 @@ def previous_generation(path: str | os.PathLike[str], boot_id: str) -> int:
 
 
 def _generation_native(raw: bytes, boot_id: str) -> int:
-    """The C core's §8 steps 1-9 (the C core writes the record anyway; the Python reader's
+    """The C core's §8 steps 1-10 (the C core writes the record anyway; the Python reader's
     SHA-256 would import OpenSSL's _hashlib for this one check)."""
     from handoff import _binding
 
-    info = _binding.verify_record(raw, exact=True)
+    info = _binding.check_record(raw, exact=True)  # §8 steps 1-10: the reader's verdict
     if info["boot_id"] != bytes.fromhex(boot_id.replace("-", "")):
         return 0
     return int(info["generation"])
 
 
-def check_output(path: str | os.PathLike[str]) -> bool:
-    """Refuse an output path before any work is done: one under /sys or /proc, or in a
-    directory that does not exist. Returns whether it is a special file (``/dev/null``, a
-    pipe, a device), which is written in place."""
-    from handoff.errors import EnvironmentProblem, UsageError
+def check_output(path: str | os.PathLike[str], *, force: bool = False) -> bool:
+    """Refuse an output path before any work is done: one under /sys or /proc, in a directory
+    that does not exist, a symlink, or an existing file that is not a record (unless
+    ``force``). Returns whether it is a special file (``/dev/null``, a pipe), which is written
+    in place."""
+    from handoff import outfile
+    from handoff.errors import UsageError
 
     p = os.fspath(path)
     real = os.path.realpath(p)
     if real == "/sys" or real.startswith(("/sys/", "/proc/")):
         raise UsageError(f"refusing to write a record to {real}: handoff save never writes "
                          "to sysfs or procfs", hint="pass -o a regular file, e.g. under /var")
-    try:
-        return not stat.S_ISREG(os.stat(p).st_mode)
-    except FileNotFoundError:
-        pass
-    head = os.path.dirname(p) or "."
-    if not os.path.isdir(head):
-        raise EnvironmentProblem(f"cannot write {p}: {head} is not a directory",
-                                 hint="create the directory, or pass -o a file in one")
-    return False
+    return outfile.check(p, outfile.RECORD, force=force, special_ok=True) == "special"
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half:
-    a new file beside it (O_EXCL, mode 0600), fsync, rename.
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> None:
+    """Write the record ``data`` to ``path`` so a reader sees the old file or the new one,
+    never half, by :mod:`handoff.outfile`'s rules (mode 0600; an existing file that is not a
+    record is replaced only with ``force``). Special files (``/dev/null``, a pipe) are written
+    in place."""
+    from handoff import outfile
 
-    Special files (``/dev/null``, a pipe, a device) are written in place.
-    """
-    p = os.fspath(path)
-    special = check_output(p)
-    if special:
-        with open(p, "wb") as f:
-            f.write(data)
-        return
-    head, name = os.path.split(p)
-    for _ in range(16):
-        tmp = os.path.join(head, f".{name}.{os.getpid()}.{os.urandom(4).hex()}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:
-            from handoff.errors import EnvironmentProblem
-
-            raise EnvironmentProblem(f"cannot write {p}: {e.strerror}",
-                                     hint="pass -o a file in a writable directory") from None
-    else:  # pragma: no cover - 16 collisions of 32 random bits
-        raise FileExistsError(f"cannot create a temporary file beside {p}")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(head or ".")
-
-
-def _fsync_dir(path: str) -> None:
-    """Make the rename durable: a crash right after must not bring the old file back."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    check_output(path, force=force)
+    outfile.write_file(path, data, outfile.RECORD, force=force, special_ok=True)
 
 
 def save(
@@ -252,6 +219,7 @@ def save(
     *,
     identity: Any = None,
     encode: Callable[..., bytes] | None = None,
+    force: bool = False,
     **collect_kw: Any,
 ) -> SaveResult:
     """Collect, encode and (if ``output`` is given) write a record; returns the result.
@@ -273,6 +241,6 @@ def save(
         encode = record.encode
     res.record = encode(build_payload(res.devices), producer, res.generation)
     if output is not None:
-        write_atomic(output, res.record)
+        write_atomic(output, res.record, force=force)
         res.path = str(output)
     return res

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -454,7 +455,9 @@ def test_the_dump_is_fsynced_before_it_is_renamed_and_described(
     real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
 
     def fsync(fd: int) -> None:
-        log.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        log.append(("fsync", "tmp" if re.fullmatch(r"\.handoff-capture\.json\.[0-9a-f]{8}\.tmp",
+                                                   name) else name))
         real_fsync(fd)
 
     def rename(a: str, b: str) -> None:
@@ -465,6 +468,13 @@ def test_the_dump_is_fsynced_before_it_is_renamed_and_described(
         log.append(("replace", Path(b).name))
         real_replace(a, b)
 
+    real_link = os.link
+
+    def link(a: str, b: str, **kw: object) -> None:
+        log.append(("link", Path(b).name))
+        real_link(a, b, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", link)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)
     monkeypatch.setattr(os, "replace", replace)
@@ -475,10 +485,10 @@ def test_the_dump_is_fsynced_before_it_is_renamed_and_described(
         ("fsync", "vmcore.incomplete"),  # the copy
         ("fsync", "vmcore.incomplete"),  # the appended notes
         ("fsync", "vmcore.incomplete"),  # the PT_NOTE header
-        ("rename", "vmcore"),
+        ("link", "vmcore"),  # moved into place, never over a file that appeared meanwhile
         ("fsync", stamp),  # the directory entry
-        ("fsync", M.META_NAME + f".tmp.{os.getpid()}"),
-        ("replace", M.META_NAME),
+        ("fsync", "tmp"),  # the metadata, under a temporary name
+        ("link", M.META_NAME),
         ("fsync", stamp),
     ]
 

@@ -4,7 +4,7 @@ kernel/params.c parse_args(), init/main.c: what follows a bare ``--`` belongs to
 from __future__ import annotations
 
 import pytest
-from test_load import HANDOFF_PARAMS, Machine, dry, expected_argv, machine  # noqa: F401
+from helpers.machine import HANDOFF_PARAMS, Machine, dry, expected_argv
 
 from handoff.kexec.cmdline import assemble, param, parse, split
 
@@ -65,7 +65,7 @@ def test_quoted_values_survive_and_are_matched_by_name() -> None:
     assert line == 'ro "dyndbg=file x +p" reset_devices'
 
 
-def test_load_puts_its_parameters_before_the_dash_dash(machine: Machine) -> None:  # noqa: F811
+def test_load_puts_its_parameters_before_the_dash_dash(machine: Machine) -> None:
     (machine.root / "proc/cmdline").write_text(
         'BOOT_IMAGE=/boot/vmlinuz root=UUID=1 ro rdinit=/bin/sh crashkernel=256M '
         '"acpi_osi=Linux x" -- single\n')
@@ -76,7 +76,7 @@ def test_load_puts_its_parameters_before_the_dash_dash(machine: Machine) -> None
         f'ro "acpi_osi=Linux x" irqpoll nr_cpus=1 reset_devices {HANDOFF_PARAMS} -- single')
 
 
-def test_user_cmdline_loses_rdinit_too(machine: Machine) -> None:  # noqa: F811
+def test_user_cmdline_loses_rdinit_too(machine: Machine) -> None:
     rc, out, err, work = dry(machine, "--cmdline", "console=ttyS0 rdinit=/bin/sh")
     assert rc == 0, err
     assert out.splitlines()[0] == expected_argv(

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_load import INIT_SIZE, cli, dry, make_machine, shared_runtime_cache, use_machine
+from helpers.machine import INIT_SIZE, cli, dry, make_machine, use_machine
 
 from handoff.kexec import checks, estimate
 
@@ -16,10 +16,13 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-         tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     m = make_machine(tmp_path, crash_size=0)
-    use_machine(m, monkeypatch, shared_runtime_cache(tmp_path_factory))
+    # A machine where `handoff load` never ran: no runtime cached, so estimate uses the
+    # typical one (the session's shared cache may or may not hold one, by test order).
+    empty = tmp_path / "no-runtime-yet"
+    empty.mkdir()
+    use_machine(m, monkeypatch, empty)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root
     return m
 

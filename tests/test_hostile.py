@@ -273,7 +273,8 @@ def test_decompression_bomb_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_real_one_gib_bomb_is_stopped() -> None:
-    """Default limits: 1.5 GiB of zeros in a ~7 MiB gzip stops at 1 GiB, in bounded memory."""
+    """Default limits: 1.5 GiB of zeros in a ~7 MiB gzip stops at the input's work budget
+    (8 units per input byte + 64 MiB, handoff.budget), long before 1 GiB, in bounded memory."""
     c = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     head = c.compress(cpio.header("z", 0o100644, 0xC0000000, 1)) + c.flush(zlib.Z_FULL_FLUSH)
     # After a full flush the compressor starts afresh, so 16 MiB of zeros always compresses to
@@ -283,7 +284,10 @@ def test_real_one_gib_bomb_is_stopped() -> None:
     assert len(bomb) < 8 << 20  # level 1: zlib inflates it 4x faster than level 9
     tracemalloc.start()
     try:
-        bad(bomb, r"decompressed output exceeds 1024 MiB in total")
+        e = bad(bomb, rf"^reading this {len(bomb)}-byte input would cost more than its budget "
+                rf"of {8 * len(bomb) + (64 << 20)} units \(8 per input byte \+ 64 MiB; exhausted "
+                r"by gzip output\): not a real dump or initrd$")
+        assert type(e).__name__ == "BudgetExceeded"
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -19,6 +19,7 @@ from helpers.machine import (
     Machine,
     cli,
     dry,
+    expected_argv,
     make_machine,
     parts_of,
     shared_runtime_cache,
@@ -30,12 +31,6 @@ from handoff.errors import EnvironmentProblem
 from handoff.kexec.config import Host
 from handoff.kexec.load import LoadOptions, load
 from handoff.kexec.runner import Runner
-
-
-def expected_argv(m: Machine, work: Path, mode: str, flags: list[str], cmdline: str) -> str:
-    return shlex.join([m.kexec, mode, *flags, str(m.kernel),
-                       f"--initrd={work}/capture-initrd.img", f"--append={cmdline}"])
-
 
 DERIVED = f"ro quiet console=ttyS0 irqpoll nr_cpus=1 reset_devices {HANDOFF_PARAMS}"
 

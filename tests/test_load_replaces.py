@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from test_load import Machine, cli, dry, machine  # noqa: F401
+from helpers.machine import Machine, cli, dry
 
 
 def _kdump_tools(m: Machine) -> None:
@@ -21,7 +21,7 @@ def _kdump_tools(m: Machine) -> None:
     (m.sys / "kernel/kexec_crash_loaded").write_text("1\n")
 
 
-def test_dry_run_names_the_kdump_tools_kernel(machine: Machine) -> None:  # noqa: F811
+def test_dry_run_names_the_kdump_tools_kernel(machine: Machine) -> None:
     _kdump_tools(machine)
     rc, out, err, _ = dry(machine)
     assert rc == 0, err
@@ -29,19 +29,19 @@ def test_dry_run_names_the_kdump_tools_kernel(machine: Machine) -> None:  # noqa
     at = next(i for i, ln in enumerate(lines) if ln.startswith("replaces"))
     kd = machine.root / "var/lib/kdump"
     assert lines[at:at + 5] == [
-        "replaces      a crash kernel is already loaded by kdump-tools (/etc/default/kdump-tools)"
-        " (kexec_crash_loaded = 1); it will be replaced",
+        ("replaces      a crash kernel is already loaded by kdump-tools (/etc/default/kdump-tools)"
+        " (kexec_crash_loaded = 1); it will be replaced"),
         f"                its kernel: {kd / 'vmlinuz'}",
         f"                its initrd: {kd / 'initrd.img'}",
-        "                its cmdline: root=UUID=1234 ro quiet console=ttyS0 resume=/dev/sda2 "
-        "nr_cpus=1 irqpoll",
-        "                to go back: `handoff unload && kdump-config load` "
-        "(or `systemctl restart kdump-tools`)",
+        ("                its cmdline: root=UUID=1234 ro quiet console=ttyS0 resume=/dev/sda2 "
+        "nr_cpus=1 irqpoll"),
+        ("                to go back: `handoff unload && kdump-config load` "
+        "(or `systemctl restart kdump-tools`)"),
     ]
 
 
 def test_json_carries_it_and_a_kernel_of_our_own_is_not_announced(
-        machine: Machine) -> None:  # noqa: F811
+        machine: Machine) -> None:
     _kdump_tools(machine)
     work = machine.root.parent / "work"
     rc, out, err = cli("load", "--json", "--dry-run", "--root", str(machine.root),
@@ -59,7 +59,7 @@ def test_json_carries_it_and_a_kernel_of_our_own_is_not_announced(
     assert json.loads(out)["replaces"] is None
 
 
-def test_unknown_loader(machine: Machine) -> None:  # noqa: F811
+def test_unknown_loader(machine: Machine) -> None:
     (machine.sys / "kernel/kexec_crash_loaded").write_text("1\n")
     rc, out, err, _ = dry(machine)
     assert rc == 0, err

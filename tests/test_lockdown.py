@@ -40,7 +40,12 @@ from handoff.plugins.builtin import E1000 as E1000Plugin
 from handoff.plugins.builtin import Msix, Nvme, Virtio
 from handoff.restore import report
 from handoff.restore.apply import OutsideTree, SysfsAccess, apply
-from handoff.restore.environment import (
+from handoff.restore.fallback import BRIDGE_WHY, RESET_NO_BARS
+from handoff.restore.plan import DO_RESCAN, DO_RESET, REFUSE
+from handoff.restore.pluginpass import PluginRuntime
+from handoff.restore.policy import parse_policy
+from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
+from handoff.sysfs.probe import (
     Check,
     Environment,
     describe,
@@ -48,11 +53,6 @@ from handoff.restore.environment import (
     parse_lockdown,
     probe,
 )
-from handoff.restore.fallback import BRIDGE_WHY, RESET_NO_BARS
-from handoff.restore.plan import DO_RESCAN, DO_RESET, REFUSE
-from handoff.restore.pluginpass import PluginRuntime
-from handoff.restore.policy import parse_policy
-from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
 
 HOST, LPC, SMBUS, VBLK2 = "0000:00:00.0", "0000:00:1f.0", "0000:00:1f.3", "0000:04:00.0"
 PORTS = ("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:00:04.0")

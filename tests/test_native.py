@@ -394,7 +394,8 @@ def random_item(rnd: random.Random, depth: int) -> object:
 def test_cbor_accepts_random_canonical_payloads() -> None:
     rnd = random.Random(4)
     for _ in range(300):
-        obj = {"v": 1, "devices": [], "ext": random_item(rnd, 2)}
+        # Inside a device of another bus: opaque to the schema (R20), so only R15-R19 apply.
+        obj = {"v": 1, "devices": [{"bus": "usb", "addr": "1-1", "x": random_item(rnd, 2)}]}
         B.check_payload(cbor2.dumps(obj, canonical=True))
 
 
@@ -410,10 +411,13 @@ def snapshot(**over: object) -> dict[str, object]:
 
 
 def pci(**over: object) -> bytes:
-    dev: dict[str, object] = {"bus": "pci", "addr": "0000:00:02.0", "live": snapshot()}
+    dev: dict[str, object] = {"bus": "pci", "addr": "0000:00:02.0", "live": snapshot(),
+                              "ids": {"vendor": 0x8086, "device": 0x10D3, "subvendor": 0,
+                                      "subdevice": 0, "class": 0x020000, "revision": 0},
+                              "path": ["pci0000:00", "0000:00:02.0"], "policy": "skip"}
     dev.update(over)
     dev = {k: v for k, v in dev.items() if v is not None}
-    return enc({"v": 1, "devices": [{"bus": "usb"}, dev]})
+    return enc({"v": 1, "devices": [{"bus": "usb", "addr": "1-1"}, dev]})
 
 
 SCHEMA_BAD = [
@@ -426,6 +430,36 @@ SCHEMA_BAD = [
     ("device not a map", enc({"v": 1, "devices": [1]}), "payload.devices[0]", "map"),
     ("bus missing", enc({"v": 1, "devices": [{}]}), "payload.devices[0].bus", "missing"),
     ("bus not text", enc({"v": 1, "devices": [{"bus": 1}]}), "payload.devices[0].bus", "text"),
+    ("addr missing", enc({"v": 1, "devices": [{"bus": "usb"}]}), "payload.devices[0].addr",
+     "missing"),
+    ("addr device 0x20", pci(addr="0000:00:20.0"), "payload.devices[1].addr", "DDDD:BB:DD.F"),
+    ("addr function 8", pci(addr="0000:00:02.8"), "payload.devices[1].addr", "DDDD:BB:DD.F"),
+    ("addr upper case", pci(addr="0000:00:0A.0"), "payload.devices[1].addr", "DDDD:BB:DD.F"),
+    ("addr newline", pci(addr="0000:00:02.0\n"), "payload.devices[1].addr", "DDDD:BB:DD.F"),
+    ("parent bad", pci(parent="0000:00:1c"), "payload.devices[1].parent", "DDDD:BB:DD.F"),
+    ("ids missing", pci(ids=None), "payload.devices[1].ids", "missing"),
+    ("vendor too big", pci(ids={"vendor": 0x10000, "device": 0, "subvendor": 0, "subdevice": 0,
+                                "class": 0, "revision": 0}), "vendor", "out of range"),
+    ("revision missing", pci(ids={"vendor": 1, "device": 0, "subvendor": 0, "subdevice": 0,
+                                  "class": 0}), "revision", "missing"),
+    ("path missing", pci(path=None), "payload.devices[1].path", "missing"),
+    ("path item not text", pci(path=[1]), "payload.devices[1].path", "text"),
+    ("classes not array", pci(classes="net"), "payload.devices[1].classes", "array"),
+    ("driver not text", pci(driver=1), "payload.devices[1].driver", "text"),
+    ("policy missing", pci(policy=None), "payload.devices[1].policy", "missing"),
+    ("bar index 7", pci(bars=[[7, 0, 0, 0]]), "payload.devices[1].bars", "index<=6"),
+    ("bar of 3", pci(bars=[[0, 0, 0]]), "payload.devices[1].bars", "index<=6"),
+    ("sriov num missing", pci(sriov={"total": 4}), "sriov.num", "missing"),
+    ("dsn negative", pci(dsn=-1), "payload.devices[1].dsn", "unsigned"),
+    ("src missing", pci(live=snapshot(src=None)), "live.src", "missing"),
+    ("partial not text", pci(live=snapshot(partial=1)), "live.partial", "text"),
+    ("ext section not map", pci(ext={"x": 1}), "payload.devices[1].ext", "maps"),
+    ("ext v missing", enc({"v": 1, "devices": [], "ext": {"x": {}}}), "payload.ext.v",
+     "missing"),
+    ("blacklist bad name", enc({"v": 1, "devices": [], "capture": {"blacklist": ["a b"]}}),
+     "payload.capture.blacklist", "module name"),
+    ("cmdline not text", enc({"v": 1, "devices": [], "capture": {"cmdline": 1}}),
+     "payload.capture.cmdline", "text"),
     ("pci without live", pci(live=None), "payload.devices[1].live", "required"),
     ("live not a map", pci(live=[]), "payload.devices[1].live", "map"),
     ("size 300", pci(live=snapshot(size=300)), "payload.devices[1].live.size", "256 or 4096"),
@@ -469,7 +503,8 @@ def test_schema_refused(name: str, payload: bytes, path: str, what: str) -> None
 def test_schema_accepts_adjacent_runs_other_buses_and_no_early() -> None:
     B.check_payload(pci(live=snapshot(data=b"\x00\x00\x01\x00a\x01\x00\x01\x00b")))
     B.check_payload(pci(live=snapshot(len=0, data=b"")))
-    B.check_payload(enc({"v": 1, "devices": [{"bus": "usb", "live": 5}]}))
+    B.check_payload(enc({"v": 1, "devices": [{"bus": "usb", "addr": "1-1", "live": 5,
+                                              "ids": {"vendor": "any"}}]}))
     B.check_payload(payload_pci())
 
 

@@ -39,7 +39,6 @@ from helpers.restore import (
 from handoff.devices.model import PciDevice
 from handoff.restore import pciregs as R
 from handoff.restore.apply import scan
-from handoff.restore.environment import Environment
 from handoff.restore.match import (
     GONE,
     MATCHED,
@@ -61,6 +60,7 @@ from handoff.restore.plan import (
     WRITE,
 )
 from handoff.restore.policy import parse_policy
+from handoff.sysfs.probe import Environment
 
 # --- the QEMU before/after pair ---------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import fakesysfs as F
@@ -24,6 +23,7 @@ from helpers.restore import (
     VNET,
     EpermConfig,
     capture_tree,
+    cli_setup,
     config_rel,
     digest,
     expected_after,
@@ -44,10 +44,10 @@ from helpers.restore import (
 from handoff.errors import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_NO_RECORD, EXIT_OK
 from handoff.restore import report
 from handoff.restore.apply import OutsideTree, SysfsAccess, apply, scan
-from handoff.restore.environment import parse_lockdown, probe
 from handoff.restore.plan import WRITE, make_plan
 from handoff.restore.policy import parse_policy
 from handoff.sysfs import ConfigSpace, SysfsTree
+from handoff.sysfs.probe import parse_lockdown, probe
 
 # --- the QEMU before/after pair: exactly the planned writes --------------------------------
 
@@ -303,10 +303,7 @@ def test_report_fits_a_note_for_256_devices(tmp_path: Path) -> None:
 
 # --- CLI ------------------------------------------------------------------------------------
 
-def _cli_setup(tmp: Path, **rec_kw: Any) -> tuple[Path, SysfsTree]:
-    rec = tmp / "record.bin"
-    rec.write_bytes(record_of(saved_devices(tmp), **rec_kw))
-    return rec, firmware_less_tree(tmp)
+_cli_setup = cli_setup
 
 
 def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
@@ -404,7 +401,7 @@ def test_cli_refuses_the_running_systems_sys(tmp_path: Path,
     rec.write_bytes(record_of(saved_devices(tmp_path)))
     if not os.path.isdir("/sys/bus/pci/devices"):
         pytest.skip("no PCI sysfs here")
-    import handoff.restore.environment as E
+    import handoff.sysfs.probe as E
 
     monkeypatch.setattr(E, "probe", tripwire)  # nor may it probe (a write-back) there
     _, err, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", "/sys",

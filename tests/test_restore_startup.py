@@ -29,10 +29,10 @@ from handoff.plugins import Deadline, Match, Plugin, PluginStep, Registry, run_s
 from handoff.plugins import runner as runner_mod
 from handoff.plugins.builtin import E1000, Msix, Nvme, Virtio
 from handoff.plugins.registry import declares_group, load
-from handoff.restore import _paths
 from handoff.restore import pciregs as R
 from handoff.restore.apply import rehearse
 from handoff.restore.pluginpass import PluginRuntime
+from handoff.sysfs import paths as _paths
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,6 +19,7 @@ from handoff import record
 from handoff.devices import capabilities as caps
 from handoff.devices.model import devices_from_payload
 from handoff.devices.pci import NOT_ROOT, collect
+from handoff.errors import UsageError
 from handoff.identity import IdentitySource
 from handoff.save import (
     build_payload,
@@ -42,8 +43,7 @@ def identity(tmp: Path, boot_id: str = BOOT_ID) -> IdentitySource:
     return IdentitySource(root=tmp / "id", clock=lambda: 1_700_000_000_000_000_000)
 
 
-def q35(tmp: Path, **kw: object) -> SysfsTree:
-    return SysfsTree(F.build_tree(tmp / "sys", F.Q35, **kw))  # type: ignore[arg-type]
+q35 = F.q35_tree
 
 
 def fixture_config(addr: str) -> bytes:
@@ -311,7 +311,12 @@ def test_generation(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir(exist_ok=True)
     assert save(out, tree, identity=other, running_kernel=False).generation == 1
     out.write_bytes(b"garbage")
-    assert save(out, tree, identity=identity(tmp_path), running_kernel=False).generation == 1
+    with pytest.raises(UsageError, match=r"^refusing to replace .*/rec: it exists and is not a "
+                       r"handoff record \(7 bytes\)$"):
+        save(out, tree, identity=identity(tmp_path), running_kernel=False)
+    assert out.read_bytes() == b"garbage"
+    assert save(out, tree, identity=identity(tmp_path), running_kernel=False,
+                force=True).generation == 1
     assert previous_generation("/dev/null", BOOT_ID) == 0
     assert sorted(os.listdir(tmp_path)) == sorted(["b", "id", "rec", "sys"])  # no temp files
 

@@ -40,25 +40,19 @@ def tool_versions(makedumpfile: str | None = None) -> dict[str, str]:
     return out
 
 
-def write_meta(directory: str, doc: dict[str, Any], name: str = META_NAME) -> str:
-    """Write ``doc`` (plus ``schema_version`` and ``kind``) to ``directory/name``; return the
-    path. Replaces an older file of that name atomically."""
+def write_meta(directory: str, doc: dict[str, Any], name: str = META_NAME, *,
+               force: bool = False) -> str:
+    """Write ``doc`` (plus ``schema_version`` and ``kind``) to ``directory/name``, mode 0600;
+    return the path. Replaces an older metadata file atomically; any other file there, or a
+    symlink, is refused (:class:`handoff.errors.UsageError`) unless ``force``. A write error
+    raises :class:`handoff.errors.EnvironmentProblem` and leaves no temporary file."""
+    from handoff import outfile
+
     body = {"schema_version": SCHEMA_VERSION, "kind": "handoff-capture"}
     body.update(doc)
     data = (json.dumps(body, indent=2, sort_keys=False) + "\n").encode()
     path = os.path.join(directory, name)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(directory)
-    return path
+    return outfile.write_file(path, data, outfile.META, force=force)
 
 
 def read_meta(path: str) -> dict[str, Any]:

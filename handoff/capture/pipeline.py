@@ -11,14 +11,13 @@ Files, in ``DIR/<UTC timestamp>/`` (or ``DIR/`` with ``subdir=False``):
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from handoff import errors as E
-from handoff import paths
+from handoff import outfile, paths
 from handoff._slots import Slots
 from handoff.capture import meta as M
 from handoff.capture import save as S
@@ -147,9 +146,11 @@ def load_report(path: str) -> tuple[bytes | None, dict[str, Any]]:
     if len(data) > MAX_REPORT:
         info.update(status="invalid", error=f"{path} is larger than {MAX_REPORT >> 20} MiB")
         return None, info
+    from handoff.sources.records import strict_json
+
     try:
-        json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        strict_json(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         info.update(status="invalid", error=f"{path} is not a UTF-8 JSON document ({e})")
         return None, info
     info.update(status="ok", size=len(data), sha256=M.sha256_hex(data))
@@ -196,6 +197,7 @@ def capture(
     show_tool_output: bool = False,
     dry_run: bool = False,
     clock: Callable[[], float] = time.time,
+    force: bool = False,
 ) -> CaptureResult:
     """Save ``vmcore`` into ``dump_dir`` and inject the record and restore report as notes.
 
@@ -293,7 +295,9 @@ def capture(
     except E.HandoffError as e:
         result.warnings.append(str(e))
         result.exit_code = e.exit_code
-        _write_meta(result, started, clock(), mdf_version, status="failed")
+        _write_meta(result, started, clock(), mdf_version, status="failed", force=force)
+        # The caller prints these with the error: a missing metadata file must be said.
+        e.warnings = [w for w in result.warnings if w != str(e)]  # type: ignore[attr-defined]
         raise
 
     notes: list[tuple[int, bytes]] = []
@@ -312,13 +316,17 @@ def capture(
         warnings.append(f"no record injected: {rec_info.get('error')}")
     if rep_info is not None and rep_bytes is None:
         warnings.append(f"no report injected: {rep_info.get('error')}")
-    os.rename(work, final)
+    try:  # never over a file that appeared meanwhile (--no-subdir), never through a symlink
+        outfile.rename_noreplace(work, final)
+    except FileExistsError:
+        raise E.UsageError(f"{final} appeared while the dump was saved; the dump is kept as "
+                           f"{work}", hint="move one of them away") from None
     M.fsync_dir(directory)
     result.save = cast("S.SaveResult", saved.replace(path=final))
     if result.inject:
         result.inject = cast(InjectResult, result.inject.replace(path=final))
     result.exit_code = _exit_code(rec_info, rep_info, report, fallback, inject_failed)
-    _write_meta(result, started, clock(), mdf_version, status="saved")
+    _write_meta(result, started, clock(), mdf_version, status="saved", force=force)
     return result
 
 
@@ -341,7 +349,8 @@ def _exit_code(
 
 
 def _write_meta(
-    result: CaptureResult, started: float, finished: float, mdf_version: str | None, *, status: str
+    result: CaptureResult, started: float, finished: float, mdf_version: str | None, *,
+    status: str, force: bool = False,
 ) -> None:
     save = result.save
     doc: dict[str, Any] = {
@@ -367,6 +376,6 @@ def _write_meta(
         "exit_code": result.exit_code,
     }
     try:
-        result.meta = M.write_meta(result.directory, doc)
-    except OSError as e:  # the dump matters more than its description
-        result.warnings.append(f"could not write {M.META_NAME}: {e.strerror}")
+        result.meta = M.write_meta(result.directory, doc, force=force)
+    except (E.HandoffError, OSError) as e:  # the dump matters more than its description
+        result.warnings.append(f"no metadata saved: {e}")

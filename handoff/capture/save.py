@@ -433,13 +433,11 @@ def _read_pagewise(
 
 
 def _create(path: str) -> int:
-    try:
-        # 0600: a dump holds all of the dead kernel's memory (makedumpfile does the same)
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        raise E.UsageError(f"{path} already exists; a dump is never overwritten") from None
-    except PermissionError:
-        raise E.EnvironmentProblem(f"cannot create {path} (permission denied)") from None
+    from handoff import outfile
+
+    # 0600: a dump holds all of the dead kernel's memory (makedumpfile does the same).
+    # O_EXCL|O_NOFOLLOW: a name planted there, symlink or not, is refused, never followed.
+    return outfile.create_new(path, 0o600)
 
 
 # --- makedumpfile ----------------------------------------------------------------------------
@@ -451,6 +449,8 @@ _REFUSED_OPTIONS = {
     "--reassemble": "not a capture option",
     "-R": "not a capture option",
     "--dump-dmesg": "not a capture option",
+    "-f": "it overwrites an existing file (and follows a symlink there); a dump is never "
+          "overwritten",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,8 +15,21 @@ def emit_json(kind: str, doc: dict[str, Any]) -> None:
     """Print one JSON document with ``schema_version`` and ``kind`` on stdout."""
     out = {"schema_version": SCHEMA_VERSION, "kind": kind}
     out.update(doc)
-    json.dump(out, sys.stdout, indent=2, sort_keys=False, default=_default)
-    sys.stdout.write("\n")
+    try:
+        text = json.dumps(out, indent=2, sort_keys=False, default=_default, allow_nan=False)
+    except ValueError:  # a NaN or Infinity from somewhere: JSON has none, print it as text
+        text = json.dumps(_finite(out), indent=2, sort_keys=False, default=_default)
+    sys.stdout.write(text + "\n")
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _default(o: object) -> Any:

@@ -105,6 +105,9 @@ def register(sub: Any) -> None:
         action="store_true",
         help="print what would be done (and the makedumpfile command), write nothing",
     )
+    p.add_argument("--force", action="store_true",
+                   help="with --no-subdir, replace a handoff-capture.json that is not "
+                        "capture metadata (a dump is never overwritten)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
     from handoff.capture.pipeline import capture
     from handoff.cli._output import emit_json
-    from handoff.errors import UsageError
+    from handoff.errors import HandoffError, UsageError
     from handoff.record import NT_HANDOFF_RECORD
 
     mdf_args = None
@@ -175,7 +178,12 @@ def run(args: argparse.Namespace) -> int:
             progress=bar,
             show_tool_output=bool(show),
             dry_run=args.dry_run,
+            force=args.force,
         )
+    except HandoffError as e:
+        for w in getattr(e, "warnings", ()):
+            sys.stderr.write(f"handoff: warning: {w}\n")
+        raise
     finally:
         if bar:
             bar.end()

@@ -50,6 +50,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import errno
     import os
 
     from handoff.capture.inject import inject_notes
@@ -83,7 +84,15 @@ def run(args: argparse.Namespace) -> int:
                 hint="REPORT must be the JSON that `handoff restore --report` wrote",
             )
         notes.append((NT_HANDOFF_REPORT, data))
-    res = inject_notes(args.dump, notes)
+    try:
+        res = inject_notes(args.dump, notes)
+    except OSError as e:  # ENOSPC, EIO: say which file, never a traceback
+        from handoff.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(
+            f"cannot write {args.dump}: {e.strerror or e}",
+            hint="free space on its file system (the dump's header was not changed)"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else None) from None
     if args.json:
         emit_json("inject-notes", {"result": res.as_dict(), "record": rec_info, "report": rep_info})
         return 0

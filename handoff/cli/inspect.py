@@ -104,17 +104,33 @@ def device_rows(devices: list[Any]) -> list[dict[str, Any]]:
         ids: dict[str, Any] = d["ids"] if isinstance(d.get("ids"), dict) else {}
         bus = d.get("bus")
         early = d.get("early")
+        vendor, device = _hexid(ids.get("vendor"), 4), _hexid(ids.get("device"), 4)
         rows.append({
             "addr": d.get("addr") if bus == "pci" else f"{bus}:{d.get('addr')}",
-            "ids": (f"{ids['vendor']:04x}:{ids['device']:04x}"
-                    if "vendor" in ids and "device" in ids else None),
-            "class": f"{ids['class']:06x}" if "class" in ids else None,
-            "driver": d.get("driver"),
-            "early": early.get("src") if isinstance(early, dict) else None,
+            "ids": f"{vendor}:{device}" if vendor is not None and device is not None else None,
+            "class": _hexid(ids.get("class"), 6),
+            "driver": _text(d.get("driver")),
+            "early": _text(early.get("src")) if isinstance(early, dict) else None,
             "live": _snap(d.get("live")),
-            "policy": d.get("policy"),
+            "policy": _text(d.get("policy")),
         })
     return rows
+
+
+def _hexid(v: Any, width: int) -> str | None:
+    """An id in hex; a device of another bus may hold any value there (the schema leaves
+    other buses opaque, R20), shown as text rather than refused."""
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return f"{v:0{width}x}"
+    return _text(v)
+
+
+def _text(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    return repr(v)[:80]
 
 
 def record_doc(f: Any) -> dict[str, Any]:

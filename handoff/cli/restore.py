@@ -60,7 +60,12 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true",
                    help="apply a record whose producer does not match the crashed kernel")
     p.add_argument("--report", metavar="FILE",
-                   help="write the restore report (compact JSON, < 64 KiB) here")
+                   help="write the restore report (compact JSON, < 64 KiB) here, mode 0600; "
+                        "an existing FILE that is not a restore report, or a symlink, is "
+                        "refused before anything is done")
+    p.add_argument("--force-report", action="store_true",
+                   help="replace --report FILE even if it is not a restore report (a symlink "
+                        "is replaced, never followed)")
     p.add_argument("--allow-running-system", action="store_true",
                    help="allow writes to /sys outside a capture kernel (after a plain kexec)")
     p.add_argument("--no-plugins", action="store_true",
@@ -109,11 +114,15 @@ def load_record(src: str | None) -> tuple[Record, list[str]]:
     return chosen.record, notes
 
 
-def _write_refusal(path: str, source: str, err: Exception) -> None:
+def _write_refusal(path: str, source: str, err: Exception, force: bool = False) -> None:
     """A report for a restore that never started: which record, which check failed."""
     import json
 
-    doc = {"schema_version": 1, "kind": "restore-report", "refused": True,
+    from handoff import outfile
+    from handoff.errors import HandoffError
+    from handoff.restore.report import REPORT_KIND
+
+    doc = {"schema_version": 1, "kind": REPORT_KIND, "refused": True,
            "record": {"source": source, "error": str(err),
                       "check": getattr(err, "check", None),
                       "offset": getattr(err, "offset", None),
@@ -121,11 +130,12 @@ def _write_refusal(path: str, source: str, err: Exception) -> None:
            "devices": [], "totals": {"devices": 0, "written": 0},
            "summary": f"restore refused: the record at {source} is unusable: {err}; "
                       "no device was touched"}
+    data = json.dumps(doc, separators=(",", ":")).encode()
     try:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-    except OSError as e:
-        sys.stderr.write(f"handoff: warning: cannot write the report to {path}: {e.strerror}\n")
+        outfile.write_file(path, data, outfile.REPORT, force=force, special_ok=True,
+                           flag="--force-report")
+    except HandoffError as e:
+        sys.stderr.write(f"handoff: warning: no report written: {e}\n")
 
 
 def _hex(v: int | None, width: int) -> str | None:
@@ -137,8 +147,8 @@ def render_plan(plan: Plan) -> str:
     by register, plugin step by plugin step."""
     from handoff.cli._output import table
     from handoff.restore import pciregs as R
-    from handoff.restore.environment import describe_text
     from handoff.restore.steps import PASSES
+    from handoff.sysfs.probe import describe_text
 
     lines = ["Plan. Passes, in order: " + "; ".join(
         f"{i} {what}" for i, (_, _, _, what) in enumerate(PASSES, 1)) + "."]
@@ -227,16 +237,21 @@ def _plugin_table(dev: Any, table: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from handoff import outfile
     from handoff.errors import EnvironmentProblem, HandoffError, UsageError
-    from handoff.restore import _paths, report
+    from handoff.restore import report
     from handoff.restore.apply import SysfsAccess, apply, rehearse, scan
-    from handoff.restore.environment import probe
     from handoff.restore.match import identity_from
     from handoff.restore.plan import make_plan
     from handoff.restore.pluginpass import PluginRuntime
     from handoff.restore.policy import DEFAULT_POLICY, load_policy
     from handoff.sysfs import SysfsTree
+    from handoff.sysfs import paths as _paths
+    from handoff.sysfs.probe import probe
 
+    if args.report:  # before anything is done: a bad --report costs nothing
+        outfile.check(args.report, outfile.REPORT, force=args.force_report, special_ok=True,
+                      flag="--force-report")
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
     try:
         rec, notes = load_record(args.record)
@@ -244,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         # Nothing is written to any device; the report still says why, so that capture can
         # keep it with the dump (a corrupt handoff cpio must not leave the post-mortem blind).
         if args.report:
-            _write_refusal(args.report, args.record or DEFAULT_RECORD, e)
+            _write_refusal(args.report, args.record or DEFAULT_RECORD, e, args.force_report)
         raise
     for n in notes:
         sys.stderr.write(f"handoff: note: {n}\n")
@@ -279,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
         registry = load(entry_points=True)
         for p in registry.problems:
             sys.stderr.write(f"handoff: warning: {p}\n")
+        policy.check_plugins(registry.names())
     plan = make_plan(rec, scan(tree), policy=policy, identity=identity, force=args.force,
                      env=env, registry=registry)
     runtime = PluginRuntime(tree=tree, budget_s=args.plugin_budget)
@@ -289,12 +305,8 @@ def run(args: argparse.Namespace) -> int:
     doc = report.build(plan, dry_run=args.dry_run)
     if args.report:
         data = report.encode(plan, dry_run=args.dry_run)
-        try:
-            with open(args.report, "wb") as f:
-                f.write(data)
-        except OSError as e:
-            raise EnvironmentProblem(f"cannot write the report to {args.report}: {e.strerror}",
-                                     hint="pass --report with a writable path") from None
+        outfile.write_file(args.report, data, outfile.REPORT, force=args.force_report,
+                           special_ok=True, flag="--force-report")
     if args.json:
         from handoff.cli._output import emit_json
 

@@ -29,7 +29,11 @@ def register(sub: Any) -> None:
                        formatter_class=Formatter)
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the record here (atomically); the generation continues the "
-                        "record already in FILE when it is from this boot")
+                        "record already in FILE when it is from this boot; refuses to "
+                        "replace a FILE that is not a record, or a symlink")
+    p.add_argument("--force", action="store_true",
+                   help="replace FILE even if it is not a handoff record (a symlink is "
+                        "replaced, never followed)")
     p.add_argument("--sysfs-root", metavar="DIR",
                    help="a sysfs tree to read instead of /sys (devices under "
                         "DIR/bus/pci/devices, as `lspci -A linux-sysfs -O sysfs.path=DIR/bus/pci`)")
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             f"{tree.pci_devices_dir} is not a directory",
             hint="--sysfs-root takes the directory that holds bus/pci/devices (like /sys)")
     if args.output is not None:
-        check_output(args.output)  # before the walk: a bad -o costs nothing
+        check_output(args.output, force=args.force)  # before the walk: a bad -o costs nothing
     from handoff.identity import IdentitySource
 
     producer = IdentitySource().producer()
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 hint="build it with `pip install -e .` in the source tree") from None
         sys.stderr.write(f"handoff: note: record size unknown, the C core is not built ({e})\n")
     if args.output is not None:
-        write_atomic(args.output, record)
+        write_atomic(args.output, record, force=args.force)
 
     if args.json:
         from handoff.cli._output import emit_json

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 def _capabilities(host: Any) -> dict[str, Any] | None:
     """Lockdown, config writes, BAR mapping and reset methods, as restore would see them here
     (read-only: no write-back and no mapping, so status is safe on a production machine)."""
-    from handoff.restore.environment import describe, describe_text, probe
+    from handoff.sysfs.probe import describe, describe_text, probe
 
     root = host.sys
     if not (root / "bus" / "pci" / "devices").is_dir():

@@ -233,7 +233,9 @@ class PciDevice(Slots):
 
 
 def _is_pci_addr(s: str) -> bool:
-    return len(s) == 12 and s[4] == ":" and s[7] == ":" and s[10] == "."
+    from handoff.payload import is_pci_addr
+
+    return is_pci_addr(s)  # the reader's rule (R20): what it refuses, save never writes
 
 
 def devices_from_payload(p: dict[str, Any]) -> list[PciDevice]:

@@ -181,10 +181,13 @@ def parse_address(text: str) -> str:
     t = text.strip().lower()
     if t.count(":") == 1:
         t = "0000:" + t
-    if any(c in t for c in "*?["):
+    if any(c in t for c in "*?[]"):
         if not t or not all(c in _HEX or c in ":.*?[]-" for c in t):
             raise ValueError(f"address pattern {text!r} has characters other than hex, ':', "
                              "'.', and the glob characters * ? [ ]")
+        why = _glob_problem(t)
+        if why:
+            raise ValueError(f"address pattern {text!r}: {why}")
         return t
     dom, _, rest = t.partition(":")
     bus, _, rest = rest.partition(":")
@@ -194,6 +197,27 @@ def parse_address(text: str) -> str:
             and len(fn) == 1 and fn in "01234567"):
         raise ValueError(f"address {text!r} is not DDDD:BB:DD.F (e.g. \"0000:03:00.0\")")
     return t
+
+
+def _glob_problem(t: str) -> str | None:
+    """Why ``t`` is not a glob fnmatch reads as intended: fnmatch takes an unclosed "[" or a
+    stray "]" literally, so such a pattern silently matches no address."""
+    i = 0
+    while i < len(t):
+        c = t[i]
+        if c == "]":
+            return f"']' at position {i + 1} closes no '['"
+        if c == "[":
+            j = t.find("]", i + 2 if t[i + 1 : i + 2] == "]" else i + 1)
+            if j < 0:
+                return f"'[' at position {i + 1} is never closed"
+            if "[" in t[i + 1 : j]:
+                return f"'[' at position {i + 1} holds another '['"
+            if j == i + 1 or (j == i + 2 and t[i + 1] in "!^"):
+                return f"'[' at position {i + 1} holds nothing"
+            i = j
+        i += 1
+    return None
 
 
 # --- lspci -s and -d -------------------------------------------------------------------------

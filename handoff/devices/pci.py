@@ -171,7 +171,9 @@ def device_path(tree: SysfsTree, addr: str, *, _link: str | None = None) -> list
 
 
 def _is_pci_addr(s: str) -> bool:
-    return len(s) == 12 and s[4] == ":" and s[7] == ":" and s[10] == "."
+    from handoff.payload import is_pci_addr
+
+    return is_pci_addr(s)  # the reader's rule (R20): what it refuses, save never writes
 
 
 def find_classes(ddir: str, entries: Iterable[os.DirEntry[str]]) -> list[str]:
@@ -309,7 +311,8 @@ def collect(tree: SysfsTree | None = None, *, privileged: bool | None = None,
     base = tree.pci_devices_dir
     for addr in addrs:
         if not _is_pci_addr(addr):
-            out.warnings.append(f"{addr}: not a PCI address, skipped")
+            out.warnings.append(f"{addr!r}: not a PCI address the record can hold "
+                                "(DDDD:BB:DD.F, device <= 1f, function <= 7), skipped")
             continue
         try:
             dev, problems = _read_device(tree, addr, privileged, base)

@@ -77,7 +77,7 @@ def crash_region(host: Host) -> tuple[int, int] | None:
 
 def lockdown(host: Host) -> str | None:
     """The active lockdown mode ("none", "integrity", "confidentiality"), None if unknown."""
-    from handoff.restore.environment import parse_lockdown
+    from handoff.sysfs.probe import parse_lockdown
 
     text = host.sys_text("kernel/security/lockdown")
     return parse_lockdown(text) if text else None

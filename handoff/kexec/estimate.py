@@ -75,8 +75,8 @@ def _runtime(host: Host) -> tuple[int, int, int, str]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return (TYPICAL_RUNTIME_GZIP, TYPICAL_RUNTIME_UNPACKED, TYPICAL_RUNTIME_PEAK,
-            "a typical runtime, as measured (none built on this machine yet; `handoff load` "
-            "builds and caches this machine's)")
+            ("a typical runtime, as measured (none built on this machine yet; `handoff load` "
+            "builds and caches this machine's)"))
 
 
 def estimate(host: Host, kernel: str | None = None, initrd_path: str | None = None) -> Estimate:

@@ -6,7 +6,6 @@ the decompressors of :mod:`handoff.sources.initrd`; it never extracts anything.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -144,9 +143,10 @@ def append_copy(original: Path, dest: Path, parts: list[tuple[str, bytes]]) -> A
     Each part starts at a 4-byte-aligned offset, zero-padded: the kernel reads an uncompressed
     archive only there (kdump-in-qemu.md) and skips the zeros. The original is only read.
     """
-    tmp = dest.with_name(dest.name + ".tmp")
+    from handoff import outfile
+
     offsets: dict[str, tuple[int, int]] = {}
-    with open(original, "rb") as src, open(tmp, "wb") as out:
+    with open(original, "rb") as src, outfile.create(dest, outfile.OWN) as out:
         shutil.copyfileobj(src, out, 1 << 20)
         size = out.tell()
         original_size = size
@@ -157,7 +157,4 @@ def append_copy(original: Path, dest: Path, parts: list[tuple[str, bytes]]) -> A
             offsets[name] = (size, len(data))
             out.write(data)
             size += len(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, dest)
     return Appended(dest, size, original_size, offsets)

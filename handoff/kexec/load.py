@@ -253,9 +253,13 @@ def capture_cmdline(opts: LoadOptions, host: Host, cfg: CaptureConfig, generatio
 def _policy(path: str | None) -> Any:
     if path is None:
         return None
+    from handoff.plugins import load
     from handoff.restore.policy import load_policy
 
-    return load_policy(path)
+    policy = load_policy(path)
+    # A plugin name the capture kernel will not find is a typo: say it now, not after a crash.
+    policy.check_plugins(load(entry_points=True).names())
+    return policy
 
 
 def _work_dir(opts: LoadOptions, host: Host) -> Path:

@@ -423,9 +423,11 @@ def store_cached(cache_dir: Path, key: str, rt: Runtime) -> None:
             shutil.rmtree(old, ignore_errors=True)
     d = cache_dir / key
     d.mkdir(exist_ok=True)
-    (d / "runtime.cpio").write_bytes(rt.archive)
+    from handoff import outfile
+
+    outfile.write_file(d / "runtime.cpio", rt.archive, outfile.OWN, mode=0o644)
     meta = {"compression": rt.compression, "cpio_size": rt.cpio_size,
             "unpacked_size": rt.unpacked_size, "mode": rt.mode, "python": rt.python,
             "peak_rss": rt.peak_rss, "manifest": rt.manifest,
             "sources": _sources(rt.manifest.get("sources", []))}
-    (d / "runtime.json").write_text(json.dumps(meta))
+    outfile.write_file(d / "runtime.json", json.dumps(meta).encode(), outfile.OWN, mode=0o644)

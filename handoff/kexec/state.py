@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +109,10 @@ class LoadState:
 def save_state(host: Host, st: LoadState) -> Path:
     path = host.state / STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(st.to_json(), indent=2) + "\n")
-    os.replace(tmp, path)
+    from handoff import outfile
+
+    outfile.write_file(path, (json.dumps(st.to_json(), indent=2) + "\n").encode(), outfile.OWN,
+                       mode=0o644)
     return path
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from handoff._slots import Frozen, Slots
-from handoff.devices.patterns import (  # noqa: F401  (parse_id, parse_class: re-exported)
+from handoff.devices.patterns import (
     ClassPattern,
     IdPattern,
     parse_class,

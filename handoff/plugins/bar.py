@@ -1,33 +1,33 @@
 """Register access through a PCI device's BARs (sysfs ``resourceN``), and bounded polling.
 
-``resourceN`` is mmapped: sysfs offers no read() or write() for memory BARs (EIO, measured in
-/work/shared/facts/lockdown-measured.md). The file's size is the BAR's size, on real sysfs
-(the kernel sizes the bin attribute to pci_resource_len()) as on a copied tree where
-``resourceN`` is a regular file, so the same code runs on both.
-
-The kernel refuses the mapping in two measured cases, and each gets its own exception and a
-message that says what to do: EPERM under kernel lockdown (LOCKDOWN_PCI_ACCESS in
-pci_mmap_resource()), and EINVAL when a bound driver has claimed the region
-(CONFIG_IO_STRICT_DEVMEM: iomem_is_exclusive()).
+Mapping a ``resourceN`` and the errors the kernel gives for it are in
+:mod:`handoff.sysfs.resource` (re-exported here); this module adds bounds-checked,
+width-exact access over a mapping, a device's BARs opened lazily, and time bounds.
 """
 
 from __future__ import annotations
 
-import errno
 import mmap
-import os
-import re
-import stat
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, Self
 
 from handoff._slots import Frozen
-from handoff.errors import EnvironmentProblem, HandoffError
-from handoff.restore import _paths
 from handoff.sysfs import SysfsTree
+from handoff.sysfs import paths as _paths
+from handoff.sysfs.paths import ADDR as _ADDR
+from handoff.sysfs.resource import (
+    CLAIMED_MESSAGE,
+    IORESOURCE_IO,
+    LOCKDOWN_MESSAGE,
+    MAX_BARS,
+    BarClaimed,
+    BarError,
+    BarMappingRefused,
+    BarUnavailable,
+    MmapFile,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -35,36 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
 _set = object.__setattr__
 
 WIDTHS = (1, 2, 4, 8)
-MAX_BARS = 6  # resource0..resource5; the expansion ROM is "rom", never mapped here
-IORESOURCE_IO = 0x100  # include/linux/ioport.h
-
-LOCKDOWN_MESSAGE = "BAR mapping refused (kernel lockdown?)"
-CLAIMED_MESSAGE = "BAR is claimed by a bound driver; unbind it or run before drivers load"
-
-_ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
-
-
-class BarError(HandoffError):
-    """A BAR could not be opened or accessed. ``bar`` and ``path`` say which."""
-
-    def __init__(self, message: str, *, bar: int | None = None, path: str | None = None,
-                 errno_: int | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.bar = bar
-        self.path = path
-        self.errno = errno_
-
-
-class BarUnavailable(BarError):
-    """No such BAR to map: not assigned, an I/O-port BAR, not readable by this user, ..."""
-
-
-class BarMappingRefused(BarError, EnvironmentProblem):
-    """mmap of ``resourceN`` failed with EPERM: kernel lockdown refuses BAR access."""
-
-
-class BarClaimed(BarError, EnvironmentProblem):
-    """mmap of ``resourceN`` failed with EINVAL: a bound driver owns the region."""
 
 
 class BarBoundsError(BarError, ValueError):
@@ -112,107 +82,6 @@ class RegisterFile(Protocol):
     def write(self, offset: int, width: int, value: int) -> None: ...
 
     def close(self) -> None: ...
-
-
-_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
-_SWAP = sys.byteorder != "little"  # PCI registers are little-endian
-
-
-def _le(value: int, width: int) -> int:
-    return int.from_bytes(value.to_bytes(width, "big"), "little") if _SWAP else value
-
-
-class MmapFile:
-    """A mapped ``resourceN``. Each access is ONE load or store of exactly ``width`` bytes:
-    device registers must see the width they are defined for (NVMe CAP is a qword, an MSI-X
-    Vector Control a dword), and a plain slice of an mmap is a memcpy that may split or merge
-    accesses. Indexing a memoryview cast to B/H/I/Q compiles to a single sized load/store
-    (CPython memoryobject.c: unpack_single/pack_single copy ``sizeof(type)`` bytes)."""
-
-    def __init__(self, mm: mmap.mmap, size: int, writable: bool) -> None:
-        self._mm = mm
-        self.size = size
-        self.writable = writable
-        self._base = memoryview(mm)
-        self._views = {w: self._base[:size - size % w].cast(f)  # type: ignore[call-overload]
-                       for w, f in _FORMATS.items() if size >= w}
-
-    @classmethod
-    def open(cls, path: str | os.PathLike[str], *, writable: bool, bar: int | None = None,
-             driver: str | Callable[[], str | None] | None = None,
-             mmap_fn: Callable[..., mmap.mmap] = mmap.mmap) -> MmapFile:
-        """Open and map ``path`` whole; errors become the BarError subclasses above.
-        ``driver`` names the bound driver for the message when a claimed region is refused
-        (or is a function that finds it then)."""
-        p = os.fspath(path)
-        flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NOFOLLOW
-        try:
-            fd = os.open(p, flags)
-        except OSError as e:
-            raise _open_error(e, p, bar) from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise BarUnavailable(f"{p} is not a regular file: not a BAR resource",
-                                     bar=bar, path=p)
-            size = st.st_size
-            if size <= 0:
-                raise BarUnavailable(f"{p} is empty: BAR{bar} has no size", bar=bar, path=p)
-            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-            try:
-                mm = mmap_fn(fd, size, flags=mmap.MAP_SHARED, prot=prot)
-            except OSError as e:
-                raise _mmap_error(e, p, bar, driver) from None
-            except ValueError as e:
-                raise BarUnavailable(f"{p}: cannot map: {e}", bar=bar, path=p) from None
-        finally:
-            os.close(fd)  # the mapping stays valid without the descriptor
-        return cls(mm, size, writable)
-
-    def read(self, offset: int, width: int) -> int:
-        return _le(int(self._views[width][offset // width]), width)
-
-    def write(self, offset: int, width: int, value: int) -> None:
-        self._views[width][offset // width] = _le(value, width)
-
-    def close(self) -> None:
-        for v in self._views.values():
-            v.release()
-        self._base.release()
-        self._mm.close()
-
-
-def _open_error(e: OSError, path: str, bar: int | None) -> BarError:
-    if e.errno == errno.ENOENT:
-        return BarUnavailable(f"{path} does not exist: BAR{bar} is not implemented or not "
-                              "assigned", bar=bar, path=path, errno_=e.errno)
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return BarUnavailable(f"{path}: cannot open: {e.strerror}", bar=bar, path=path,
-                              errno_=e.errno, hint="BAR access needs root (CAP_SYS_ADMIN)")
-    if e.errno == errno.ELOOP:
-        return BarUnavailable(f"{path} is a symbolic link: refused", bar=bar, path=path,
-                              errno_=e.errno)
-    return BarUnavailable(f"{path}: cannot open: {e.strerror}", bar=bar, path=path,
-                          errno_=e.errno)
-
-
-def _mmap_error(e: OSError, path: str, bar: int | None,
-                driver: str | Callable[[], str | None] | None) -> BarError:
-    if e.errno == errno.EPERM:
-        return BarMappingRefused(
-            f"{path}: {LOCKDOWN_MESSAGE}", bar=bar, path=path, errno_=e.errno,
-            hint="under lockdown only the kernel's own resets (sysfs reset, remove/rescan) "
-                 "reach the device; see /sys/kernel/security/lockdown")
-    if e.errno == errno.EINVAL:
-        if callable(driver):
-            driver = driver()
-        who = f" ({driver})" if driver else ""
-        return BarClaimed(f"{path}: {CLAIMED_MESSAGE}{who}", bar=bar, path=path,
-                          errno_=e.errno,
-                          hint="run handoff before the driver binds (capture kernel, before "
-                               "udev), or unbind it through sysfs driver/unbind")
-    return BarUnavailable(f"{path}: mmap failed: {e.strerror}", bar=bar, path=path,
-                          errno_=e.errno)
 
 
 class BarAccessor:

@@ -9,10 +9,11 @@ Public API (imported lazily so ``handoff.restore.policy.default_action`` stays c
 - :class:`~handoff.restore.apply.SysfsAccess`, :func:`~handoff.restore.apply.scan`,
   :func:`~handoff.restore.apply.apply`, :func:`~handoff.restore.apply.rehearse` (a dry run of
   the plugin steps), :class:`~handoff.restore.pluginpass.PluginRuntime`
-- :func:`~handoff.restore.environment.probe` -> :class:`~handoff.restore.environment.Environment`
+- :func:`~handoff.sysfs.probe.probe` -> :class:`~handoff.sysfs.probe.Environment`
   (what the kernel permits: lockdown, config writes, BAR mapping, resets, rescan),
-  :func:`~handoff.restore.environment.describe` (a JSON-ready dict) and
-  :func:`~handoff.restore.environment.describe_text` (aligned lines), for ``handoff status``
+  :func:`~handoff.sysfs.probe.describe` (a JSON-ready dict) and
+  :func:`~handoff.sysfs.probe.describe_text` (aligned lines), for ``handoff status``;
+  also importable from ``handoff.restore`` as before
 - :mod:`handoff.restore.fallback`: what is done instead when the kernel refuses
 - :mod:`handoff.restore.report`: ``build``, ``encode``, ``summary``
 """

@@ -2,9 +2,9 @@
 resets and remove + rescan through sysfs, device-plugin phases in between (steps.PASSES), and
 every failure turned into a refused, reported step.
 
-The engine never opens files itself: :class:`SysfsAccess` does, and only inside the tree it
-was given (resolved paths are checked, addresses must be PCI addresses, files are never
-created). Tests pass a ConfigSpace subclass to simulate EPERM and other failures, and a
+The engine never opens files itself: :class:`~handoff.sysfs.ops.SysfsAccess` does, and only
+inside the tree it was given (resolved paths are checked, addresses must be PCI addresses,
+files are never created). Tests pass a ConfigSpace subclass to simulate EPERM and other failures, and a
 :class:`~handoff.restore.pluginpass.PluginRuntime` whose ``bars_for`` puts register models
 behind the plugins.
 """
@@ -12,16 +12,12 @@ behind the plugins.
 from __future__ import annotations
 
 import errno
-import os
-import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
 
 from handoff.devices.model import PciDevice
 from handoff.devices.pci import read_device
 from handoff.errors import HandoffError
-from handoff.restore import _paths
 from handoff.restore import pciregs as R
 from handoff.restore.plan import DevicePlan, Plan
 from handoff.restore.pluginpass import PluginRuntime, run_phase
@@ -40,142 +36,16 @@ from handoff.restore.steps import (
     WRITE,
     Step,
 )
-from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pathlib import Path
-
-_ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
-_ATTRS = ("reset", "reset_method", "enable")  # the only attributes the engine ever writes
-
-
-class OutsideTree(HandoffError):
-    """A path resolved outside the sysfs tree the engine was given: refused, never written."""
-
-
-class ConfigPort(Protocol):
-    def read(self, offset: int, width: int) -> int: ...
-
-    def write(self, offset: int, width: int, value: int) -> None: ...
-
-
-class DeviceAccess(Protocol):
-    def config(self, addr: str) -> ConfigPort: ...
-
-    def read_attr(self, addr: str, name: str) -> str | None: ...
-
-    def write_attr(self, addr: str, name: str, text: str) -> None: ...
-
-    def remove(self, addr: str) -> None: ...
-
-    def rescan(self) -> None: ...
-
-    def present(self, addr: str) -> bool: ...
-
-
-class SysfsAccess:
-    """Device access inside one sysfs tree (``/sys`` in a capture kernel, a copy in tests).
-
-    Paths are strings spelled as pathlib spells them (pathlib stays off the restore path);
-    ``config_factory`` gets a ``Path`` unless it is the default :class:`ConfigSpace`."""
-
-    def __init__(self, tree: SysfsTree,
-                 config_factory: Callable[[Path], ConfigPort] = ConfigSpace) -> None:
-        self.tree = tree
-        self._root = _paths.pathstr(tree.root_dir)  # as str(tree.root) spells it
-        self._real_root = os.path.realpath(self._root)
-        self._factory = config_factory
-        self.log: list[tuple[str, str, str]] = []  # (addr, what, value) of every write
-
-    @property
-    def root(self) -> Path:
-        """The tree's real root (symlinks resolved)."""
-        from pathlib import Path
-
-        return Path(self._real_root)
-
-    def _inside(self, path: str) -> str:
-        real = _paths.resolve(path)
-        if not _paths.inside(real, self._real_root):
-            raise OutsideTree(f"{path} resolves to {real}, outside the sysfs tree "
-                              f"{self._real_root}: refused")
-        return real
-
-    def _dev(self, addr: str, name: str) -> str:
-        if not _ADDR.match(addr):
-            raise OutsideTree(f"{addr!r} is not a PCI address: refused")
-        return _paths.join(self._root, "bus", "pci", "devices", addr, name)
-
-    def config(self, addr: str) -> ConfigPort:
-        path = self._inside(self._dev(addr, "config"))
-        if self._factory is ConfigSpace:
-            port: ConfigPort = ConfigSpace(path)
-        else:
-            from pathlib import Path
-
-            port = self._factory(Path(path))
-        return _Logged(port, addr, self.log)
-
-    def read_attr(self, addr: str, name: str) -> str | None:
-        return _paths.read_attr(_paths.join(self._root, "bus", "pci", "devices", addr, name))
-
-    def write_attr(self, addr: str, name: str, text: str) -> None:
-        if name not in _ATTRS:
-            raise OutsideTree(f"writing attribute {name!r} is not something restore does")
-        self._write_file(self._inside(self._dev(addr, name)), text)
-        self.log.append((addr, name, text))
-
-    def remove(self, addr: str) -> None:
-        """``echo 1 > remove``: the kernel stops and removes the device and anything below it
-        (remove_store(): pci_stop_and_remove_bus_device_locked())."""
-        self._write_file(self._inside(self._dev(addr, "remove")), "1")
-        self.log.append((addr, "remove", "1"))
-
-    def rescan(self) -> None:
-        """``echo 1 > bus/pci/rescan``: the kernel rescans every bus (rescan_store():
-        pci_rescan_bus() on each root bus) before the write returns."""
-        self._write_file(self._inside(_paths.join(self._root, "bus", "pci", "rescan")), "1")
-        self.log.append(("", "bus/pci/rescan", "1"))
-
-    def present(self, addr: str) -> bool:
-        return _ADDR.match(addr) is not None and os.path.exists(
-            _paths.join(self._root, "bus", "pci", "devices", addr))
-
-    def _write_file(self, path: str, text: str) -> None:
-        try:
-            # Never O_CREAT: only existing attributes. O_TRUNC is what `echo >` does; sysfs
-            # ignores it, and a copy of a tree then holds exactly the value written.
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-        except OSError as e:
-            raise ConfigAccessError(f"{path}: cannot open for writing: {e.strerror}",
-                                    errno_=e.errno) from None
-        try:
-            os.write(fd, text.encode())
-        except OSError as e:
-            raise ConfigAccessError(f"{path}: write of {text!r} refused: {e.strerror}",
-                                    errno_=e.errno) from None
-        finally:
-            os.close(fd)
-
-
-class _Logged:
-    def __init__(self, port: ConfigPort, addr: str, log: list[tuple[str, str, str]]) -> None:
-        self.port, self.addr, self.log = port, addr, log
-
-    def read(self, offset: int, width: int) -> int:
-        return self.port.read(offset, width)
-
-    def write(self, offset: int, width: int, value: int) -> None:
-        self.port.write(offset, width, value)
-        self.log.append((self.addr, f"config@{offset:#x}/{width}",
-                         f"{value:#0{2 + 2 * width}x}"))
+from handoff.sysfs import ConfigAccessError, SysfsTree
+from handoff.sysfs.ops import ConfigPort, DeviceAccess, OutsideTree, SysfsAccess
+from handoff.sysfs.paths import ADDR as _ADDR
 
 
 def scan(tree: SysfsTree) -> dict[str, PciDevice]:
     """The devices in the tree now (read only), by address."""
     out: dict[str, PciDevice] = {}
     for addr in tree.pci_addresses():
-        if not _ADDR.match(addr):
+        if not _ADDR.fullmatch(addr):
             continue
         try:
             out[addr] = read_device(tree, addr, privileged=True)
@@ -466,3 +336,15 @@ def _kernel_refusal(x: Step | object) -> bool:
     if isinstance(x, Step):
         return x.op == REFUSE
     return True
+
+
+__all__ = [  # ConfigPort .. SysfsAccess live in handoff.sysfs.ops; re-exported for callers
+    "ConfigPort",
+    "DeviceAccess",
+    "OutsideTree",
+    "SysfsAccess",
+    "apply",
+    "outcome",
+    "rehearse",
+    "scan",
+]

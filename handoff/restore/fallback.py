@@ -15,8 +15,8 @@ from typing import Any
 
 from handoff._slots import Slots
 from handoff.devices.model import PciDevice
-from handoff.restore.environment import DeviceCaps, Environment
 from handoff.restore.policy import RESET, Decision, is_bridge
+from handoff.sysfs.probe import DeviceCaps, Environment
 
 RESCAN, SKIP = "rescan", "skip"
 NONE = "none"  # the chain ran out without a skip

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from handoff._slots import Frozen, Slots
 from handoff.devices.model import PciDevice
-from handoff.restore import _paths
+from handoff.sysfs import paths as _paths
 
 _set = object.__setattr__
 

@@ -28,7 +28,6 @@ from handoff._slots import Slots
 from handoff.devices.model import PciDevice, devices_from_payload
 from handoff.restore import pciregs as R
 from handoff.restore.configplan import quiesce_step, restore_steps, snapshot_problem
-from handoff.restore.environment import Environment, describe
 from handoff.restore.fallback import DISABLE_DOES, RESCAN, Fallback, choose, disable_problem
 from handoff.restore.match import (
     DeviceMatch,
@@ -65,6 +64,7 @@ from handoff.restore.steps import (
     PluginOp,
     Step,
 )
+from handoff.sysfs.probe import Environment, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.plugins import Registry

@@ -19,14 +19,14 @@ from handoff._slots import Slots
 from handoff.plugins import Deadline, Registry, run_plugins, steps_for
 from handoff.plugins.bar import Clock, Sleep
 from handoff.plugins.runner import GRACE_S, BarsFor
-from handoff.restore import _paths
 from handoff.restore.policy import QUIESCE, RESET, RESTORE_EARLY, RESTORE_LIVE, Plugins
 from handoff.restore.steps import P_QUIESCE, P_RESET, P_RESTORE, P_SAVE, P_VERIFY, PluginOp
 from handoff.sysfs import SysfsTree
+from handoff.sysfs import paths as _paths
 
 if TYPE_CHECKING:  # pragma: no cover
-    from handoff.restore.environment import Environment
     from handoff.restore.plan import DevicePlan
+    from handoff.sysfs.probe import Environment
 
 _PHASES_FOR = {
     QUIESCE: (P_SAVE, P_QUIESCE, P_VERIFY),

@@ -165,6 +165,24 @@ class Policy(Frozen):
         _set(self, "plugins", plugins)
         _set(self, "fallback", fallback)
 
+    def check_plugins(self, known: Iterable[str]) -> None:
+        """Refuse a plugin name that no installed plugin has: a typo ("nvmee") would silently
+        run no plugin on the devices it was meant for."""
+        names = set(known)
+        where = [(None, self.plugins)] + [(r, r.plugins) for r in self.rules]
+        for rule, setting in where:
+            if isinstance(setting, bool) or setting is None:
+                continue
+            bad = [n for n in setting if n not in names]
+            if bad:
+                at = (f"{self.source}:{rule.line}: rule {rule.index}" if rule and rule.line
+                      else f"{self.source}: " + (f"rule {rule.index}" if rule else "top level"))
+                raise UsageError(
+                    f"{at}, key 'plugins': no installed plugin is named "
+                    f"{', '.join(repr(n) for n in bad)} (installed: "
+                    f"{', '.join(sorted(names)) or 'none'})",
+                    hint="fix the name; `handoff plugins` lists the installed plugins")
+
     def decide(self, dev: PciDevice, recorded: str | None = None) -> Decision:
         """Rule, then the policy's ``default``, then the record's action, then defaults.
         A rule's ``plugins`` and ``fallback`` win over the top-level ones."""

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from handoff.budget import spend
 from handoff.elfcore import Blob
 from handoff.errors import BadContainer
 from handoff.sources.initrd import Context, MissingTool
@@ -66,7 +67,11 @@ class Decompressed:
             while True:
                 if m == "gzip":
                     if d.eof:
-                        return self._finish(len(d.unused_data) + len(pending))
+                        # At the end of the stream zlib puts all leftover input in
+                        # unused_data and leaves the same bytes in unconsumed_tail
+                        # (``pending``): count them once, or the next archive's offset is
+                        # wrong (negative) when output was limited in the final call.
+                        return self._finish(len(d.unused_data))
                     if not pending:
                         pending = self._input()
                         if not pending:
@@ -184,6 +189,8 @@ class Decompressed:
             if not out:
                 continue
             self.produced += len(out)
+            # Every decompressed byte of every level counts against the input's budget.
+            spend(self.ctx.work, len(out), f"{self.method} output", self.start)
             self.ctx.budget -= len(out)
             if self.ctx.budget < 0:
                 raise BadContainer(

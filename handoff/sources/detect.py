@@ -7,6 +7,7 @@ from typing import Any
 
 from handoff import elfcore, kdump
 from handoff import record as R
+from handoff.budget import Budget, spend
 from handoff.elfcore import Blob, read_exact
 from handoff.errors import BadContainer
 from handoff.sources import initrd as I
@@ -67,7 +68,8 @@ def scan_blob(
     file offset of ``blob[0]``, or None when it is decompressed data with no file offset.
     Structural errors raise BadContainer; an initrd's problems are kept in ``problems``.
     """
-    ctx = ctx or I.Context()
+    ctx = ctx or I.Context(work=Budget(blob.size))
+    work = ctx.work
     head = blob.pread(0, SNIFF)
     kind = sniff(head)
     if kind == "unknown" and head and not any(head):
@@ -93,8 +95,9 @@ def scan_blob(
                 f"note file of {blob.size} bytes is larger than {elfcore.MAX_NOTE_BYTES >> 20} MiB",
                 offset=0,
             )
+        spend(work, blob.size, "the note file", off0)
         buf = read_exact(blob, 0, blob.size, "note file")
-        notes = list(elfcore.iter_notes(buf, off0 if in_file else 0))
+        notes = list(elfcore.iter_notes(buf, off0 if in_file else 0, budget=work))
         if member_loc is not None:
             loc["within"] = "note"
         _add_notes(c, notes, "note" if member_loc is None else "initrd", loc, in_file,
@@ -105,23 +108,23 @@ def scan_blob(
         c.slots, c.found = S.parse_region(blob, "region" if member_loc is None else "initrd",
                                           loc, base)
     elif kind == "elf-vmcore":
-        core = elfcore.parse(blob)
+        core = elfcore.parse(blob, budget=work)
         _elf_details(c, core)
         _add_notes(c, core.notes, "elf-vmcore", loc, in_file, member_loc)
     elif kind == "elf":
-        core = elfcore.parse(blob, read_notes=False)
+        core = elfcore.parse(blob, read_notes=False, budget=work)
         _elf_details(c, core)
         if member_loc is None:
             raise BadContainer(
                 f"{name} is an ELF {core.type_name} file, not a core dump (vmcore)", offset=16
             )
     elif kind == "kdump-compressed":
-        kh = kdump.parse(blob)
+        kh = kdump.parse(blob, budget=work)
         _kdump_details(c, kh)
         _add_notes(c, kh.notes, "kdump-compressed", loc, in_file, member_loc)
         _kdump_vmcoreinfo(c, kh)
     elif kind == "flattened":
-        _scan_flattened(c, blob, loc, member_loc)
+        _scan_flattened(c, blob, loc, member_loc, work)
     elif kind == "initrd":
         I.scan_initrd(blob, c, ctx, base)
     elif kind == "unknown":
@@ -184,20 +187,20 @@ def _kdump_vmcoreinfo(c: Container, kh: kdump.KdumpHeader) -> None:
 
 
 def _scan_flattened(c: Container, blob: Blob, loc: dict[str, Any],
-                    member_loc: dict[str, Any] | None) -> None:
-    view = kdump.FlatView(blob)
+                    member_loc: dict[str, Any] | None, work: Budget | None) -> None:
+    view = kdump.FlatView(blob, work)
     head = view.head(SNIFF)
     inner = sniff(head)
     c.details["offsets"] = "in the reassembled dump"
     if inner == "kdump-compressed":
         c.details["inner"] = "kdump-compressed"
-        kh = kdump.parse(view)
+        kh = kdump.parse(view, budget=work)
         _kdump_details(c, kh)
         _add_notes(c, kh.notes, "flattened", loc, True, member_loc)
         _kdump_vmcoreinfo(c, kh)
     elif inner in ("elf-vmcore", "elf"):
         c.details["inner"] = "ELF"
-        core = elfcore.parse(view, hole_ok=True)
+        core = elfcore.parse(view, hole_ok=True, budget=work)
         _elf_details(c, core)
         if core.e_type != elfcore.ET_CORE:
             raise BadContainer(f"the flattened dump holds an ELF {core.type_name}, not a core",
@@ -209,7 +212,7 @@ def _scan_flattened(c: Container, blob: Blob, loc: dict[str, Any],
             f"(starts with {head[:8].hex(' ')})",
             offset=kdump.FLAT_HEADER_SIZE,
         )
-    c.details["chunks_scanned"] = len(view.chunks)
+    c.details["chunks_scanned"] = view.scanned
 
 
 __all__ = ["SubBlob", "scan_blob", "sniff"]

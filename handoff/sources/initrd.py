@@ -14,6 +14,7 @@ from typing import Any
 
 from handoff import cpio
 from handoff._slots import Slots
+from handoff.budget import MEMBER_COST, Budget, BudgetExceeded, spend
 from handoff.elfcore import Blob
 from handoff.errors import BadContainer
 from handoff.sources.blob import BytesBlob, SubBlob
@@ -61,12 +62,14 @@ def find_zstd() -> str | None:
 
 
 class Context(Slots):
-    """State shared by one scan: the decompression budget and nesting depth."""
+    """State shared by one scan: the decompression budget, nesting depth, and the work
+    budget of the whole input (:mod:`handoff.budget`, None: unbounded)."""
 
-    __slots__ = ("_zstd", "budget", "depth", "limit")
+    __slots__ = ("_zstd", "budget", "depth", "limit", "work")
     limit: int
     budget: int
     depth: int
+    work: Budget | None
     _zstd: str | None | bool  # False: not looked up yet
 
     def __init__(
@@ -75,10 +78,12 @@ class Context(Slots):
         budget: int = -1,
         depth: int = 0,
         _zstd: str | None | bool = False,
+        work: Budget | None = None,
     ) -> None:
         self.limit = MAX_DECOMPRESSED if limit is None else limit
         self.budget = budget
         self.depth = depth
+        self.work = work
         self._zstd = _zstd
         self.__post_init__()
 
@@ -238,6 +243,8 @@ def scan_initrd(blob: Blob, c: Container, ctx: Context, base: int | None = 0) ->
                 _walk_archives(part.stream, c, ctx, info, raw=blob, base=base, single=True)
             else:
                 _walk_archives(part.stream, c, ctx, info)
+    except BudgetExceeded:
+        raise  # the whole input is refused, not one archive of it
     except BadContainer as e:
         c.problems.append(Problem(str(e), e.offset))
     for info, part in parts:  # a compressed part's size is known once the walk passed it
@@ -271,6 +278,8 @@ def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], *,
         reader = cpio.ArchiveReader(s)
         for m in reader.members():
             info["members"] += 1
+            # Members of every archive of the input count against one budget.
+            spend(ctx.work, MEMBER_COST + len(m.name), "cpio members", m.offset)
             why = m.unsafe
             if why:
                 info["unsafe_names"].append(m.name)
@@ -294,6 +303,7 @@ def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], *,
                         f"cpio member {m.name!r} is {m.size} bytes, more than the "
                         f"{MAX_MEMBER}-byte examination limit; not examined", m.offset))
                     continue
+                spend(ctx.work, m.size, "cpio member data held for examination", m.offset)
                 data = head + reader.read_data(m.size - len(head))
                 _look_inside(BytesBlob(data), c, ctx, loc, None)
         if single:
@@ -321,6 +331,8 @@ def _look_inside(sub: Blob, c: Container, ctx: Context, loc: dict[str, Any],
     ctx.depth += 1
     try:
         inner = scan_blob(sub, loc["member"], ctx=ctx, member_loc=loc, base=file_offset)
+    except BudgetExceeded:
+        raise
     except BadContainer as e:
         if isinstance(e, MissingTool):
             c.missing_tools.append("zstd")

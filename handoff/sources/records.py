@@ -76,11 +76,22 @@ def record_in_desc(desc: bytes, base: int) -> tuple[R.Record | None, E.InvalidRe
     return rec, None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def strict_json(data: bytes) -> Any:
+    """Decode UTF-8 JSON as RFC 8259 defines it: Python's json also takes NaN and Infinity,
+    which would then make ``inspect --json`` print invalid JSON. Raises ValueError
+    (UnicodeDecodeError included) or RecursionError."""
+    return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+
+
 def parse_report(desc: bytes, offset: int) -> Report:
     if len(desc) > MAX_REPORT:
         return Report(offset, len(desc), error=f"larger than {MAX_REPORT} bytes")
     try:
-        return Report(offset, len(desc), data=json.loads(desc.decode("utf-8")))
+        return Report(offset, len(desc), data=strict_json(desc))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         return Report(offset, len(desc), error=f"not UTF-8 JSON: {str(e)[:80]}")
 

@@ -27,6 +27,10 @@ import re
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handoff.sysfs import SysfsTree
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 Q35 = FIXTURES / "qemu-q35-kdump" / "first-kernel-before-crash"
@@ -489,3 +493,10 @@ def kernel_like_access() -> type:
                 cfg.write_bytes(bytes(data))
 
     return KernelLikeAccess
+
+
+def q35_tree(tmp: Path, **kw: object) -> SysfsTree:
+    """The q35 fixture tree under ``tmp/sys``, as a :class:`SysfsTree`."""
+    from handoff.sysfs import SysfsTree
+
+    return SysfsTree(build_tree(tmp / "sys", Q35, **kw))  # type: ignore[arg-type]

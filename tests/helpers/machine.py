@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import lzma
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -229,3 +230,9 @@ def unpack_like_the_kernel(path: Path, dest: Path) -> None:
     dest.mkdir()
     for _, _, raw in parts_of(path):
         subprocess.run([CPIO, "-idmu", "--quiet"], cwd=dest, input=raw, check=True)
+
+
+def expected_argv(m: Machine, work: Path, mode: str, flags: list[str], cmdline: str) -> str:
+    """The kexec argv `load --dry-run` must print for machine *m*."""
+    return shlex.join([m.kexec, mode, *flags, str(m.kernel),
+                       f"--initrd={work}/capture-initrd.img", f"--append={cmdline}"])

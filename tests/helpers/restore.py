@@ -20,11 +20,11 @@ from handoff import record as REC
 from handoff.devices.model import PciDevice
 from handoff.record import Record
 from handoff.restore.apply import scan
-from handoff.restore.environment import Environment
 from handoff.restore.match import Identity
 from handoff.restore.plan import WRITE, Plan, make_plan
 from handoff.restore.policy import DEFAULT_POLICY, Policy, default_action
 from handoff.sysfs import ConfigAccessError, ConfigSpace, SysfsTree
+from handoff.sysfs.probe import Environment
 from helpers import elfwriter
 from helpers import fakesysfs as F
 from helpers import recordgen as G
@@ -187,3 +187,10 @@ class EpermConfig(ConfigSpace):
     def write(self, offset: int, width: int, value: int) -> None:
         raise ConfigAccessError(f"{self.path}: write refused: Operation not permitted",
                                 errno_=errno.EPERM, offset=offset)
+
+
+def cli_setup(tmp: Path, **rec_kw: Any) -> tuple[Path, SysfsTree]:
+    """A saved record of the q35 devices and the firmware-less tree restore runs on."""
+    rec = tmp / "record.bin"
+    rec.write_bytes(record_of(saved_devices(tmp), **rec_kw))
+    return rec, firmware_less_tree(tmp)

@@ -1,4 +1,4 @@
-"""Paths as strings, spelled as ``pathlib`` spells them, for the restore path.
+"""Sysfs paths as strings, spelled as ``pathlib`` spells them, and the outside-the-tree checks.
 
 ``handoff restore`` runs in the capture kernel, where start-up time counts: importing pathlib
 costs ~4 ms, and each ``Path`` operation on the way to a sysfs attribute several microseconds
@@ -11,6 +11,16 @@ does.
 from __future__ import annotations
 
 import os
+import re
+
+from handoff.errors import HandoffError
+
+# A PCI address as sysfs names a device: domain:bus:device.function.
+ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+
+
+class OutsideTree(HandoffError):
+    """A path resolved outside the sysfs tree the engine was given: refused, never written."""
 
 
 def pathstr(p: str | os.PathLike[str]) -> str:
@@ -81,3 +91,21 @@ def link_name(path: str) -> str | None:
         return os.path.basename(os.readlink(path))
     except OSError:
         return None
+
+
+def device_dir(root: str, addr: str) -> str:
+    """``ROOT/bus/pci/devices/ADDR`` for ``root`` from :func:`pathstr`; refuses anything
+    that is not a PCI address (a name with ``/`` or ``..`` would leave the tree)."""
+    if not ADDR.fullmatch(addr):
+        raise OutsideTree(f"{addr!r} is not a PCI address: refused")
+    return join(root, "bus", "pci", "devices", addr)
+
+
+def checked(path: str, real_root: str) -> str:
+    """``path`` resolved, refused with :class:`OutsideTree` unless it lies inside
+    ``real_root`` (the tree's resolved root)."""
+    real = resolve(path)
+    if not inside(real, real_root):
+        raise OutsideTree(f"{path} resolves to {real}, outside the sysfs tree "
+                          f"{real_root}: refused")
+    return real

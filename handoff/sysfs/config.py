@@ -1,9 +1,4 @@
-"""The seam between handoff and the kernel's PCI sysfs: a tree root and a config-space accessor.
-
-Everything that reads or writes device state goes through ``SysfsTree`` and ``ConfigSpace``.
-The root is ``/sys`` in production and a copy of a tree in tests, so the same code runs on
-both; nothing else in handoff opens files under ``/sys/bus/pci``.
-"""
+"""One device's config space through its sysfs ``config`` file, at an offset and width."""
 
 from __future__ import annotations
 
@@ -12,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from handoff._slots import Slots
-from handoff.errors import EnvironmentProblem, HandoffError
+from handoff.errors import HandoffError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -93,78 +88,3 @@ def _check(offset: int, width: int) -> None:
         raise ValueError(f"width {width} is not 1, 2 or 4")
     if offset < 0 or offset % width or offset + width > 4096:
         raise ValueError(f"offset {offset:#x} is not {width}-aligned inside config space")
-
-
-class SysfsTree(Slots):
-    """A sysfs root: ``/sys`` or a copy whose ``bus/pci/devices`` entries are symlinks into
-    ``devices/pci0000:00/...``, as ``lspci -A linux-sysfs -O sysfs.path=ROOT/bus/pci`` reads.
-
-    The root is kept as a string: ``handoff save`` walks the tree with plain paths, and
-    importing pathlib would cost it ~4 ms of start-up. ``root``, ``pci_devices`` and
-    ``device_dir`` still give ``Path`` objects to the code that wants them.
-    """
-
-    __slots__ = ("_root",)
-
-    def __init__(self, root: Path | str = "/sys") -> None:
-        self._root = os.fspath(root)
-
-    @property
-    def root(self) -> Path:
-        from pathlib import Path
-
-        return Path(self._root)
-
-    @property
-    def root_dir(self) -> str:
-        return self._root
-
-    @property
-    def pci_devices(self) -> Path:
-        return self.root / "bus" / "pci" / "devices"
-
-    @property
-    def pci_devices_dir(self) -> str:
-        """``bus/pci/devices`` under the root, as a string (for the walk)."""
-        return os.path.join(self._root, "bus", "pci", "devices")
-
-    def pci_addresses(self) -> list[str]:
-        try:
-            names = os.listdir(self.pci_devices_dir)
-        except FileNotFoundError:
-            raise EnvironmentProblem(
-                f"{self.pci_devices_dir} does not exist",
-                hint="pass --sysfs-root pointing at a sysfs tree (the directory holding bus/pci)",
-            ) from None
-        return sorted(names)
-
-    def device_dir(self, addr: str) -> Path:
-        return self.pci_devices / addr
-
-    def device_path(self, addr: str) -> list[str]:
-        """Components of the device's realpath below ``devices/`` (topology)."""
-        real = os.path.realpath(os.path.join(self.pci_devices_dir, addr))
-        devroot = os.path.realpath(os.path.join(self._root, "devices"))
-        if real == devroot:
-            return []
-        if not real.startswith(devroot.rstrip("/") + "/"):
-            return [addr]
-        return [c for c in real[len(devroot.rstrip("/")) + 1:].split("/") if c]
-
-    def attr(self, addr: str, name: str) -> str | None:
-        """A sysfs attribute's text, stripped; None when absent or unreadable."""
-        try:
-            with open(self.device_dir(addr) / name, "rb") as f:
-                return f.read(65536).decode("utf-8", "replace").strip()
-        except OSError:
-            return None
-
-    def link_name(self, addr: str, name: str) -> str | None:
-        """Basename of a symlink such as ``driver``; None when absent."""
-        try:
-            return os.path.basename(os.readlink(self.device_dir(addr) / name))
-        except OSError:
-            return None
-
-    def config(self, addr: str) -> ConfigSpace:
-        return ConfigSpace(self.device_dir(addr) / "config")
