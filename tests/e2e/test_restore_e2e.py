@@ -269,6 +269,24 @@ def test_nvme_msix_report_agrees_with_the_vectors_where_the_kernel_maps_them(pla
         assert verify == ["ok"], steps
 
 
+RESOURCE_REGISTERS = re.compile(r"^(BAR\d|ROM|BUS_NUMBERS|IO_WINDOW|MEMORY_WINDOW|PREF_WINDOW)$")
+
+
+def test_the_default_policy_moves_no_resource(plain: Result) -> None:
+    """BARs, ROM BARs, bus numbers and windows belong to the capture kernel's PCI core; with
+    the default policy (no lockdown) restore leaves every one where the kernel found it."""
+    before = V.view(plain, "capture/view-before-restore")
+    after = V.view(plain, "capture/view-after-restore")
+    assert _report(plain)["policy"] == "built-in defaults", _report(plain)["policy"]
+    moved = {
+        bdf: {r: f"{a:#x} -> {b:#x}" for r, (a, b) in changed.items() if RESOURCE_REGISTERS.match(r)}
+        for bdf, cfg in sorted(before.config.items())
+        if (changed := V.changed_registers(cfg, after.config[bdf]))
+    }
+    moved = {bdf: regs for bdf, regs in moved.items() if regs}
+    assert not moved, f"restore moved kernel-owned resources: {moved}"
+
+
 # -- the report: plugins and side effects ------------------------------------------------------
 
 
