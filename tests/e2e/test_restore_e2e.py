@@ -291,16 +291,16 @@ def test_the_default_policy_moves_no_resource(plain: Result) -> None:
 
 
 def _memory_on_op(dev: dict[str, Any]) -> bool:
-    """An operation (or a plugin step's own access) that turns Memory Space on: named so, or a
-    COMMAND write with bit 1 set."""
+    """An operation (or a plugin step's own access) that turns Memory Space on: named so, or
+    one that leaves COMMAND with bit 1 set."""
     texts = list(dev.get("ops", []))
     for p in dev.get("plugins", []):
         texts += [p.get("msg", ""), *p.get("io", [])]
     for op in texts:
         if re.search(r"(?i)memory space", op) and not re.search(r"(?i)refused", op):
             return True
-        m = re.match(r"(?:write )?COMMAND[= ]0x([0-9a-f]{4})", op)
-        if m and int(m.group(1), 16) & V.MEMORY and "refused" not in op:
+        values = re.findall(r"COMMAND[= ]0x([0-9a-fA-F]{4})", op)
+        if "refused" not in op and any(int(v, 16) & V.MEMORY for v in values):
             return True
     return False
 
