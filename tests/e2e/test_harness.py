@@ -163,6 +163,10 @@ def test_pcimem_builds_static_and_checks_its_arguments() -> None:
         [str(binary), "0000:ff:1f.7", "0", "0", "4"], capture_output=True, check=False
     )
     assert proc.returncode == 1 and b"No such file" in proc.stderr  # never maps anything here
+    proc = subprocess.run([str(binary), "msix", "0000:ff:1f.7"], capture_output=True, check=False)
+    assert proc.returncode == 1 and b"No such file" in proc.stderr
+    proc = subprocess.run([str(binary), "msix"], capture_output=True, check=False)
+    assert proc.returncode == 2 and b"pcimem msix BDF" in proc.stderr
 
 
 def test_readme_commands_are_what_a_user_types_for_each_generator() -> None:
