@@ -109,7 +109,7 @@ def kdump_dump(work: Path, record: bytes) -> Dump:
 
     From the e2e's real vmcore when there is one (``-c -d 31``, a real kernel log inside);
     else from tests/helpers/elfwriter.py's makedumpfile_core (``-c -d 1``, no log)."""
-    from handoff.capture.inject import inject_notes
+    from handoff.capture.inject import inject_notes_copy
     from handoff.record import NT_HANDOFF_RECORD
 
     mdf = tool("makedumpfile")
@@ -122,7 +122,11 @@ def kdump_dump(work: Path, record: bytes) -> Dump:
     real = copy_e2e_vmcore(elf)
     if real is not None:
         # makedumpfile carries an extra ELF note into its output (facts/kdump-in-qemu.md).
-        inject_notes(elf, [(NT_HANDOFF_RECORD, record)], sync=False)
+        # A /proc/vmcore copy has no room for it where crash reads notes: a copy with room.
+        noted = work / "dump-source-notes.elf"
+        noted.unlink(missing_ok=True)
+        inject_notes_copy(elf, noted, [(NT_HANDOFF_RECORD, record)], sync=False)
+        noted.replace(elf)
         args, label = ["-c", "-d", "31"], (
             f"e2e's real q35 vmcore ({elf.stat().st_size / 2**20:.0f} MiB, Debian 6.1) → "
             "makedumpfile -c -d 31")
@@ -256,12 +260,16 @@ def vmcore_like(path: Path, size: int, zero_fraction: float = 0.5, seed: int = 1
 
 def sparse_dump(path: Path, fmt: str, size: int, data_kib: int = 64) -> Path:
     """A sparse dump of ``size`` bytes with ``data_kib`` KiB of data at the start of every
-    MiB (1 GiB of data in a 16 GiB dump), ELF or kdump-compressed headers."""
+    MiB (1 GiB of data in a 16 GiB dump), ELF or kdump-compressed headers. The ELF dump is
+    laid out as `handoff capture` saves one: room for notes after its note segment."""
+    from handoff.capture.layout import SPARE_ROOM
+
     data = os.urandom(data_kib << 10)
     if fmt == "elf":
+        room = SPARE_ROOM + (64 << 10)  # the spare, and as much again for the record
         with path.open("wb") as f:
-            W.write_core(f, loads=[W.Load(0x100000, size - 8192)])
-        base = 8192
+            W.write_core(f, loads=[W.Load(0x100000, size - (1 << 20))], room=room)
+        base = 1 << 20
     else:
         head = K.kdump_bytes(max_mapnr=size // PAGE)
         path.write_bytes(head)

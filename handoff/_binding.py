@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from handoff import errors as E
 from handoff._native import ffi, lib
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 NT_HANDOFF_RECORD: int = lib.NT_HANDOFF_RECORD  # R24
 NT_HANDOFF_REPORT: int = lib.NT_HANDOFF_REPORT  # R24
@@ -270,94 +273,101 @@ def _info_dict(info: Any) -> dict[str, Any]:
 
 
 def _record_error(err: int, info: Any, buf: Buffer, n: int) -> Exception:
-    """One-line message for a failed record check, from the C diagnostics."""
-    d = info.diag
-    off, what, field = int(d.offset), _str(d.what), _str(d.path)
-    hs, ps = info.header_size, info.payload_size
-    if err == lib.HANDOFF_E_TRUNCATED:
-        if field == "payload":
-            need, part = hs + ps, "record"
-        elif n < 128:
-            need, part = 128, "fixed header"
-        else:
-            need, part = hs, "header"
-        return error(
-            err,
-            f"record truncated: {n} bytes, the {part} needs {need}",
-            offset=n,
-            expected=need,
-            actual=n,
-        )
-    if err == lib.HANDOFF_E_MAGIC:
-        got = bytes(memoryview(buf)[:8])
-        return error(
-            err,
-            f"bad magic {got.hex()}: not a handoff record (R4)",
-            offset=0,
-            expected=b"HANDOFF\x00",
-            actual=got,
-        )
-    if err == lib.HANDOFF_E_ALG:
-        alg = info.header_check_alg if field == "header_check_alg" else info.payload_digest_alg
-        known = "1 (CRC-32C)" if field == "header_check_alg" else "1 (SHA-256)"
-        return error(
-            err,
-            f"{field} {alg} is not supported; this reader implements {known} (R23)",
-            offset=off,
-            actual=alg,
-            hint="read the record with a newer handoff",
-        )
-    if err == lib.HANDOFF_E_HEADER_CRC:
-        return error(
-            err,
-            f"header checksum mismatch: header_crc is {info.header_crc:#010x}, "
-            f"bytes [0, 124) give {info.computed_crc:#010x} (R12)",
-            offset=off,
-            expected=info.computed_crc,
-            actual=info.header_crc,
-        )
-    if err == lib.HANDOFF_E_VERSION:
-        major, minor = info.version_major, info.version_minor
-        return error(
-            err,
-            f"record is format {major}.{minor}, this reader reads "
-            f"{lib.HANDOFF_VERSION_MAJOR}.x (R14)",
-            offset=off,
-            expected=lib.HANDOFF_VERSION_MAJOR,
-            actual=major,
-            hint=f"use a handoff release that reads format {major}.x",
-        )
-    if err == lib.HANDOFF_E_HEADER_SIZE:
-        return error(
-            err,
-            f"bad header_size {hs}: must be a multiple of 8 in [256, 4096] (R8)",
-            offset=off,
-            actual=hs,
-        )
-    if err == lib.HANDOFF_E_PAYLOAD_SIZE:
-        return error(err, f"payload_size {ps} exceeds the 16 MiB limit (R9)", offset=off, actual=ps)
-    if err == lib.HANDOFF_E_DIGEST:
-        stored = bytes(ffi.buffer(info.payload_digest))
-        computed = bytes(ffi.buffer(info.computed_digest))
-        return error(
-            err,
-            f"payload digest mismatch: header has {stored.hex()[:16]}..., bytes "
-            f"[128, {hs + ps}) give {computed.hex()[:16]}... (R13)",
-            offset=off,
-            expected=computed,
-            actual=stored,
-        )
-    if err == lib.HANDOFF_E_TEXT:
-        return error(err, f"bad text field {field} at offset {off}: {what} (R3)", offset=off)
-    if err == lib.HANDOFF_E_TRAILING:
-        return error(
-            err,
-            f"{n - info.record_size} byte(s) follow the {info.record_size}-byte record",
-            offset=info.record_size,
-        )
+    """One-line message for a failed record check, from the C diagnostics: one explainer per
+    error code (``_EXPLAIN``), each naming the requirement the record broke."""
     if err in (lib.HANDOFF_E_CBOR, lib.HANDOFF_E_SCHEMA):
-        return _payload_error(err, d, base=hs)
-    return error(err, f"record check failed: {strerror(err)}")
+        return _payload_error(err, info.diag, base=info.header_size)
+    explain = _EXPLAIN.get(err)
+    if explain is None:
+        return error(err, f"record check failed: {strerror(err)}")
+    return explain(err, info, buf, n)
+
+
+def _truncated(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    if _str(info.diag.path) == "payload":
+        need, part = info.header_size + info.payload_size, "record"
+    elif n < 128:
+        need, part = 128, "fixed header"
+    else:
+        need, part = info.header_size, "header"
+    return error(err, f"record truncated: {n} bytes, the {part} needs {need}",
+                 offset=n, expected=need, actual=n)
+
+
+def _bad_magic(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    got = bytes(memoryview(buf)[:8])
+    return error(err, f"bad magic {got.hex()}: not a handoff record (R4)",
+                 offset=0, expected=b"HANDOFF\x00", actual=got)
+
+
+def _unknown_alg(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    field = _str(info.diag.path)
+    alg = info.header_check_alg if field == "header_check_alg" else info.payload_digest_alg
+    known = "1 (CRC-32C)" if field == "header_check_alg" else "1 (SHA-256)"
+    return error(err, f"{field} {alg} is not supported; this reader implements {known} (R23)",
+                 offset=int(info.diag.offset), actual=alg,
+                 hint="read the record with a newer handoff")
+
+
+def _header_crc(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    return error(err, f"header checksum mismatch: header_crc is {info.header_crc:#010x}, "
+                      f"bytes [0, 124) give {info.computed_crc:#010x} (R12)",
+                 offset=int(info.diag.offset), expected=info.computed_crc,
+                 actual=info.header_crc)
+
+
+def _version(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    major, minor = info.version_major, info.version_minor
+    return error(err, f"record is format {major}.{minor}, this reader reads "
+                      f"{lib.HANDOFF_VERSION_MAJOR}.x (R14)",
+                 offset=int(info.diag.offset), expected=lib.HANDOFF_VERSION_MAJOR, actual=major,
+                 hint=f"use a handoff release that reads format {major}.x")
+
+
+def _header_size(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    hs = info.header_size
+    return error(err, f"bad header_size {hs}: must be a multiple of 8 in [256, 4096] (R8)",
+                 offset=int(info.diag.offset), actual=hs)
+
+
+def _payload_size(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    ps = info.payload_size
+    return error(err, f"payload_size {ps} exceeds the 16 MiB limit (R9)",
+                 offset=int(info.diag.offset), actual=ps)
+
+
+def _digest(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    stored = bytes(ffi.buffer(info.payload_digest))
+    computed = bytes(ffi.buffer(info.computed_digest))
+    return error(err, f"payload digest mismatch: header has {stored.hex()[:16]}..., bytes "
+                      f"[128, {info.header_size + info.payload_size}) give "
+                      f"{computed.hex()[:16]}... (R13)",
+                 offset=int(info.diag.offset), expected=computed, actual=stored)
+
+
+def _text(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    off = int(info.diag.offset)
+    return error(err, f"bad text field {_str(info.diag.path)} at offset {off}: "
+                      f"{_str(info.diag.what)} (R3)", offset=off)
+
+
+def _trailing(err: int, info: Any, buf: Buffer, n: int) -> Exception:
+    return error(err, f"{n - info.record_size} byte(s) follow the {info.record_size}-byte record",
+                 offset=info.record_size)
+
+
+_EXPLAIN: dict[int, Callable[[int, Any, Buffer, int], Exception]] = {
+    lib.HANDOFF_E_TRUNCATED: _truncated,
+    lib.HANDOFF_E_MAGIC: _bad_magic,
+    lib.HANDOFF_E_ALG: _unknown_alg,
+    lib.HANDOFF_E_HEADER_CRC: _header_crc,
+    lib.HANDOFF_E_VERSION: _version,
+    lib.HANDOFF_E_HEADER_SIZE: _header_size,
+    lib.HANDOFF_E_PAYLOAD_SIZE: _payload_size,
+    lib.HANDOFF_E_DIGEST: _digest,
+    lib.HANDOFF_E_TEXT: _text,
+    lib.HANDOFF_E_TRAILING: _trailing,
+}
 
 
 def _payload_error(err: int, d: Any, base: int = 0) -> Exception:

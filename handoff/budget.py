@@ -16,7 +16,7 @@ from handoff.errors import BadContainer
 FACTOR = 8  # units per byte of input
 CONSTANT = 64 << 20  # plus this much, so that a small file still reads normally
 NOTE_COST = 256  # per ELF note parsed (header, Python objects), plus its descriptor's bytes
-MEMBER_COST = 256  # per cpio member, plus its header and name bytes
+MEMBER_COST = 1024  # per cpio member (parsing one costs as much as ~1 KiB of output), + name
 CHUNK_COST = 128  # per flattened-dump chunk header scanned
 
 

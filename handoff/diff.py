@@ -91,6 +91,24 @@ def diff_config(old: bytes, new: bytes) -> tuple[list[Change], list[str]]:
     return changes, notes
 
 
+def decode_config(data: bytes) -> list[tuple[str, int, int, int, str]]:
+    """Every register handoff knows in one config image, decoded by the same layout and
+    fields as :func:`diff_config`: (label, offset, width, value, fields), by offset."""
+    out = []
+    for p in R.layout(data):
+        w = p.reg.width
+        if p.offset + w > len(data):
+            continue
+        v = _u(data, p.offset, w)
+        if p.reg.rule == R.BAR:
+            text = R.describe_bar(v, p.label)
+        else:
+            text = ", ".join(f"{f.name} {f.show(v)}" for f in p.reg.fields)
+        out.append((p.label, p.offset, w, v, text))
+    out.sort(key=lambda r: r[1])
+    return out
+
+
 def diff_record(payload: dict[str, Any], current: dict[str, PciDevice],
                 against: str = "live") -> list[DeviceDiff]:
     """Each saved device's ``against`` snapshot ("early" or "live") versus the tree now."""

@@ -129,6 +129,16 @@ class UsageError(HandoffError):
     exit_code = EXIT_USAGE
 
 
+class MissingInput(UsageError):
+    """A path named on the command line does not exist or is the wrong kind of file."""
+
+
+def os_reason(e: OSError) -> str:
+    """An OSError as the C library says it ("No such file or directory"), never
+    ``[Errno 2] ...`` and never ``None`` (an OSError raised without an errno has no strerror)."""
+    return e.strerror or str(e) or type(e).__name__
+
+
 class InvalidArgument(HandoffError, ValueError):
     """A caller passed a value the C core refuses (HANDOFF_E_INVAL): a programming error."""
 

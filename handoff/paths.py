@@ -6,3 +6,8 @@ CAPTURE_RECORD = f"{CAPTURE_PREFIX}/record.note"
 # Written by `handoff restore` in the capture kernel, kept by `handoff capture` as a note.
 CAPTURE_REPORT = f"{CAPTURE_PREFIX}/restore-report.json"
 VMCORE = "/proc/vmcore"
+# Copies the restore hook leaves for the distro's own dump step, which runs after the switch
+# to the real root: the initramfs (with /handoff) is freed then, /run is carried over.
+KEPT_DIR = "/run/handoff"
+KEPT_RECORD = f"{KEPT_DIR}/record.note"
+KEPT_REPORT = f"{KEPT_DIR}/restore-report.json"

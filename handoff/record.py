@@ -27,6 +27,7 @@ DIGEST_SHA256 = 1  # R11, §5
 NT_HANDOFF_RECORD = 0x48440001  # R24
 NT_HANDOFF_REPORT = 0x48440002  # R24
 NOTE_NAME = b"HANDOFF\x00"
+NOTE_OWNER = NOTE_NAME[:-1]  # the owner as note readers report it: without the NUL
 
 # §2: magic, major, minor, header_size, payload_size, generation, created_ns,
 # header_check_alg, payload_digest_alg, flags, payload_digest, boot_id, machine_id, reserved, crc

@@ -220,18 +220,38 @@ def save(
     identity: Any = None,
     encode: Callable[..., bytes] | None = None,
     force: bool = False,
+    notify: Callable[[str, str], None] | None = None,
+    select: Callable[[Any], bool] | None = None,
     **collect_kw: Any,
 ) -> SaveResult:
     """Collect, encode and (if ``output`` is given) write a record; returns the result.
 
     ``identity`` is a :class:`handoff.identity.IdentitySource` (default: the running
-    machine); ``encode`` defaults to :func:`handoff.record.encode` (the C core).
+    machine); ``encode`` defaults to :func:`handoff.record.encode` (the C core). A bad
+    ``output`` or ``tree`` is refused before the walk. ``notify(kind, text)`` hears the
+    collection's warnings and notes as they are known (they are also in the result).
+    ``select(device)``, when given, keeps only the devices it accepts (lspci's ``-s``/``-d``).
+    Without ``output`` a missing C core only leaves the record empty, with a note saying so.
     """
+    from handoff.errors import EnvironmentProblem
     from handoff.identity import IdentitySource
 
+    if tree is not None and not os.path.isdir(tree.pci_devices_dir):
+        raise EnvironmentProblem(
+            f"{tree.pci_devices_dir} is not a directory",
+            hint="--sysfs-root takes the directory that holds bus/pci/devices (like /sys)")
+    if output is not None:
+        check_output(output, force=force)  # before the walk: a bad output costs nothing
     ident = identity or IdentitySource()
     producer = ident.producer()
     res = collect_devices(tree, boot_id=producer.boot_id, **collect_kw)
+    if notify is not None:
+        for w in res.warnings:
+            notify("warning", w)
+        for n in res.notes:
+            notify("note", n)
+    if select is not None:
+        res.devices = [d for d in res.devices if select(d)]
     res.generation = 1
     if output is not None:
         res.generation = previous_generation(output, producer.boot_id) + 1
@@ -239,7 +259,17 @@ def save(
         from handoff import record
 
         encode = record.encode
-    res.record = encode(build_payload(res.devices), producer, res.generation)
+    try:
+        res.record = encode(build_payload(res.devices), producer, res.generation)
+    except ImportError as e:  # the C core is not built
+        if output is not None:
+            raise EnvironmentProblem(
+                f"the record encoder (C core) is not available: {e}",
+                hint="build it with `pip install -e .` in the source tree") from None
+        note = f"record size unknown, the C core is not built ({e})"
+        res.notes.append(note)
+        if notify is not None:
+            notify("note", note)
     if output is not None:
         write_atomic(output, res.record, force=force)
         res.path = str(output)

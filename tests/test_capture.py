@@ -21,51 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import dumpcheck as D
 from helpers import elfwriter as W
 from helpers import recordgen as G
+from helpers.capture import PAGE, REPORT, run_capture, vmcore_like
 
 from handoff import errors as E
 from handoff import record as R
 from handoff import sources
 from handoff.capture import inject as I
+from handoff.capture import layout as L
 from handoff.capture import meta as M
 from handoff.capture import pipeline as P
 from handoff.capture import save as S
 from handoff.cli import main
 
-PAGE = 4096
 REC = G.make_record(generation=9)
-REPORT = b'{"summary": "restored 2 of 2 devices", "devices": []}'
-
-
-def pages(seed: int, n: int, zero_fraction: float = 0.5) -> tuple[bytes, list[bool]]:
-    """``n`` pages, each random or zero; also which ones are zero."""
-    rnd = random.Random(seed)
-    out, zero = [], []
-    for _ in range(n):
-        z = rnd.random() < zero_fraction
-        zero.append(z)
-        out.append(bytes(PAGE) if z else rnd.randbytes(PAGE))
-    return b"".join(out), zero
-
-
-def vmcore_like(path: Path) -> list[W.Load]:
-    """Header, notes, four PT_LOADs (mixed, a partial last page, all zero, all data), written
-    in full so that the source itself has no holes."""
-    mixed, _ = pages(1, 600)  # 2.3 MiB: more than two 1 MiB chunks
-    partial = pages(2, 159)[0] + b"\x77" * 3072  # 0x9ec00 bytes, like a real x86 low-memory load
-    loads = [
-        W.Load(0x1000000, len(mixed), data=mixed),
-        W.Load(0x1000, len(partial), data=partial),
-        W.Load(0x100000, 1 << 20, data=bytes(1 << 20)),
-        W.Load(0x200000, 3 * PAGE, data=pages(3, 3, 0.0)[0]),
-    ]
-    with path.open("wb") as f:
-        W.write_core(f, loads=loads)
-        f.flush()
-        os.fsync(f.fileno())
-    assert path.stat().st_blocks * 512 >= path.stat().st_size - PAGE  # not sparse
-    return loads
 
 
 def load_ranges(path: Path) -> list[tuple[int, int]]:
@@ -326,17 +297,6 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
     return {"vmcore": src, "record": rec, "report": rep, "dir": tmp_path / "crash"}
 
 
-def run_capture(inputs: dict[str, Path], **kw: Any) -> P.CaptureResult:
-    args: dict[str, Any] = {
-        "dump_dir": str(inputs["dir"]),
-        "vmcore": str(inputs["vmcore"]),
-        "record": str(inputs["record"]),
-        "report": str(inputs["report"]),
-    }
-    args.update(kw)
-    return P.capture(**args)
-
-
 def dump_notes(path: Path) -> list[tuple[bytes, int, bytes]]:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -355,9 +315,21 @@ def test_capture_saves_injects_and_describes(inputs: dict[str, Path]) -> None:
     ]
     dump = d / "vmcore"
     src = inputs["vmcore"]
-    for off, n in load_ranges(src):  # PT_LOAD contents are the source's
-        assert sha(dump, off, n) == sha(src, off, n)
-    assert sha(dump, 0, src.stat().st_size - 0) != sha(src)  # the PT_NOTE header moved
+    # PT_LOAD contents are the source's, moved by whole pages to make room for the notes
+    # after the note segment, in the header area crash reads (issue 13)
+    shift = D.assert_same_loads(src, dump)
+    D.assert_crash_layout(dump)
+    assert res.save and res.save.data_shift == shift > 0
+    ph = D.phdrs(dump)[0]
+    assert ph[2] == D.phdrs(src)[0][2]  # the notes stay where /proc/vmcore has them
+    room = min(o for _, o, _ in D.loads(dump)) - ph[2] - ph[5]
+    assert res.save.note_room is not None and room == res.save.note_room - sum(
+        len(I.encode_note(t, b)) for t, b in ((R.NT_HANDOFF_RECORD, REC),
+                                               (R.NT_HANDOFF_REPORT, REPORT)))
+    assert L.SPARE_ROOM <= room < L.SPARE_ROOM + 2 * PAGE  # what is left for later notes
+    assert res.inject and res.inject.method == "in-place"
+    if D.have_crash():
+        assert D.crash_osrelease(dump)[:2] == D.crash_osrelease(src)[:2] == (0, "6.1.0-28-amd64")
     notes = dump_notes(dump)
     assert notes[-2:] == [
         (b"HANDOFF", R.NT_HANDOFF_RECORD, REC),
@@ -398,8 +370,7 @@ def test_corrupt_record_still_saves_the_dump(inputs: dict[str, Path]) -> None:
     res = run_capture(inputs)
     assert res.exit_code == E.EXIT_NO_RECORD
     assert res.record["status"] == "invalid" and res.record["check"] == "digest"
-    for off, n in load_ranges(inputs["vmcore"]):
-        assert sha(Path(res.dump), off, n) == sha(inputs["vmcore"], off, n)
+    D.assert_same_loads(inputs["vmcore"], Path(res.dump))
     assert [t for _, t, _ in dump_notes(Path(res.dump))].count(R.NT_HANDOFF_RECORD) == 0
 
 
@@ -540,6 +511,16 @@ def test_capture_through_makedumpfile(
     ]
     meta = M.read_meta(str(Path(res.directory) / M.META_NAME))
     assert meta["tools"]["makedumpfile"].startswith("makedumpfile: version")
+    if want == "elf":
+        # makedumpfile -E leaves no room after the notes: the dump was laid out once more
+        assert res.warnings == [("the ELF dump had no room for the notes before its memory "
+                                 "data: copied it once more with room for them")]
+        D.assert_crash_layout(Path(res.dump))
+        assert res.save.size == Path(res.dump).stat().st_size
+    else:
+        assert res.warnings == []
+    if D.have_crash():
+        assert D.crash_osrelease(Path(res.dump))[:2] == (0, "6.1.0-28-amd64")
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -582,18 +563,24 @@ def test_cli_progress_only_when_asked(
 
 
 def test_cli_exit_codes(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # a --vmcore the user named and that is missing: usage, as for every named input
     assert (
         main(["capture", "--vmcore", str(inputs["dir"] / "none"), "--dump-dir", str(inputs["dir"])])
-        == E.EXIT_ENVIRONMENT
+        == E.EXIT_USAGE
     )
-    assert "no vmcore at" in capsys.readouterr().err
+    assert f"--vmcore {inputs['dir'] / 'none'}: no such file" in capsys.readouterr().err
     assert main(cli(inputs, "--makedumpfile-args", "-c -F")) == E.EXIT_USAGE
     assert main(cli(inputs, "--makedumpfile-args", "-d 'unclosed")) == E.EXIT_USAGE
     assert not inputs["dir"].exists()  # nothing written on a usage error
     inputs["record"].write_bytes(b"")
     assert main(cli(inputs)) == E.EXIT_NO_RECORD
     err = capsys.readouterr().err
-    assert "the dump is saved, but it carries no device state" in err
+    assert "handoff: error: the dump is saved, but it carries no device state\n" in err
+    assert main(cli(inputs, "--dry-run", "--format", "kdump", "--json")) == E.EXIT_NO_RECORD
+    doc = json.loads(capsys.readouterr().out)  # the error contract's keys on its own document
+    assert (doc["kind"], doc["exit_code"], doc["error"]) == (
+        "capture", 3, "the dump would carry no device state (dry run)")
+    assert doc["hint"].startswith("pass --record with the record")
     assert main(cli(inputs, "--dry-run", "--format", "kdump")) == E.EXIT_NO_RECORD
     assert "makedumpfile" in capsys.readouterr().out
 
@@ -616,9 +603,13 @@ def test_capture_of_a_real_vmcore(tmp_path: Path) -> None:
     res = P.capture(dump_dir=str(tmp_path / "crash"), vmcore=str(src), record=str(rec))
     assert res.exit_code == 0, res.warnings
     dump = Path(res.dump)
-    for off, n in load_ranges(src):
-        assert sha(dump, off, n) == sha(src, off, n)
+    D.assert_same_loads(src, dump)
+    D.assert_crash_layout(dump)
     assert res.save and res.save.allocated < src.stat().st_size
+    if D.have_crash():  # the same release before and after (issue 13)
+        before = D.crash_osrelease(src)
+        assert before[0] == 0 and before[1].startswith("6.1.0-"), before
+        assert D.crash_osrelease(dump)[:2] == before[:2]
     if shutil.which("makedumpfile"):
         out = tmp_path / "dump.kdump"
         p = subprocess.run(

@@ -78,10 +78,17 @@ def test_depth_16_is_allowed() -> None:
     assert cbor.loads(bytes.fromhex("81" * 15 + "00")) is not None
 
 
-@pytest.mark.parametrize("bad", [1.5, {1: 2}, {"a": {1, 2}}, 2**64, -(2**64) - 1])
-def test_encoder_refuses_what_r16_forbids(bad: object) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    (1.5, "type float is not allowed in a payload (R16)"),
+    ({1: 2}, "map key 1 is not text (R16)"),
+    ({"a": {1, 2}}, "type set is not allowed in a payload (R16)"),
+    (2**64, "integer 18446744073709551616 does not fit in 64 bits (R16)"),
+    (-(2**64) - 1, "integer -18446744073709551617 does not fit in 64 bits (R16)"),
+])
+def test_encoder_refuses_what_r16_forbids(bad: object, message: str) -> None:
+    with pytest.raises(ValueError) as ei:
         cbor.dumps_checked(bad)
+    assert type(ei.value) is ValueError and str(ei.value) == message
 
 
 def test_record_encode_refuses_a_float_in_the_payload() -> None:

@@ -209,3 +209,28 @@ def test_dracut_module_setup_parses() -> None:
     r = subprocess.run(["bash", "-n", str(CONTRIB / "dracut/90handoff-early/module-setup.sh")],
                        check=False)
     assert r.returncode == 0
+
+
+def test_a_symlink_planted_at_the_temporary_name_is_never_followed(collector: Path,
+                                                                    tmp_path: Path) -> None:
+    root = F.build_tree(tmp_path / "sys", F.Q35)
+    out = tmp_path / "run" / "early.bin"
+    out.parent.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    (out.parent / "early.bin.tmp").symlink_to(victim)
+    r = _run(collector, root, out, _boot_id_file(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert victim.read_bytes() == b"keep"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["early.bin"]
+    assert not out.is_symlink() and (out.stat().st_mode & 0o777) == 0o600
+    assert EARLY.read_snapshot_file(out.read_bytes()).boot_id == BOOT_ID
+
+
+def test_write_errors_name_the_output_not_the_temporary(collector: Path, tmp_path: Path) -> None:
+    root = F.build_tree(tmp_path / "sys", F.Q35)
+    out = tmp_path / "no-such" / "dir" / "early.bin"
+    (tmp_path / "no-such").write_text("a file where a directory should be")
+    r = _run(collector, root, out, _boot_id_file(tmp_path))
+    assert r.returncode != 0
+    assert f"cannot create {out}: Not a directory" in r.stderr and ".tmp" not in r.stderr

@@ -1,4 +1,4 @@
-"""handoff.cpio: the newc writer and reader, checked against GNU cpio."""
+"""handoff.formats.cpio: the newc writer and reader, checked against GNU cpio."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import recordgen as G
 
-from handoff import cpio, sources
 from handoff import errors as E
+from handoff import sources
+from handoff.formats import cpio
 
 needs_cpio = pytest.mark.skipif(shutil.which("cpio") is None, reason="GNU cpio not installed")
 

@@ -22,10 +22,11 @@ from helpers import recordgen as G
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handoff import cpio, elfcore, kdump, sources
 from handoff import errors as E
 from handoff import record as R
-from handoff.sources import initrd
+from handoff import sources
+from handoff.formats import cpio, elfcore, kdump
+from handoff.sources import context, initrd
 from handoff.sources.blob import BytesBlob
 
 REC = G.make_record()
@@ -246,7 +247,7 @@ def _arc(*members: tuple[str, bytes]) -> bytes:
 
 
 def test_decompression_bomb_total_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(initrd, "MAX_DECOMPRESSED", 8 << 20)
+    monkeypatch.setattr(context, "MAX_DECOMPRESSED", 8 << 20)
     body = cpio.header("zeros", 0o100644, 64 << 20, 1)
     c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     bomb = c.compress(body) + b"".join(c.compress(bytes(1 << 20)) for _ in range(64)) + c.flush()

@@ -158,3 +158,16 @@ def test_a_rule_with_an_unknown_plugin_names_its_line() -> None:
                        r"plugin is named 'msi-x' \(installed: msix, nvme\)$"):
         pol.check_plugins(["msix", "nvme"])
     pol.check_plugins(["msi-x"])
+
+
+def test_load_refuses_a_policy_naming_an_unknown_plugin(machine: object, tmp_path: Path) -> None:
+    from helpers.machine import dry
+
+    pol = tmp_path / "policy.toml"
+    pol.write_text('version = 1\n[[rule]]\ndriver = "nvme"\naction = "quiesce"\n'
+                   'plugins = ["nvmee"]\n')
+    rc, out, err, _work = dry(machine, "--policy", str(pol))  # type: ignore[arg-type]
+    assert rc == E.EXIT_USAGE and out == ""
+    assert err.splitlines()[0].startswith(
+        f"handoff: error: {pol}:2: rule 1, key 'plugins': no installed plugin is named "
+        "'nvmee' (installed: ")

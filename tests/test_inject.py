@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import dumpcheck as D
 from helpers import elfwriter as W
 from helpers import kdumpwriter as K
 from helpers import recordgen as G
@@ -31,6 +33,7 @@ from handoff import errors as E
 from handoff import record as R
 from handoff import sources
 from handoff.capture import inject as I
+from handoff.capture import layout as L
 from handoff.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,10 +108,11 @@ def dump_dmesg(dump: Path, out: Path) -> bytes:
     return out.read_bytes()
 
 
-def assert_dmesg_survives_injection(dump: Path, tmp: Path) -> None:
+def assert_dmesg_survives_injection(dump: Path, tmp: Path) -> Path:
     before = dump_dmesg(dump, tmp / "d1")
-    I.inject_notes(dump, NOTES)
-    assert dump_dmesg(dump, tmp / "d2") == before
+    after = injected(dump, tmp)
+    assert dump_dmesg(after, tmp / "d2") == before
+    return after
 
 
 def elf_note_phdr(path: Path) -> tuple[int, tuple[int, ...]]:
@@ -184,39 +188,114 @@ def test_encode_note_matches_r24() -> None:
 # -- ELF round trip ------------------------------------------------------------------------------
 
 
-def test_elf_round_trip_moves_nothing(elf_dump: Path, tmp_path: Path) -> None:
-    orig = copy_dump(elf_dump, tmp_path / "orig")
+def test_elf_round_trip_grows_the_note_segment_in_place(tmp_path: Path) -> None:
+    """/proc/vmcore's layout with room after the notes: they grow there, nothing moves."""
+    dump = synthetic_elf(tmp_path / "vmcore")
+    orig = copy_dump(dump, tmp_path / "orig")
     loads = elf_loads(orig)
     load_hashes = [sha_range(orig, o, n) for o, n in loads]
     ph_at, ph = elf_note_phdr(orig)
-    old_notes = (
-        orig.open("rb").read()[ph[2] : ph[2] + ph[5]]
-        if not is_real(orig)
-        else _read(orig, ph[2], ph[5])
-    )
+    old_notes = _read(orig, ph[2], ph[5])
     size = orig.stat().st_size
+    added = I.encode_note(*NOTES[0]) + I.encode_note(*NOTES[1])
+    assert ph[2] + ph[5] + len(added) <= loads[0][0]  # the synthetic dump has the room
 
-    res = I.inject_notes(elf_dump, NOTES)
+    res = I.inject_notes(dump, NOTES)
 
-    assert res.format == "elf" and res.changed
+    assert res.format == "elf" and res.changed and res.method == "in-place"
     assert res.added == ((R.NT_HANDOFF_RECORD, len(REC)), (R.NT_HANDOFF_REPORT, len(REPORT)))
-    assert elf_loads(elf_dump) == loads
-    assert [sha_range(elf_dump, o, n) for o, n in loads] == load_hashes
-    # Outside the PT_NOTE header's p_offset, p_filesz and p_memsz, not a byte changed.
-    assert_same_except(orig, elf_dump, [(ph_at + 8, 8), (ph_at + 32, 16)])
-    new_at, new = elf_note_phdr(elf_dump)
-    assert new_at == ph_at
-    assert new[2] == -(-size // 8) * 8 and new[2] >= size  # appended, 8-byte aligned
-    assert new[5] == new[6]  # p_memsz follows p_filesz, as the kernel writes them
-    area = _read(elf_dump, new[2], new[5])
-    assert area[: len(old_notes)] == old_notes  # the original notes, byte for byte
-    assert area[len(old_notes) :] == I.encode_note(*NOTES[0]) + I.encode_note(*NOTES[1])
-    # O(notes): the file grew by the notes and the copied note area, nothing else
-    assert elf_dump.stat().st_size - size < len(old_notes) + len(area) + 8
-    # handoff's own reader finds the record and the report
-    found = sources.read_path(str(elf_dump))
+    assert elf_loads(dump) == loads
+    assert [sha_range(dump, o, n) for o, n in loads] == load_hashes
+    # Outside the PT_NOTE header's p_filesz and p_memsz and the gap the notes grew into, not
+    # a byte changed; the file did not grow.
+    end = ph[2] + ph[5]
+    assert_same_except(orig, dump, [(ph_at + 32, 16), (end, len(added))])
+    assert dump.stat().st_size == size and res.appended == 0
+    new_at, new = elf_note_phdr(dump)
+    assert new_at == ph_at and new[2] == ph[2] and new[5] == new[6] == ph[5] + len(added)
+    area = _read(dump, new[2], new[5])
+    assert area == old_notes + added  # the original notes, byte for byte, then ours
+    D.assert_crash_layout(dump)
+    found = sources.read_path(str(dump))
     assert [f.record.raw for f in found if f.record] == [REC]
     assert found[0].reports and found[0].reports[0].data["summary"].startswith("restored")
+
+
+def test_no_room_is_refused_and_the_dump_is_unchanged(tmp_path: Path) -> None:
+    """A /proc/vmcore copy keeps less than a page after its notes: refused, with the way out."""
+    notes = b"".join(W.default_notes())
+    dump = tmp_path / "vmcore"
+    dump.write_bytes(W.core_bytes([notes]))
+    _, ph = elf_note_phdr(dump)
+    free = elf_loads(dump)[0][0] - ph[2] - ph[5]
+    big = G.make_record(G.sample_payload(40), generation=4)
+    assert len(I.encode_note(R.NT_HANDOFF_RECORD, big)) > free
+    h = sha_file(dump)
+    with pytest.raises(I.NoNoteRoom) as ei:
+        I.inject_notes(dump, [(R.NT_HANDOFF_RECORD, big)])
+    need = len(I.encode_note(R.NT_HANDOFF_RECORD, big))
+    assert str(ei.value) == (
+        f"cannot add the notes to {dump} in place: the notes need {need} bytes and only "
+        f"{free} are free between its note segment and the first PT_LOAD's data (offset "
+        f"{elf_loads(dump)[0][0]}); nothing was written"
+    )
+    assert ei.value.hint == (f"write a copy with room for them (PT_LOAD data unchanged): "
+                             f"handoff inject-notes --output NEW {dump} RECORD [REPORT]")
+    assert ei.value.exit_code == E.EXIT_INVALID
+    assert sha_file(dump) == h
+
+
+def test_notes_after_the_data_are_refused(tmp_path: Path) -> None:
+    """A dump whose notes an older handoff moved to the end: crash cannot read it, and adding
+    more there would not help; refused, and --output makes a readable copy."""
+    dump = tmp_path / "vmcore"
+    dump.write_bytes(W.core_bytes())
+    ph_at, ph = elf_note_phdr(dump)
+    size = dump.stat().st_size
+    with dump.open("r+b") as f:  # the old layout: the note area copied to the end
+        f.seek(size)
+        f.write(_read(dump, ph[2], ph[5]))
+        f.seek(ph_at)
+        f.write(PHDR.pack(4, 0, size, 0, 0, ph[5], ph[5], 0))
+    h = sha_file(dump)
+    with pytest.raises(I.NoNoteRoom, match=(
+            rf"its notes \(offset {size}\) lie after the first PT_LOAD's data \(offset "
+            rf"\d+\), outside the header area crash reads; nothing was written$")):
+        I.inject_notes(dump, NOTES)
+    assert sha_file(dump) == h
+    out = tmp_path / "fixed"
+    res = I.inject_notes_copy(dump, out, NOTES)
+    assert res.method == "in-place"
+    D.assert_crash_layout(out)
+    D.assert_same_loads(dump, out)
+    assert [(n.name, n.type) for n in _area(out).notes][-2:] == [
+        (b"HANDOFF", R.NT_HANDOFF_RECORD), (b"HANDOFF", R.NT_HANDOFF_REPORT)]
+
+
+def test_copy_with_room_keeps_every_load_and_note(elf_dump: Path, tmp_path: Path) -> None:
+    """inject-notes --output: /proc/vmcore's layout with room; PT_LOAD bytes hash-equal."""
+    _, ph = elf_note_phdr(elf_dump)
+    old_notes = _read(elf_dump, ph[2], ph[5])
+    h = sha_file(elf_dump)
+    out = tmp_path / "with-notes"
+    res = I.inject_notes_copy(elf_dump, out, NOTES)
+    assert sha_file(elf_dump) == h  # the source is only read
+    assert res.method == "in-place" and res.path == str(out)
+    shift = D.assert_same_loads(elf_dump, out)
+    D.assert_crash_layout(out)
+    _, new = elf_note_phdr(out)
+    assert new[2] == ph[2]  # the notes stay on the page after the program headers
+    added = I.encode_note(*NOTES[0]) + I.encode_note(*NOTES[1])
+    assert _read(out, new[2], new[5]) == old_notes + added
+    first = min(o for o, _ in elf_loads(out))
+    room = first - new[2] - new[5]
+    assert L.SPARE_ROOM <= room < L.SPARE_ROOM + 2 * 4096  # the spare, rounded to pages
+    assert shift == (first - min(o for o, _ in elf_loads(elf_dump)))
+    # zero pages stay holes: a few pages more on disk at most (the notes), not the spare room
+    assert out.stat().st_blocks * 512 <= elf_dump.stat().st_blocks * 512 + 8 * 4096
+    with pytest.raises(E.UsageError, match="already exists"):
+        I.inject_notes_copy(elf_dump, out, NOTES)  # never overwritten
+    assert out.exists()
 
 
 def _read(p: Path, off: int, n: int) -> bytes:
@@ -225,15 +304,35 @@ def _read(p: Path, off: int, n: int) -> bytes:
         return f.read(n)
 
 
+def _area(p: Path) -> I.NoteArea:
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        return I.read_note_area(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def injected(dump: Path, tmp_path: Path) -> Path:
+    """``dump`` with NOTES added: in place when it has the room (the synthetic dumps), else
+    (a real /proc/vmcore copy) in a copy with room, as `inject-notes --output` makes."""
+    try:
+        I.inject_notes(dump, NOTES)
+        return dump
+    except I.NoNoteRoom:
+        out = tmp_path / (dump.name + ".notes")
+        I.inject_notes_copy(dump, out, NOTES)
+        return out
+
+
 @pytest.mark.parametrize("tool", ["readelf", "eu-readelf"])
-def test_readelf_lists_injected_notes(elf_dump: Path, tool: str) -> None:
+def test_readelf_lists_injected_notes(elf_dump: Path, tool: str, tmp_path: Path) -> None:
     if not have(tool):
         pytest.skip(f"{tool} not installed")
     before = subprocess.run(
         [tool, "-n", str(elf_dump)], capture_output=True, text=True, check=False
     )
-    I.inject_notes(elf_dump, NOTES)
-    p = subprocess.run([tool, "-n", str(elf_dump)], capture_output=True, text=True, check=False)
+    dump = injected(elf_dump, tmp_path)
+    p = subprocess.run([tool, "-n", str(dump)], capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stderr
     assert "warning" not in p.stderr.lower() and "error" not in p.stderr.lower(), p.stderr
     rows = [ln.split() for ln in p.stdout.splitlines() if ln.strip().startswith("HANDOFF")]
@@ -251,11 +350,11 @@ def test_readelf_lists_injected_notes(elf_dump: Path, tool: str) -> None:
     assert new[: len(old)] == old
 
 
-def test_pyelftools_iterates_injected_notes(elf_dump: Path) -> None:
+def test_pyelftools_iterates_injected_notes(elf_dump: Path, tmp_path: Path) -> None:
     from elftools.elf.elffile import ELFFile
 
-    I.inject_notes(elf_dump, NOTES)
-    with elf_dump.open("rb") as f:
+    dump = injected(elf_dump, tmp_path)
+    with dump.open("rb") as f:
         elf = ELFFile(f)
         notes = [
             n
@@ -271,11 +370,40 @@ def test_pyelftools_iterates_injected_notes(elf_dump: Path) -> None:
     assert any(n["n_name"] == "VMCOREINFO" for n in notes)
 
 
-def test_drgn_opens_injected_elf(elf_dump: Path) -> None:
+def test_drgn_opens_injected_elf(elf_dump: Path, tmp_path: Path) -> None:
     pytest.importorskip("drgn")
     before = _drgn_view(elf_dump)
-    I.inject_notes(elf_dump, NOTES)
-    assert _drgn_view(elf_dump) == before
+    assert _drgn_view(injected(elf_dump, tmp_path)) == before
+
+
+@pytest.mark.skipif(not D.have_crash(), reason="crash not installed")
+def test_crash_reads_injected_elf(elf_dump: Path, tmp_path: Path) -> None:
+    """crash --osrelease finds VMCOREINFO in the header area, before and after (issue 13)."""
+    before = D.crash_osrelease(elf_dump)
+    assert before[:2] == (0, "6.1.0-28-amd64" if not is_real(elf_dump) else before[1])
+    assert re.fullmatch(r"6\.1\.0-\d+-amd64", before[1]), before
+    dump = injected(elf_dump, tmp_path)
+    after = D.crash_osrelease(dump)
+    assert after[:2] == before[:2] and "WARNING" not in after[2], after
+
+
+@pytest.mark.skipif(not D.have_crash(), reason="crash not installed")
+def test_crash_reads_a_refused_dump_unchanged(tmp_path: Path) -> None:
+    """makedumpfile -E puts the memory right after the notes: refused, and crash still reads
+    it; the --output copy is readable by crash too."""
+    if not have("makedumpfile"):
+        pytest.skip("makedumpfile not installed")
+    src = synthetic_elf(tmp_path / "vmcore")
+    dump = tmp_path / "mdf.elf"
+    subprocess.run(["makedumpfile", "-E", "-d", "1", str(src), str(dump)], check=True,
+                   capture_output=True)
+    with pytest.raises(I.NoNoteRoom):
+        I.inject_notes(dump, NOTES)
+    assert D.crash_osrelease(dump)[:2] == (0, "6.1.0-28-amd64")
+    out = tmp_path / "out"
+    I.inject_notes_copy(dump, out, NOTES)
+    assert D.crash_osrelease(out)[:2] == (0, "6.1.0-28-amd64")
+    D.assert_same_loads(dump, out)
 
 
 def _drgn_view(p: Path) -> dict[str, Any]:
@@ -302,9 +430,9 @@ def _drgn_view(p: Path) -> dict[str, Any]:
 def test_makedumpfile_recompresses_injected_elf_and_keeps_the_notes(
     elf_dump: Path, tmp_path: Path
 ) -> None:
-    """makedumpfile reads the moved PT_NOTE and carries our notes into its output."""
-    I.inject_notes(elf_dump, NOTES)
-    out = kdump_from(elf_dump, tmp_path / "out.kdump", "31" if is_real(elf_dump) else "1")
+    """makedumpfile reads the grown PT_NOTE and carries our notes into its output."""
+    dump = injected(elf_dump, tmp_path)
+    out = kdump_from(dump, tmp_path / "out.kdump", "31" if is_real(elf_dump) else "1")
     fd = os.open(out, os.O_RDONLY)
     try:
         area = I.read_note_area(fd, os.fstat(fd).st_size)
@@ -318,7 +446,7 @@ def test_makedumpfile_recompresses_injected_elf_and_keeps_the_notes(
 @pytest.mark.skipif(not have("makedumpfile"), reason="makedumpfile not installed")
 def test_makedumpfile_dump_dmesg_on_real_dump(tmp_path: Path, real_master: Path | None) -> None:
     dump = need_real(real_master, tmp_path / "vmcore")
-    assert_dmesg_survives_injection(dump, tmp_path)
+    dump = assert_dmesg_survives_injection(dump, tmp_path)
     if have("vmcore-dmesg"):
         a = subprocess.run(["vmcore-dmesg", str(dump)], capture_output=True, check=False)
         assert a.returncode == 0 and a.stdout, a.stderr
@@ -521,12 +649,18 @@ def test_other_owner_with_same_type_and_bytes_is_not_a_duplicate(tmp_path: Path)
 # -- crash safety ----------------------------------------------------------------------------------
 
 
-def test_order_is_append_fsync_then_header_fsync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["elf", "kdump"])
+def test_order_is_notes_fsync_then_header_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    dump = synthetic_elf(tmp_path / "vmcore")
-    size = dump.stat().st_size
-    ph_at, _ = elf_note_phdr(dump)
+    if kind == "elf":
+        dump = synthetic_elf(tmp_path / "vmcore")
+        ph_at, ph = elf_note_phdr(dump)
+        first, header = ph[2] + ph[5], ph_at  # the gap after the notes; PT_NOTE's header
+    else:
+        dump = tmp_path / "d.kdump"
+        dump.write_bytes(K.kdump_bytes())
+        first, header = dump.stat().st_size, 4096 + 48  # the end; offset_note/size_note
     log: list[tuple[str, int]] = []
     real_pwrite, real_fsync = os.pwrite, os.fsync
 
@@ -541,7 +675,7 @@ def test_order_is_append_fsync_then_header_fsync(
     monkeypatch.setattr(os, "pwrite", pwrite)
     monkeypatch.setattr(os, "fsync", fsync)
     I.inject_notes(dump, NOTES)
-    assert log == [("write", size), ("fsync", 0), ("write", ph_at), ("fsync", 0)]
+    assert log == [("write", first), ("fsync", 0), ("write", header), ("fsync", 0)]
 
 
 @pytest.mark.parametrize("kind", ["elf", "kdump"])
@@ -560,7 +694,13 @@ def test_interrupted_before_the_header_write_leaves_the_original_dump(
     with pytest.raises(KeyboardInterrupt):
         I.inject_notes(dump, NOTES)
     monkeypatch.undo()
-    assert_same_except(orig, dump, [])  # every original byte, header included
+    # Every original byte, header included; only the unreferenced gap after an ELF dump's
+    # notes (where they grow) may hold the orphaned new ones.
+    gap: list[tuple[int, int]] = []
+    if kind == "elf":
+        _, ph = elf_note_phdr(orig)
+        gap = [(ph[2] + ph[5], elf_loads(orig)[0][0] - ph[2] - ph[5])]
+    assert_same_except(orig, dump, gap)
     fd = os.open(dump, os.O_RDONLY)
     area = I.read_note_area(fd, os.fstat(fd).st_size)
     os.close(fd)
@@ -777,5 +917,150 @@ def test_cli_inject_notes_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert "digest mismatch" in err and "not a UTF-8 JSON document" in err
     assert main(["inject-notes", str(flat), str(raw)]) == 1
-    assert "hint: convert it first: makedumpfile -R" in capsys.readouterr().err
+    assert "hint: let `handoff inject-notes --reassemble` convert it, or convert it first: " \
+        "makedumpfile -R" in capsys.readouterr().err
     assert main(["inject-notes", str(dump), str(raw)]) == 0
+
+
+# -- truncated dumps, other kernels, and --output (issue 13) -------------------------------------
+
+
+@pytest.mark.skipif(not have("makedumpfile"), reason="makedumpfile not installed")
+def test_truncated_kdump_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    whole = kdump_from(synthetic_elf(tmp_path / "vmcore"), tmp_path / "whole.kdump", "1")
+    size = whole.stat().st_size
+    cut = tmp_path / "cut.kdump"
+    cut.write_bytes(whole.read_bytes()[: size - 1])
+    _refused(cut, rf"^the dump is truncated: the page data end at offset {size}, but the file "
+                  rf"has only {size - 1} bytes \(1 missing\); notes are not added to an "
+                  r"incomplete copy$")
+    raw = tmp_path / "rec.bin"
+    raw.write_bytes(REC)
+    h = sha_file(cut)
+    assert main(["inject-notes", str(cut), str(raw)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("handoff: error: the dump is truncated: the page data end at")
+    assert err[1] == ("handoff: hint: inject into the complete dump (copy it again, or save it "
+                      "again)")
+    assert sha_file(cut) == h
+    assert I.inject_notes(whole, NOTES).changed  # the whole one is fine
+
+
+def test_cli_refuses_no_room_and_output_writes_a_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dump = tmp_path / "vmcore"
+    dump.write_bytes(W.core_bytes())
+    big = G.make_record(G.sample_payload(40), generation=5)
+    raw = tmp_path / "rec.bin"
+    raw.write_bytes(big)
+    h = sha_file(dump)
+    assert main(["inject-notes", str(dump), str(raw)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"handoff: error: cannot add the notes to {dump} in place: ")
+    assert err[-1] == (f"handoff: hint: write a copy with room for them (PT_LOAD data "
+                       f"unchanged): handoff inject-notes --output NEW {dump} RECORD [REPORT]")
+    assert sha_file(dump) == h
+    out = tmp_path / "new"
+    assert main(["inject-notes", "--output", str(out), str(dump), str(raw)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"added record generation 5 ({len(big)} bytes) to {out}"
+    assert lines[1] == f"{out}: a copy of {dump} with room for the notes; {dump} is unchanged"
+    assert sha_file(dump) == h
+    D.assert_same_loads(dump, out)
+    D.assert_crash_layout(out)
+    assert [f.record.raw for f in sources.read_path(str(out)) if f.record] == [big]
+    # NEW is never overwritten
+    assert main(["inject-notes", "--output", str(out), str(dump), str(raw)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_warns_when_the_record_is_of_another_kernel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dump = synthetic_elf(tmp_path / "vmcore")  # OSRELEASE 6.1.0-28-amd64
+    raw = tmp_path / "rec.bin"
+    raw.write_bytes(REC)  # made on 6.1.0-test-amd64
+    assert main(["inject-notes", str(dump), str(raw), "--json"]) == 0
+    out, err = capsys.readouterr()
+    want = ("the record (generation 3) was made on kernel 6.1.0-test-amd64, but the dump is of "
+            "kernel 6.1.0-28-amd64 (VMCOREINFO OSRELEASE): the record may belong to another "
+            "crash")
+    assert err == f"handoff: warning: {want}\n"
+    doc = json.loads(out)
+    assert doc["warnings"] == [want] and doc["dump_osrelease"] == "6.1.0-28-amd64"
+    assert doc["result"]["method"] == "in-place"
+    same = tmp_path / "same.bin"
+    same.write_bytes(G.make_record(generation=4, kernel_release="6.1.0-28-amd64"))
+    assert main(["inject-notes", str(dump), str(same)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+MAKEDUMPFILE = shutil.which("makedumpfile")
+
+
+@pytest.mark.skipif(MAKEDUMPFILE is None, reason="needs makedumpfile (apt install makedumpfile)")
+def test_cli_reassembles_a_flattened_dump_then_adds_the_notes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Debian's kdump-tools saves `makedumpfile -F` output: --reassemble turns it into the
+    kdump-compressed dump it streams (real makedumpfile -R), under the same name and mode,
+    then adds the notes; the dump's own bytes are makedumpfile -R's but for the note pointer."""
+    image = K.kdump_bytes()
+    flat = tmp_path / "dump.202612061500"
+    flat.write_bytes(K.flatten(image, chunk=1000))
+    flat.chmod(0o640)
+    note_file = tmp_path / "record.note"
+    note_file.write_bytes(G.note(REC))
+    rep = tmp_path / "report.json"
+    rep.write_bytes(REPORT)
+    assert main(["inject-notes", "--reassemble", str(flat), str(note_file), str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"reassembled {flat} from makedumpfile's flattened format (kdump)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dump.202612061500", "record.note", "report.json"]  # no leftover, no second dump
+    assert flat.stat().st_mode & 0o777 == 0o640
+    data = flat.read_bytes()
+    assert data[:8] == b"KDUMP   "
+    # the sub-header's offset_note/size_note moved to the appended area; nothing else did
+    changed = [i for i in range(len(image)) if data[i] != image[i]]
+    assert 0 < len(changed) <= 16 and changed[-1] - changed[0] < 16
+    found = sources.read_path(str(flat))
+    assert [f.record.raw for f in found if f.record] == [REC]
+    # without --reassemble a kdump-compressed DUMP is taken as it is; the notes are there
+    assert main(["inject-notes", "--reassemble", str(flat), str(note_file), str(rep)]) == 0
+    assert "already in" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(MAKEDUMPFILE is None, reason="needs makedumpfile (apt install makedumpfile)")
+def test_cli_reassemble_refuses_a_stream_without_its_end(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flat = tmp_path / "dump.1"
+    flat.write_bytes(K.flatten(K.kdump_bytes())[:-16])  # makedumpfile -R would wait forever
+    h = sha_file(flat)
+    raw = tmp_path / "rec.bin"
+    raw.write_bytes(REC)
+    assert main(["inject-notes", "--reassemble", str(flat), str(raw)]) == 1
+    err = capsys.readouterr().err
+    assert f"{flat} does not end with the flattened format's end marker" in err
+    assert sha_file(flat) == h
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.1", "rec.bin"]
+
+
+def test_cli_reassemble_without_makedumpfile_is_an_environment_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    flat = tmp_path / "dump.1"
+    flat.write_bytes(K.flatten(K.kdump_bytes()))
+    h = sha_file(flat)
+    raw = tmp_path / "rec.bin"
+    raw.write_bytes(REC)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["inject-notes", "--reassemble", str(flat), str(raw)]) == 4
+    assert "makedumpfile is not installed" in capsys.readouterr().err
+    assert sha_file(flat) == h
+    # --reassemble replaces DUMP, --output writes a copy: not both
+    assert main(["inject-notes", "--reassemble", "-o", str(tmp_path / "new"), str(flat),
+                 str(raw)]) == 2
+    assert "--reassemble replaces DUMP and --output writes a copy: give one" in \
+        capsys.readouterr().err
+    assert sha_file(flat) == h and not (tmp_path / "new").exists()

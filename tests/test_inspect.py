@@ -34,7 +34,9 @@ def write(tmp_path: Path, name: str, data: bytes) -> str:
 
 
 def test_valid_vmcore_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    p = write(tmp_path, "vmcore", W.core_bytes(W.default_notes() + [
+    # the dump's kernel is the record's (else inspect warns: test_release_mismatch_warns)
+    vmci = W.vmcoreinfo("6.1.0-test-amd64")
+    p = write(tmp_path, "vmcore", W.core_bytes(W.default_notes(vmci=vmci) + [
         G.note(REC), G.note(REPORT, R.NT_HANDOFF_REPORT)]))
     from handoff import sources
 
@@ -46,9 +48,9 @@ def test_valid_vmcore_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert lines[0] == f"{p}: an ELF vmcore with 5 notes, 68.0 KiB"
     assert lines[1] == ("  ELF64 little-endian ET_CORE x86-64: 2 program headers (1 PT_NOTE, "
                         "1 PT_LOAD, 64.0 KiB of memory)")
-    assert ("  VMCOREINFO: OSRELEASE 6.1.0-28-amd64, crashed 2023-11-14T22:13:20Z (CRASHTIME "
-            "1700000000), PAGESIZE 4096, BUILD-ID 0123456789abcdef0123456789abcdef01234567"
-            ) in lines
+    assert ("  VMCOREINFO: OSRELEASE 6.1.0-test-amd64, crashed 2023-11-14T22:13:20Z "
+            "(CRASHTIME 1700000000), PAGESIZE 4096, BUILD-ID "
+            "0123456789abcdef0123456789abcdef01234567") in lines
     assert f"  restore report at offset {rep_at}: restored 2 of 2 devices; 2 devices" in lines
     i = lines.index(f"record 1 of 1 at offset {rec_at}: valid")
     assert lines[i + 1 : i + 12] == [
@@ -64,6 +66,75 @@ def test_valid_vmcore_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "    0000:00:03.0  1af4:1041  020000  virtio-pci  collector  256   quiesce",
         "    0000:00:04.0  1af4:1042  020000  virtio-pci  collector  256   quiesce",
     ]
+
+
+@pytest.mark.parametrize("kind", ["elf", "kdump"])
+def test_release_mismatch_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                kind: str) -> None:
+    """A record made on another kernel than the dump's OSRELEASE: valid, exit 0, a warning."""
+    notes = W.default_notes() + [G.note(REC)]  # OSRELEASE 6.1.0-28-amd64
+    p = write(tmp_path, "d", W.core_bytes(notes) if kind == "elf" else K.kdump_bytes(notes))
+    want = ("the record (generation 1) was made on kernel 6.1.0-test-amd64, but the dump is "
+            "of kernel 6.1.0-28-amd64 (VMCOREINFO OSRELEASE): the record may belong to "
+            "another crash")
+    rc, out, err = run(capsys, p)
+    assert (rc, err) == (0, f"handoff: warning: {want}\n")
+    rc, out, err = run(capsys, p, "--json")
+    assert (rc, err) == (0, "")
+    assert json.loads(out)["warnings"] == [want]
+
+
+@pytest.mark.parametrize("kind", ["elf", "kdump"])
+def test_truncated_dump_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   kind: str) -> None:
+    vmci = W.vmcoreinfo("6.1.0-test-amd64")
+    notes = W.default_notes(vmci=vmci) + [G.note(REC)]
+    whole = W.core_bytes(notes) if kind == "elf" else K.kdump_bytes(notes)
+    p = write(tmp_path, "d", whole[:-100])
+    end = len(whole)
+    what = "its segments end" if kind == "elf" else "the bitmaps end"
+    want = (f"the dump is truncated: {what} at offset {end}, but the file has only "
+            f"{end - 100} bytes (100 missing)")
+    rc, out, err = run(capsys, p)
+    assert rc == 0  # the record in it is whole and valid
+    assert f"  TRUNCATED: {want}" in out.splitlines()
+    assert err == f"handoff: warning: {p}: {want}\n"
+    rc, out, err = run(capsys, p, "--json")
+    doc = json.loads(out)
+    assert doc["container"]["details"]["truncated"] == want
+    assert doc["warnings"] == [f"{p}: {want}"]
+    p2 = write(tmp_path, "whole", whole)
+    rc, out, err = run(capsys, p2, "--json")
+    assert json.loads(out)["container"]["details"]["truncated"] is None and err == ""
+
+
+def test_notes_crash_cannot_read_are_flagged(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """An ELF dump whose note segment an older handoff moved past the memory data: crash
+    reads only the header area before it (issue 13); inspect says so, and how to repair it."""
+    import struct
+
+    vmci = W.vmcoreinfo("6.1.0-test-amd64")
+    data = bytearray(W.core_bytes(W.default_notes(vmci=vmci) + [G.note(REC)]))
+    ph = struct.Struct("<IIQQQQQQ")
+    p = list(ph.unpack_from(data, 64))
+    first_load = ph.unpack_from(data, 64 + 56)[2]
+    end = len(data)
+    data += data[p[2]:p[2] + p[5]]  # the notes, copied to the end, as handoff did
+    p[2] = end
+    ph.pack_into(data, 64, *p)
+    path = write(tmp_path, "old", bytes(data))
+    rc, _, err = run(capsys, path)
+    assert rc == 0
+    assert err == (f"handoff: warning: crash cannot read the notes of {path}: its notes end at "
+                   f"offset {end + p[5]}, past the header area crash reads (up to the first "
+                   f"PT_LOAD's data, offset {first_load}); `handoff inject-notes --output NEW "
+                   f"{path} {path}` writes a copy it reads\n")
+    fixed = tmp_path / "fixed"
+    assert main(["inject-notes", "--output", str(fixed), path, path]) == 0
+    capsys.readouterr()
+    rc, _, err = run(capsys, str(fixed))
+    assert (rc, err) == (0, "")
 
 
 def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,8 +168,9 @@ def test_corrupt_record_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert ("record 1 of 1 at offset 20: INVALID: payload digest mismatch (SHA-256 of bytes "
             "128..865) (check digest, offset 68)") in out
     assert "  header CRC: ok; payload digest: mismatch" in out
-    assert err == ("handoff: error: corrupt record at offset 20: payload digest mismatch "
-                   "(SHA-256 of bytes 128..865) (check digest, offset 68)\n")
+    assert err == (f"handoff: error: {p}: corrupt record at offset 20: payload digest mismatch "
+                   "(SHA-256 of bytes 128..865) (check digest, offset 68)\n"
+                   "handoff: hint: stdout shows every record's checks\n")
     rc, out, _ = run(capsys, p, "--json")
     doc = json.loads(out)
     assert (rc, doc["result"], doc["exit_code"]) == (1, "invalid", 1)
@@ -111,10 +183,13 @@ def test_corrupt_record_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_header_crc_failure_names_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = bytearray(REC)
     bad[30] ^= 1
-    rc, _, err = run(capsys, write(tmp_path, "r", bytes(bad)))
+    p = write(tmp_path, "r", bytes(bad))
+    rc, _, err = run(capsys, p)
     assert rc == 1
-    assert err.startswith("handoff: error: corrupt record at offset 0: header checksum mismatch: ")
-    assert err.endswith("(check header_crc, offset 0)\n")
+    assert err.startswith(f"handoff: error: {p}: corrupt record at offset 0: header checksum "
+                          "mismatch: ")
+    assert err.endswith("(check header_crc, offset 0)\nhandoff: hint: stdout shows every "
+                        "record's checks\n")
 
 
 def test_no_record_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -165,7 +240,7 @@ def test_bad_container_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert err == (f"handoff: error: {p}: 40000 program headers of 56 bytes at offset 64 extend "
                    "past the end of the file (69632 bytes)\n")
     rc, out, _ = run(capsys, p, "--json")
-    assert json.loads(out)["error"]["type"] == "BadContainer"
+    assert json.loads(out)["error_detail"]["type"] == "BadContainer"
 
 
 def test_region_and_initrd_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,7 +249,7 @@ def test_region_and_initrd_text(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "  slot 0 at offset 4096 (4096 bytes): valid, generation 1 (current)" in out
     assert "  slot 1 at offset 8192 (4096 bytes): empty" in out
     assert "record 1 of 1 at slot 0, offset 4096: valid" in out
-    from handoff import cpio
+    from handoff.formats import cpio
 
     w = cpio.Writer()
     w.file("handoff/record.note", G.note(REC), parents=True)

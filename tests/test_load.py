@@ -193,7 +193,7 @@ def test_compression_option_reaches_the_runtime_archive(
         machine: Machine, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
     """--compression picks how the runtime part is packed (gzip without it, tested above);
     the runtime is faked here: packing a real one per method would take tens of seconds."""
-    from handoff import cpio
+    from handoff.formats import cpio
     from handoff.kexec import load as L
     from handoff.kexec import runtime
 
@@ -226,7 +226,7 @@ def test_merged_usr_symlinks_are_never_replaced(
     use_machine(m, monkeypatch, shared_runtime_cache(tmp_path_factory))
     rc, out, err, work = dry(m, "--json")
     assert rc == 0, err
-    from handoff.cpio import list_members
+    from handoff.formats.cpio import list_members
 
     off, size = json.loads(out)["parts"]["handoff"].values()
     part = (work / "capture-initrd.img").read_bytes()[off:off + size]

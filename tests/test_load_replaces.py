@@ -29,14 +29,14 @@ def test_dry_run_names_the_kdump_tools_kernel(machine: Machine) -> None:
     at = next(i for i, ln in enumerate(lines) if ln.startswith("replaces"))
     kd = machine.root / "var/lib/kdump"
     assert lines[at:at + 5] == [
-        ("replaces      a crash kernel is already loaded by kdump-tools (/etc/default/kdump-tools)"
-        " (kexec_crash_loaded = 1); it will be replaced"),
+        ("replaces      a crash kernel is already loaded by kdump-tools "
+         "(/etc/default/kdump-tools) (kexec_crash_loaded = 1); it will be replaced"),
         f"                its kernel: {kd / 'vmlinuz'}",
         f"                its initrd: {kd / 'initrd.img'}",
         ("                its cmdline: root=UUID=1234 ro quiet console=ttyS0 resume=/dev/sda2 "
-        "nr_cpus=1 irqpoll"),
+         "nr_cpus=1 irqpoll"),
         ("                to go back: `handoff unload && kdump-config load` "
-        "(or `systemctl restart kdump-tools`)"),
+         "(or `systemctl restart kdump-tools`)"),
     ]
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_capture as TC
+from helpers import capture as TC
 from helpers import fakesysfs as F
 from helpers import recordgen as G
 from helpers import restore as TR
@@ -321,14 +321,23 @@ def test_enospc_capture_leaves_no_temporary_and_warns(tmp_path: Path) -> None:
 
 
 def test_enospc_inject_notes_names_the_dump(tmp_path: Path) -> None:
-    import elfwriter as W
+    from helpers import elfwriter as W
 
-    (tmp_path / "record.note").write_bytes(G.note(REC))
+    # The notes grow in place into the room after the note segment (docs/dumps.md); a record
+    # larger than what is left of the notes' page needs new blocks there, which a full file
+    # system refuses.
+    big = G.make_record(G.sample_payload(40))
+    assert len(big) > 8 << 10
+    (tmp_path / "record.note").write_bytes(G.note(big))
     (tmp_path / "core").write_bytes(W.core_bytes(loads=[W.Load(0x1000, 8192,
-                                                               data=bytes(range(256)) * 32)]))
-    before = (tmp_path / "core").read_bytes()  # the header is never patched: still this
+                                                               data=bytes(range(256)) * 32)],
+                                                 room=32 << 10))
+    # neither the header nor the room is left changed: still these bytes
+    before = (tmp_path / "core").read_bytes()
     py = sys.executable
-    p = _in_small_tmpfs(tmp_path, f"rm $FULL/filler && cp {tmp_path}/core $FULL/vmcore && "
+    # --sparse=always: the room is a hole, as in what `handoff capture` saves
+    p = _in_small_tmpfs(tmp_path, f"rm $FULL/filler && "
+                                  f"cp --sparse=always {tmp_path}/core $FULL/vmcore && "
                                   f"(dd if=/dev/zero of=$FULL/filler bs=1k 2>/dev/null; true) && "
                                   f"{py} -m handoff inject-notes $FULL/vmcore "
                                   f"{tmp_path}/record.note; echo rc=$?; "

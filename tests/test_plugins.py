@@ -891,8 +891,11 @@ def test_cli_text_and_broken_entry_points(entry_points: Path, tree: Path) -> Non
            "loading failed: ImportError: crash on import" in err
 
 
-def test_cli_missing_sysfs_root_is_an_environment_problem(tmp_path: Path) -> None:
+def test_cli_missing_sysfs_root_is_a_usage_error(tmp_path: Path) -> None:
     rc, _, err = cli("plugins", "--sysfs-root", str(tmp_path / "nope"))
+    assert rc == 2 and f"--sysfs-root {tmp_path / 'nope'}: no such directory" in err
+    (tmp_path / "empty").mkdir()  # exists, but holds no PCI tree: the environment's
+    rc, _, err = cli("plugins", "--sysfs-root", str(tmp_path / "empty"))
     assert rc == 4 and "bus/pci/devices does not exist" in err
 
 

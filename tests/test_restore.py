@@ -41,7 +41,7 @@ from helpers.restore import (
     writes,
 )
 
-from handoff.errors import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_NO_RECORD, EXIT_OK
+from handoff.errors import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_NO_RECORD, EXIT_OK, EXIT_USAGE
 from handoff.restore import report
 from handoff.restore.apply import OutsideTree, SysfsAccess, apply, scan
 from handoff.restore.plan import WRITE, make_plan
@@ -365,11 +365,14 @@ def test_cli_identity_refusals(tmp_path: Path, cmdline: str, release: str | None
     assert digest(tree.root) != before
 
 
-def test_cli_missing_record_exits_3(tmp_path: Path) -> None:
+def test_cli_missing_record(tmp_path: Path) -> None:
     tree = capture_tree(tmp_path)
+    # named by the user: usage (2), and the refusal report is still written for capture
     _, err, rc = run_cli(["restore", "--no-plugins", "--record", str(tmp_path / "nope"), "--sysfs-root",
-                          str(tree.root), "--dry-run"])
-    assert rc == EXIT_NO_RECORD and "no handoff record at" in err
+                          str(tree.root), "--dry-run", "--report", str(tmp_path / "r.json")])
+    assert rc == EXIT_USAGE and f"--record {tmp_path / 'nope'}: no such file" in err
+    assert json.loads((tmp_path / "r.json").read_text())["refused"] is True
+    # the default record missing: no record (3)
     if not os.path.exists("/handoff/record.note"):
         _, err, rc = run_cli(["restore", "--no-plugins", "--sysfs-root", str(tree.root), "--dry-run"])
         assert rc == EXIT_NO_RECORD

@@ -143,6 +143,23 @@ def test_declares_group_leaves_what_it_cannot_see_to_importlib_metadata(tmp_path
     assert declares_group("handoff.plugins", [b"/bytes"])  # not a str: likewise
 
 
+def test_declares_group_reads_a_zip_zipimport_has_opened(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The capture runtime serves handoff from a zip: zipimport's directory of it answers."""
+    import zipimport
+
+    plain, plugins = tmp_path / "runtime.zip", tmp_path / "plugins.zip"
+    with zipfile.ZipFile(plain, "w") as f:
+        f.writestr("handoff/__init__.py", "")
+        f.writestr("other-1.0.dist-info/entry_points.txt", "[console_scripts]\nx = x:m\n")
+    with zipfile.ZipFile(plugins, "w") as f:
+        f.writestr("zipped-1.0.dist-info/entry_points.txt", "[handoff.plugins]\nz = z:P\n")
+    for z in (plain, plugins):
+        monkeypatch.setitem(sys.path_importer_cache, str(z), zipimport.zipimporter(str(z)))
+    assert not declares_group("handoff.plugins", [str(plain)])
+    assert declares_group("handoff.plugins", [str(plain), str(plugins)])
+
+
 def test_load_skips_importlib_metadata_when_no_distribution_declares_plugins() -> None:
     code = ("import sys; from handoff.plugins import load; reg = load(); "
             "print(reg.names(), [str(p) for p in reg.problems], "

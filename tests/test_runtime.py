@@ -19,7 +19,9 @@ from helpers.machine import (
     BOOT_ID,
     Machine,
     dry,
+    make_machine,
     unpack_like_the_kernel,
+    use_machine,
 )
 
 from handoff import _binding
@@ -67,6 +69,13 @@ def test_import_set_is_computed_not_guessed(traced: imports.ImportSet) -> None:
     # hashlib runs on its built-in fallbacks; OpenSSL's _hashlib (libcrypto) is left out
     assert "_hashlib" not in mods and "_sha256" in mods
     assert set(traced.static_only) <= set(mods) and not set(traced.static_only) & set(traced.traced)
+    # cbor2 only accelerates large payloads (handoff.cbor falls back to loads_py): left out;
+    # the cffi backend handoff._native loads from C is put in, though no dry run loaded it
+    assert not {m for m in mods if m.split(".")[0] == "cbor2"}
+    assert "handoff._native" in mods and "_cffi_backend" in mods
+    # restore's and capture's own peak, each alone and without file pages, is below the VmHWM
+    # of the one process that ran every dry run
+    assert 1 << 20 < traced.peak_private < traced.peak_rss
     assert traced.peak_rss > 1 << 20
 
 
@@ -148,6 +157,40 @@ def test_packed_runtime_applies_a_plan_to_a_fake_tree(machine: Machine, tmp_path
         assert cfg.read_bytes() == twin_cfg.read_bytes(), cfg
 
 
+@needs_chroot
+def test_runtime_reuses_the_initrds_own_libc_and_loader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    loader = runtime.elf_interpreter(os.path.realpath(sys.executable))
+    assert loader is not None
+    libs = runtime.shared_libraries([os.path.realpath(sys.executable)], loader, Runner())
+    libc = Path(os.path.realpath(libs["libc.so.6"]))
+    ld = Path(os.path.realpath(loader))
+    # the same bytes at the initrd's multiarch path, and one library that differs
+    m = make_machine(tmp_path, libraries={f"usr/lib/x86_64-linux-gnu/{ld.name}": ld,
+                                          "usr/lib/x86_64-linux-gnu/libc.so.6": libc})
+    use_machine(m, monkeypatch, tmp_path / "own-cache")
+    rc, out, err, work = dry(m, "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    root = chroot_tree(m, work, tmp_path / "chroot")
+    manifest = json.loads((root / "handoff/etc/runtime.json").read_text())
+    assert manifest["reused"] == {ld.name: f"usr/lib/x86_64-linux-gnu/{ld.name}",
+                                  "libc.so.6": "usr/lib/x86_64-linux-gnu/libc.so.6"}
+    assert not (root / "handoff/lib/libc.so.6").exists()
+    assert not (root / f"handoff/lib/{ld.name}").exists()
+    wrapper = (root / "handoff/bin/handoff").read_text()
+    assert f"exec /usr/lib/x86_64-linux-gnu/{ld.name} --library-path " \
+        "/handoff/lib:/usr/lib/x86_64-linux-gnu " in wrapper
+    assert doc["runtime"]["mode"] == "bundled"
+    argv = ["restore", "--dry-run", "--record", "/handoff/record.note", "--sysfs-root", "/fake",
+            "--proc-root", "/proc_fake"]
+    inside = subprocess.run([CHROOT, str(root), "/handoff/bin/handoff", *argv],
+                            capture_output=True, text=True, env={}, check=False)
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout.splitlines()[-1].startswith("13 devices: ")
+
+
 def test_runtime_size_and_manifest(machine: Machine, tmp_path: Path) -> None:
     rc, out, err, work = dry(machine, "--json")
     assert rc == 0, err
@@ -162,10 +205,24 @@ def test_runtime_size_and_manifest(machine: Machine, tmp_path: Path) -> None:
     files = {str(p.relative_to(dest)) for p in (dest / "handoff").rglob("*") if p.is_file()}
     assert set(manifest["files"]) <= files
     assert f"handoff/lib/{os.path.basename(runtime.elf_interpreter(sys.executable) or '')}" in files
-    assert "handoff/site/handoff/restore/plan.py" in files
-    assert f"handoff/python/lib/python{runtime.PYVER}/os.py" in files  # the getpath landmark
+    # pure-Python modules are served from the zip Python puts on sys.path by itself
+    zpath = f"handoff/python/lib/{runtime.ZIP_NAME}"
+    assert manifest["zip"] == zpath and zpath in files
+    import zipfile
+
+    with zipfile.ZipFile(dest / zpath) as z:
+        zipped = set(z.namelist())
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert zipped == set(manifest["zipped"])
+    assert {"handoff/restore/plan.py", "handoff/restore/plan.pyc", "json/decoder.pyc",
+            "encodings/utf_8.pyc"} <= zipped
+    assert "json/decoder.py" not in zipped  # the stdlib ships as bytecode only
+    assert not any(f.endswith(".py") and f.startswith("handoff/site/") for f in files)
+    assert "handoff/site/handoff/_native.abi3.so" in files  # extensions stay files
+    landmark = dest / f"handoff/python/lib/python{runtime.PYVER}/os.py"  # getpath's landmark
+    assert landmark.read_bytes() == runtime.LANDMARK
     for load_side in ("load", "runtime", "checks", "config"):  # never imported by capture
-        assert f"handoff/site/handoff/kexec/{load_side}.py" not in files
+        assert f"handoff/kexec/{load_side}.pyc" not in zipped
     assert sum((dest / f).stat().st_size for f in files
                if f.startswith(("handoff/python", "handoff/site", "handoff/lib", "handoff/bin"))
                ) <= rt["unpacked_size"]
@@ -198,7 +255,7 @@ def test_the_cli_offers_the_runtime_compressions_default_first() -> None:
 # -- hooks -------------------------------------------------------------------------------------------
 
 def listing(members: dict[str, bytes], complete: bool = True) -> Listing:
-    from handoff.cpio import Member
+    from handoff.formats.cpio import Member
 
     lst = Listing(complete=complete)
     for name, data in members.items():
@@ -318,7 +375,9 @@ def test_kdump_tools_file_is_parsed_not_run(tmp_path: Path) -> None:
     (tmp_path / "i").write_bytes(b"i")
     cfg = config.discover(host)
     assert (cfg.kernel, cfg.initrd, cfg.base_cmdline) == (tmp_path / "k", tmp_path / "i", None)
-    assert cfg.append == config.KDUMP_TOOLS_DEFAULT_APPEND
+    # kdump-config 1:1.8.1 (Debian 12): KDUMP_CMDLINE_APPEND's default, as shipped
+    assert cfg.append == "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 " \
+        "irqpoll usbcore.nousb"
     assert cfg.kexec_args == ("-d", "--elf64-core-headers")
     (tmp_path / "etc/default/kdump-tools").write_text("KDUMP_KERNEL=/boot/vmlinuz-$(uname -r)\n")
     with pytest.raises(UsageError, match=r"KDUMP_KERNEL=/boot/vmlinuz-\$\(uname -r\) needs "
@@ -381,6 +440,15 @@ def test_estimate_arithmetic() -> None:
     with pytest.raises(EnvironmentProblem, match="needs about 143 MiB but crashkernel "
                                                  "reserves 128 MiB"):
         checks.check_memory(est, 128 * M)
+    # --no-capture: restore has exited before udevd starts, so only the larger one counts
+    alone = checks.estimate(kernel_mem=64 * M, initrd_compressed=10 * M,
+                            initrd_unpacked=30 * M, runtime_peak=8 * M, devices=16,
+                            capture=False)
+    assert alone.userspace_peak == (64 + 3 + 30 + 16) * M
+    bigger = checks.estimate(kernel_mem=64 * M, initrd_compressed=10 * M,
+                             initrd_unpacked=30 * M, runtime_peak=20 * M, devices=16,
+                             capture=False)
+    assert bigger.userspace_peak == (64 + 3 + 30 + 20 + 1) * M
 
 
 # -- kexec failures ---------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ from helpers import elfwriter as W
 from helpers import kdumpwriter as K
 from helpers import recordgen as G
 
-from handoff import cpio, elfcore, sources
 from handoff import errors as E
 from handoff import record as R
+from handoff import sources
+from handoff.formats import cpio, elfcore
 from handoff.sources import records as S
 from handoff.sources.blob import BytesBlob
 
@@ -522,9 +523,9 @@ def test_initrd_without_record() -> None:
 def test_initrd_zstd_without_the_zstd_program(monkeypatch: pytest.MonkeyPatch) -> None:
     if shutil.which("zstd") is None:
         pytest.skip("zstd not installed (needed to build the input)")
-    from handoff.sources import initrd
+    from handoff.sources import context
 
-    monkeypatch.setattr(initrd, "find_zstd", lambda: None)
+    monkeypatch.setattr(context, "find_zstd", lambda: None)
     data = _zstd(_archive(("n", G.note(REC))))
     with pytest.raises(E.EnvironmentProblem) as ei:
         sources.read_bytes(data + _archive())

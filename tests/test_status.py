@@ -37,6 +37,7 @@ def test_fresh_after_load(machine: Machine) -> None:
     assert rc == 0
     assert (doc["verdict"], doc["stale"], doc["changes"]) == ("fresh", False, [])
     assert doc["loaded"]["generation"] == 1
+    assert doc["exit_code"] == 0 and "error" not in doc
     assert doc["crash_loaded"] is True
     assert doc["crash_size"] == 256 << 20
 
@@ -50,6 +51,10 @@ def test_driver_unbound_makes_it_stale(machine: Machine) -> None:
     assert rc == 1
     assert doc["verdict"] == "stale" and doc["stale"] is True
     assert doc["changes"] == [f"{NVME}: driver nvme -> (none)"]
+    # the error contract's keys, as on every non-zero exit with --json
+    assert (doc["error"], doc["exit_code"], doc["hint"]) == (
+        "stale: 1 change(s) since generation 1 was loaded", 1,
+        "run `handoff load` again so the capture kernel gets a current record")
     rc, out, _ = cli("status", "--root", str(machine.root))
     assert rc == 1
     assert out.splitlines()[0] == ("status          STALE: 1 change(s) since generation 1 was "

@@ -11,10 +11,12 @@ the head of the dump is reported, with the goal marked n/a.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from bench.core import Ctx
@@ -23,8 +25,10 @@ from bench.table import CONTEXT, Figure, Row, not_available, ratio_at_most
 
 GROUP = "QEMU round trip (e2e)"
 E2E_DIR = ROOT / "tests" / "e2e"
-CACHE = E2E_DIR / "cache"
-IDS = ["e2e.crash-to-dump-saved", "e2e.crash-to-dump-saved.less-checks"]
+CACHE = Path(os.environ.get("HANDOFF_E2E_CACHE", E2E_DIR / "cache"))  # as the harness does
+IDS = ["e2e.crash-to-dump-saved", "e2e.crash-to-dump-saved.less-checks",
+       "e2e.capture-memory-added"]
+MEMORY_LIMIT = 20 << 20  # issue 16: what handoff may add at Debian's crashkernel=128M
 # Stages that are the harness's own checks, not handoff's work, in PRIMARY's capture kernel:
 # `after-restore` reads every register back after `handoff restore` (hook 31), and
 # `drivers-checked` exercises the bound drivers (hook 50). The baseline runs neither.
@@ -83,6 +87,47 @@ def at(doc: dict[str, Any], stage: str) -> float | None:
     return None
 
 
+def _mem_available(scenario: str) -> int | None:
+    """MemAvailable (bytes) when the capture kernel's /init started, from the harness's copy
+    of /proc/meminfo (guest/capture-init.sh)."""
+    try:
+        text = (CACHE / "runs" / scenario / "out" / "capture" / "meminfo-at-init").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def memory_row() -> Row:
+    """What handoff adds to the capture kernel's peak, measured in the same pair of QEMU runs:
+    MemAvailable at /init without handoff minus with it (the unpacked runtime, record and
+    hooks, at the same reservation), plus restore's own peak measured by `handoff load`."""
+    what = "capture kernel memory handoff adds (QEMU)"
+    goal = ratio_at_most(1.0, "≤ 20 MiB added (Debian's crashkernel=128M)")
+    base, ours = _mem_available("baseline"), _mem_available(PRIMARY)
+    try:
+        load = json.loads((CACHE / "runs" / PRIMARY / "out" / "first" / "load.json").read_text())
+        peak = int(load["runtime"]["peak_private"])
+    except (OSError, ValueError, KeyError, TypeError):
+        load, peak = None, None
+    if base is None or ours is None or load is None or peak is None:
+        return not_available("e2e.capture-memory-added", GROUP, what, "—",
+                             "no baseline and handoff-kdump runs with meminfo-at-init and "
+                             "load.json (run `bench/run --e2e`)", goal)
+    inp = (f"{PRIMARY} vs baseline (busybox capture initrd, no libc to reuse), crashkernel="
+           f"{load.get('crash_size', 0) >> 20}M, runs {_when(PRIMARY)} / {_when('baseline')}")
+    added = base - ours + peak
+    return Row("e2e.capture-memory-added", GROUP, what, inp,
+               Figure(added, "bytes", detail=(
+                   f"MemAvailable at /init {base / 2**20:.1f} - {ours / 2**20:.1f} MiB, + "
+                   f"restore's own peak {peak / 2**20:.1f} MiB")),
+               Figure(MEMORY_LIMIT, "bytes", label="limit"), goal,
+               details={"mem_available_baseline": base, "mem_available_handoff": ours,
+                        "peak_private": peak})
+
+
 def run(ctx: Ctx) -> list[Row]:
     problem = run_qemu(ctx) if ctx.e2e else ""
     base_file = CACHE / "timings-baseline.json"
@@ -91,7 +136,7 @@ def run(ctx: Ctx) -> list[Row]:
         why = "no e2e timings yet" + (f" ({problem})" if problem else
                                       " (run `bench/run --e2e` or the e2e tests)")
         return [not_available(i, GROUP, "crash → vmcore saved", "—", why,
-                              ratio_at_most(1.10, GOAL)) for i in IDS]
+                              ratio_at_most(1.10, GOAL)) for i in IDS[:2]] + [memory_row()]
     base = json.loads(base_file.read_text())
     base_mode = scenario_opts("baseline").get("vmcore", "full")
     docs = [json.loads(f.read_text()) for f in ours_files]
@@ -121,6 +166,7 @@ def run(ctx: Ctx) -> list[Row]:
         rows.append(row)
         if i == 0:
             rows += _less_checks(doc, base, inp, c_ours, c_base)
+            rows.append(memory_row())
             rows += _stages(doc, base, name, suffix)
     return rows
 

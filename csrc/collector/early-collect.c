@@ -272,9 +272,18 @@ int main(int argc, char **argv)
 		goto out_names;
 	}
 	mkdir_parents(out);
-	int ofd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/*
+	 * O_EXCL|O_NOFOLLOW: never write through a name planted where the temporary
+	 * file goes. One that is there (an interrupted run's, or planted) is
+	 * unlinked, which removes a symlink itself and never its target, and the
+	 * create is tried once more. Messages name the output, not the temporary.
+	 */
+	int oflags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	int ofd = open(tmp, oflags, 0600);
+	if (ofd < 0 && errno == EEXIST && unlink(tmp) == 0)
+		ofd = open(tmp, oflags, 0600);
 	if (ofd < 0) {
-		fprintf(stderr, "%s: cannot create %s: %s\n", prog, tmp, strerror(errno));
+		fprintf(stderr, "%s: cannot create %s: %s\n", prog, out, strerror(errno));
 		goto out_names;
 	}
 	unsigned char header[EARLY_HEADER_SIZE];
@@ -385,7 +394,7 @@ int main(int argc, char **argv)
 	}
 	ofd = -1;
 	if (rename(tmp, out)) {
-		fprintf(stderr, "%s: cannot rename %s to %s: %s\n", prog, tmp, out, strerror(errno));
+		fprintf(stderr, "%s: cannot write %s: %s\n", prog, out, strerror(errno));
 		unlink(tmp);
 		goto out_names;
 	}
@@ -396,7 +405,7 @@ int main(int argc, char **argv)
 	goto out_names;
 
 out_write:
-	fprintf(stderr, "%s: cannot write %s: %s\n", prog, tmp, strerror(errno));
+	fprintf(stderr, "%s: cannot write %s: %s\n", prog, out, strerror(errno));
 	if (ofd >= 0)
 		close(ofd);
 	unlink(tmp);

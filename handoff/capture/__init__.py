@@ -1,9 +1,11 @@
 """Saving the dump in the capture kernel and keeping the device state with it, as ELF notes.
 
-- :mod:`handoff.capture.inject`: :func:`inject_notes` appends notes to an ELF or
+- :mod:`handoff.capture.inject`: :func:`inject_notes` adds notes to an ELF or
   kdump-compressed dump without moving any of its bytes (O(notes), crash-safe ordering).
-- :mod:`handoff.capture.save`: :func:`copy_sparse` (ELF copy, zero pages left as holes) and
-  makedumpfile as an alternative.
+- :mod:`handoff.capture.layout`: where an ELF dump's notes go so that crash reads them, and
+  the copy that leaves room for more.
+- :mod:`handoff.capture.save`: :func:`copy_sparse` (ELF copy, zero pages left as holes, room
+  after the notes) and makedumpfile as an alternative.
 - :mod:`handoff.capture.meta`: the metadata file beside the dump.
 - :mod:`handoff.capture.pipeline`: :func:`capture`, all of the above in the order that never
   loses the dump.

@@ -1,21 +1,27 @@
-"""Append ELF notes to a saved dump (ELF or kdump-compressed) without moving any of its bytes.
+"""Add ELF notes to a saved dump (ELF or kdump-compressed) without moving any of its bytes.
 
-The dump's note area is copied, the new notes are added after its last note, and the combined
-area is appended at the end of the file (8-byte aligned). Only then is the one header field that
-locates the notes rewritten: the PT_NOTE program header (``p_offset``, ``p_filesz``) of an ELF
-dump, or ``offset_note``/``size_note`` in the sub-header of a kdump-compressed dump. Every
-PT_LOAD byte, every page descriptor and every byte of the original notes stays where it was, so
-the cost is O(notes), not O(dump).
+ELF: the new notes are written right after the last note, into the gap before the first
+PT_LOAD's data, so they stay in the header area crash(8) reads (:mod:`handoff.capture.layout`,
+docs/dumps.md); then the PT_NOTE program header's ``p_filesz``/``p_memsz`` are rewritten. A dump
+without the room (a plain /proc/vmcore copy, makedumpfile -E output) is refused with
+:class:`NoNoteRoom`, unchanged; :func:`inject_notes_copy` writes a copy laid out with room.
 
-Order (crash safety): the appended area is written and fsynced *before* the header field is
+kdump-compressed: crash, makedumpfile and libkdumpfile take the note area from the sub-header's
+``offset_note``/``size_note`` wherever it is, so the note area is copied to the end of the file
+(8-byte aligned) with the new notes after it, and those two fields are rewritten.
+
+Either way every PT_LOAD byte, every page descriptor and every byte of the original notes stays
+where it was, so the cost is O(notes), not O(dump).
+
+Order (crash safety): the new notes are written and fsynced *before* the header field is
 rewritten (one ``pwrite`` of one program header or of 16 bytes, inside one sector), and that is
-fsynced too. An interruption before the rewrite leaves the original dump, plus unreferenced bytes
-past its old end, which every reader ignores.
+fsynced too. An interruption before the rewrite leaves the original dump, plus unreferenced
+bytes in the gap or past its old end, which every reader ignores; a failed write (a full disk)
+puts those bytes back.
 
-Injecting again copies the current note area (which already holds the earlier HANDOFF notes)
-and appends the new notes after it: earlier notes are never replaced or removed, the area they
-occupied becomes unreferenced, and a reader takes the *last* note of each type as the newest.
-A note identical to one already present (owner, type and descriptor) is not added twice.
+Injecting again adds the new notes after the current ones: earlier notes are never replaced or
+removed, and a reader takes the *last* note of each type as the newest. A note identical to one
+already present (owner, type and descriptor) is not added twice.
 """
 
 from __future__ import annotations
@@ -28,19 +34,24 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from handoff import errors as E
-from handoff import kdump
 from handoff._slots import Frozen
-from handoff.elfcore import MAX_NOTE_BYTES, NOTE_ALIGN, Note, iter_notes, read_exact
+from handoff.formats import kdump
+from handoff.formats.blob import read_exact
+from handoff.formats.dumpformat import dump_format
+from handoff.formats.elfcore import MAX_NOTE_BYTES, NOTE_ALIGN, Note, iter_notes
 from handoff.record import NOTE_NAME, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
 __all__ = [
     "NT_HANDOFF_RECORD",
     "NT_HANDOFF_REPORT",
     "InjectResult",
+    "NoNoteRoom",
     "NoteArea",
     "dump_format",
     "encode_note",
     "inject_notes",
+    "inject_notes_copy",
+    "notes_size",
     "read_note_area",
 ]
 
@@ -70,7 +81,7 @@ assert struct.calcsize("<QiiQQqQ") == _SUB_OFFSET_NOTE
 
 
 _AREA_FIELDS = ("format", "endian", "offset", "size", "notes", "own_notes", "used",
-                "file_size", "detail", "_patch")
+                "file_size", "detail", "room_end", "no_room", "_patch")
 
 
 class NoteArea(Frozen):
@@ -88,21 +99,27 @@ class NoteArea(Frozen):
     used: int  # bytes taken by notes; any rest is zero padding
     file_size: int
     detail: dict[str, Any]  # format facts for reports
+    # ELF: the area may grow in place up to here (the first PT_LOAD's data: crash's header
+    # area end); None when it cannot grow in place, and ``no_room`` says why
+    room_end: int | None
+    no_room: str
     # (file offset, new header bytes) for a new area at (offset, size); internal
     _patch: Callable[[int, int], tuple[int, bytes]] | None
 
     def __init__(self, format: str, endian: str, offset: int, size: int,
                  notes: tuple[Note, ...], own_notes: tuple[Note, ...], used: int,
                  file_size: int, detail: dict[str, Any] | None = None,
+                 room_end: int | None = None, no_room: str = "",
                  _patch: Callable[[int, int], tuple[int, bytes]] | None = None) -> None:
         values = (format, endian, offset, size, notes, own_notes, used, file_size,
-                  {} if detail is None else detail, _patch)
+                  {} if detail is None else detail, room_end, no_room, _patch)
         for name, value in zip(_AREA_FIELDS, values):
             object.__setattr__(self, name, value)
 
 
 _INJECT_FIELDS = ("path", "format", "added", "skipped", "note_offset_before",
-                  "note_size_before", "note_offset", "note_size", "appended", "file_size")
+                  "note_size_before", "note_offset", "note_size", "appended", "file_size",
+                  "method")
 
 
 class InjectResult(Frozen):
@@ -119,13 +136,14 @@ class InjectResult(Frozen):
     note_size: int
     appended: int  # bytes the file grew by
     file_size: int
+    method: str  # "in-place" (ELF: the note segment grew), "appended" (kdump), "none"
 
     def __init__(self, path: str, format: str, added: tuple[tuple[int, int], ...],
                  skipped: tuple[tuple[int, int], ...], note_offset_before: int,
                  note_size_before: int, note_offset: int, note_size: int, appended: int,
-                 file_size: int) -> None:
+                 file_size: int, method: str = "none") -> None:
         values = (path, format, added, skipped, note_offset_before, note_size_before,
-                  note_offset, note_size, appended, file_size)
+                  note_offset, note_size, appended, file_size, method)
         for name, value in zip(_INJECT_FIELDS, values):
             object.__setattr__(self, name, value)
 
@@ -133,11 +151,16 @@ class InjectResult(Frozen):
     def changed(self) -> bool:
         return bool(self.added)
 
+    def renamed(self, path: str) -> InjectResult:
+        """The same result for the file now at ``path`` (a reassembled dump, renamed)."""
+        return InjectResult(path, *(getattr(self, f) for f in _INJECT_FIELDS[1:]))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "format": self.format,
             "changed": self.changed,
+            "method": self.method,
             "added": [{"type": f"{t:#x}", "size": s} for t, s in self.added],
             "skipped_duplicates": [{"type": f"{t:#x}", "size": s} for t, s in self.skipped],
             "note_area_before": {"offset": self.note_offset_before, "size": self.note_size_before},
@@ -164,8 +187,13 @@ def encode_note(n_type: int, desc: bytes, name: bytes = NOTE_NAME, endian: str =
     )
 
 
+def notes_size(notes: Sequence[tuple[int, bytes]], name: bytes = NOTE_NAME) -> int:
+    """Bytes that ``notes`` take in a note segment (R24 padding included)."""
+    return sum(12 + _pad(len(name)) + _pad(len(d)) for _, d in notes)
+
+
 class _FileBlob:
-    """The Blob protocol of handoff.elfcore over an open file descriptor."""
+    """The Blob protocol of handoff.formats.blob over an open file descriptor."""
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
@@ -183,29 +211,13 @@ class _FileBlob:
         return b"".join(parts)
 
 
-def dump_format(head: bytes) -> str:
-    """Name the container from the first bytes of a file.
-
-    "elf", "kdump" (kdump-compressed), "flattened" (makedumpfile -F), "diskdump" or "unknown".
-    """
-    if head[:4] == ELF_MAGIC:
-        return "elf"
-    if kdump.is_kdump(head):
-        return "kdump"
-    if kdump.is_flattened(head):
-        return "flattened"
-    if head[:8] == kdump.DISKDUMP_SIGNATURE:
-        return "diskdump"
-    return "unknown"
-
-
 def _refuse_format(fmt: str, path: str) -> E.HandoffError:
     if fmt == "flattened":
         return E.BadContainer(
             f"{path} is in makedumpfile's flattened format, which has no note area to extend",
             offset=0,
-            hint=f"convert it first: makedumpfile -R {path}.kdump < {path}, then inject into "
-            f"{path}.kdump",
+            hint=f"let `handoff inject-notes --reassemble` convert it, or convert it first: "
+            f"makedumpfile -R {path}.kdump < {path}, then inject into {path}.kdump",
         )
     if fmt == "diskdump":
         return E.BadContainer(
@@ -277,9 +289,11 @@ def _elf_area(blob: _FileBlob) -> NoteArea:
     table = read_exact(blob, phoff, phnum * phentsize, "program header table")
     note_index = -1
     note_phdrs: list[tuple[int, tuple[int, ...]]] = []
+    segments: list[tuple[int, int, int]] = []  # (index, p_offset, p_filesz)
     for i in range(phnum):
         v = phs.unpack_from(table, i * phentsize)
         p_type, p_offset, p_filesz = (v[0], v[2], v[5]) if is64 else (v[0], v[1], v[4])
+        segments.append((i, p_offset, p_filesz))
         end = p_offset + p_filesz
         if end > blob.size:
             kind = "PT_NOTE" if p_type == PT_NOTE else f"segment {i} (type {p_type:#x})"
@@ -313,6 +327,12 @@ def _elf_area(blob: _FileBlob) -> NoteArea:
             area = (p_offset, p_filesz, used, v, tuple(got))
     a_off, a_size, a_used, v0, own = area
     phdr_at = phoff + note_index * phentsize
+    busy = [(o, f) for i, o, f in segments if i != note_index and f]
+    busy.append((0, phoff + phnum * phentsize))  # the ELF header and the program headers
+    if shoff:
+        busy.append((shoff, max(h[12], 1) * shentsize))
+    room_end, no_room = _room(a_off, a_size, a_used,
+                              [o for i, o, _ in segments if i != note_index], busy, note_index)
 
     def patch(new_offset: int, new_size: int) -> tuple[int, bytes]:
         if not is64 and new_offset + new_size > 0xFFFFFFFF:
@@ -339,12 +359,43 @@ def _elf_area(blob: _FileBlob) -> NoteArea:
         used=a_used,
         file_size=blob.size,
         detail={"elf_class": 64 if is64 else 32, "phnum": phnum, "pt_note_index": note_index},
+        room_end=room_end,
+        no_room=no_room,
         _patch=patch,
     )
 
 
+def _room(offset: int, size: int, used: int, others: list[int],
+          busy: list[tuple[int, int]], index: int) -> tuple[int | None, str]:
+    """How far the note segment at ``offset`` may grow in place, or (None, why not).
+
+    It may grow into the gap before the first PT_LOAD's data, the end of the header area
+    crash reads (layout.header_end), where nothing the headers point at lies (``busy``).
+    """
+    from handoff.capture.layout import header_end
+
+    end = offset + size
+    data = header_end(others)
+    if index != 0:
+        return None, f"its PT_NOTE is program header {index}, and crash reads only the first"
+    if data is None:
+        return None, "it has no PT_LOAD data to bound its header area"
+    if end > data:
+        return None, (f"its notes (offset {offset}) lie after the first PT_LOAD's data "
+                      f"(offset {data}), outside the header area crash reads")
+    if used != size:
+        return None, f"its note segment ends in {size - used} bytes of padding"
+    limit = data
+    for o, n in busy:
+        if o < end < o + n:
+            return None, f"its note segment overlaps other data at offset {o}"
+        if end <= o < limit:
+            limit = o
+    return limit, ""
+
+
 def _kdump_area(blob: _FileBlob) -> NoteArea:
-    # handoff.kdump validates the header (signature, byte order, version, block size, 32-bit
+    # handoff.formats.kdump validates the header (signature, byte order, version, block size, 32-bit
     # layouts, VMCOREINFO); the note fields are checked here, against the file rather than the
     # sub-header area, because an injected note area lives at the end of the file.
     kh = kdump.parse(blob, read_notes=False)
@@ -377,6 +428,13 @@ def _kdump_area(blob: _FileBlob) -> NoteArea:
                 f"of the file ({blob.size} bytes): the dump is truncated or corrupt",
                 offset=bs + _SUB_OFFSET_NOTE,
             )
+    cut = kdump.truncation(blob, kh)
+    if cut is not None:
+        raise E.BadContainer(
+            f"{cut}; notes are not added to an incomplete copy",
+            offset=blob.size,
+            hint="inject into the complete dump (copy it again, or save it again)",
+        )
     notes, used = _scan(blob, off_note, size_note, e, "kdump note area") if size_note else ([], 0)
     patch_at = bs + _SUB_OFFSET_NOTE
 
@@ -480,22 +538,41 @@ def inject_notes(
                 file_size=size,
                 **base,  # type: ignore[arg-type]
             )
-        old = read_exact(_FileBlob(fd, size), area.offset, area.used, "note area")
-        new_area = old + b"".join(encode_note(t, d, name, area.endian) for t, d in add)
-        if len(new_area) > MAX_NOTE_BYTES:
+        added = b"".join(encode_note(t, d, name, area.endian) for t, d in add)
+        if area.used + len(added) > MAX_NOTE_BYTES:
             raise E.BadContainer(
-                f"the note area would grow to {len(new_area)} bytes, past the "
+                f"the note area would grow to {area.used + len(added)} bytes, past the "
                 f"{MAX_NOTE_BYTES >> 20} MiB readers accept",
                 offset=area.offset,
             )
-        new_offset = _pad(size, AREA_ALIGN)
         assert area._patch is not None
-        patch_at, patch = area._patch(new_offset, len(new_area))
+        if area.format == "elf":
+            # The note segment grows in place, into the gap before the first PT_LOAD's data,
+            # so it stays in the header area crash reads (layout.py); it never moves.
+            at = area.offset + area.size
+            if area.room_end is None or at + len(added) > area.room_end:
+                raise _no_room(path, area, len(added))
+            new_offset, new_size, write_at, data = area.offset, area.size + len(added), at, added
+            method = "in-place"
+        else:
+            # kdump-compressed: readers (crash, makedumpfile, libkdumpfile) take the note area
+            # from offset_note/size_note wherever it is, so a copy of it goes at the end.
+            old = read_exact(_FileBlob(fd, size), area.offset, area.used, "note area")
+            new_offset = _pad(size, AREA_ALIGN)
+            new_size = area.used + len(added)
+            write_at, data = size, bytes(new_offset - size) + old + added
+            method = "appended"
+        patch_at, patch = area._patch(new_offset, new_size)
         old_patch = os.pread(fd, len(patch), patch_at)
-        # 1. the appended area, durable before anything points at it
-        _write_all(fd, bytes(new_offset - size) + new_area, size)
-        if sync:
-            os.fsync(fd)
+        # 1. the new notes, durable before anything points at them
+        before = os.pread(fd, len(data), write_at)  # the gap's bytes (b"" past the end)
+        try:
+            _write_all(fd, data, write_at)
+            if sync:
+                os.fsync(fd)
+        except OSError:
+            _undo(fd, before, write_at, size)
+            raise
         # 2. the one header field, in one write
         _write_all(fd, patch, patch_at)
         if sync:
@@ -505,13 +582,53 @@ def inject_notes(
         return InjectResult(
             added=tuple((t, len(d)) for t, d in add),
             note_offset=new_offset,
-            note_size=len(new_area),
+            note_size=new_size,
             appended=final - size,
             file_size=final,
+            method=method,
             **base,  # type: ignore[arg-type]
         )
     finally:
         os.close(fd)
+
+
+class NoNoteRoom(E.BadContainer):
+    """An ELF dump's notes cannot grow where crash reads them; nothing was written."""
+
+    def __init__(self, message: str, *, offset: int | None, hint: str, need: int) -> None:
+        super().__init__(message, offset=offset, hint=hint)
+        self.need = need
+
+
+def _no_room(path: str, area: NoteArea, need: int) -> NoNoteRoom:
+    if area.room_end is None:
+        why = area.no_room
+    else:
+        free = area.room_end - area.offset - area.size
+        why = (f"the notes need {need} bytes and only {free} are free between its note "
+               f"segment and the first PT_LOAD's data (offset {area.room_end})")
+    return NoNoteRoom(
+        f"cannot add the notes to {path} in place: {why}; nothing was written",
+        offset=area.offset,
+        need=need,
+        hint=f"write a copy with room for them (PT_LOAD data unchanged): handoff inject-notes "
+        f"--output NEW {path} RECORD [REPORT]",
+    )
+
+
+def _undo(fd: int, before: bytes, at: int, size: int) -> None:
+    """After a failed write of new notes (a full disk): put back the bytes they replaced and
+    the old file size, so the file is as it was. Best effort, page by page: a page the write
+    never reached is still a hole, and rewriting it could fail for the same reason."""
+    for i in range(0, len(before), 4096):
+        try:
+            _write_all(fd, before[i:i + 4096], at + i)
+        except OSError:
+            pass
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
 
 
 def _verify(
@@ -541,3 +658,53 @@ def _verify(
             f"injection into {path} did not verify ({ex}); the original header was restored",
             offset=patch_at,
         ) from ex
+
+
+def inject_notes_copy(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    notes: Sequence[tuple[int, bytes]],
+    *,
+    name: bytes = NOTE_NAME,
+    sync: bool = True,
+) -> InjectResult:
+    """Write a copy of the dump ``src`` to the new file ``dst`` with ``notes`` added; ``src``
+    is only read.
+
+    An ELF dump is copied in /proc/vmcore's layout with room for the notes after its note
+    segment (:mod:`handoff.capture.layout`): its segments' bytes are unchanged, moved by whole
+    pages, and zero pages stay holes. A kdump-compressed dump is copied as it is and the notes
+    are appended to the copy. ``dst`` is removed again if anything fails.
+    """
+    from handoff.capture import save as S
+    from handoff.capture.layout import SPARE_ROOM
+
+    src, dst = os.fspath(src), os.fspath(dst)
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise E.UsageError(f"no such dump: {src}") from None
+    try:
+        read_note_area(fd, os.fstat(fd).st_size, src)  # refuse what inject_notes would
+    finally:
+        os.close(fd)
+    room = notes_size(notes, name) + SPARE_ROOM
+    try:
+        S.copy_sparse(src, dst, note_room=room, sync=sync)
+    except E.UsageError:
+        raise  # dst exists, and is not ours to remove
+    except BaseException:
+        _remove(dst)
+        raise
+    try:
+        return inject_notes(dst, notes, name=name, sync=sync)
+    except BaseException:
+        _remove(dst)
+        raise
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

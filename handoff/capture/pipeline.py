@@ -21,7 +21,14 @@ from handoff import outfile, paths
 from handoff._slots import Slots
 from handoff.capture import meta as M
 from handoff.capture import save as S
-from handoff.capture.inject import InjectResult, inject_notes
+from handoff.capture.inject import (
+    InjectResult,
+    NoNoteRoom,
+    inject_notes,
+    inject_notes_copy,
+    notes_size,
+)
+from handoff.capture.layout import SPARE_ROOM
 from handoff.record import NT_HANDOFF_RECORD, NT_HANDOFF_REPORT, Record
 
 DEFAULT_VMCORE = paths.VMCORE
@@ -231,6 +238,11 @@ def capture(
     )
     rep_bytes, rep_info = load_report(report_path) if report_path else (None, None)
 
+    notes: list[tuple[int, bytes]] = []
+    if rec is not None:
+        notes.append((NT_HANDOFF_RECORD, rec.raw))
+    if rep_bytes is not None:
+        notes.append((NT_HANDOFF_REPORT, rep_bytes))
     started = clock()
     warnings: list[str] = []
     if dry_run:
@@ -288,7 +300,9 @@ def capture(
                     warnings.append(f"{e}; saved an ELF dump instead")
                     fallback = True
         if saved is None:
-            saved = S.copy_sparse(vmcore, work, progress=progress)
+            # The notes go where /proc/vmcore has them, with room after them (layout.py).
+            saved = S.copy_sparse(vmcore, work, progress=progress,
+                                  note_room=notes_size(notes) + SPARE_ROOM)
             result.method = "sparse-copy"
         result.save = saved
         warnings.extend(saved.warnings)
@@ -300,15 +314,18 @@ def capture(
         e.warnings = [w for w in result.warnings if w != str(e)]  # type: ignore[attr-defined]
         raise
 
-    notes: list[tuple[int, bytes]] = []
-    if rec is not None:
-        notes.append((NT_HANDOFF_RECORD, rec.raw))
-    if rep_bytes is not None:
-        notes.append((NT_HANDOFF_REPORT, rep_bytes))
     inject_failed = False
     if notes:
         try:
-            result.inject = inject_notes(work, notes)
+            try:
+                result.inject = inject_notes(work, notes)
+            except NoNoteRoom:
+                # makedumpfile -E puts the memory data right after the notes: lay the dump
+                # out again with room for them, so that crash still reads it.
+                result.inject = _inject_relaid(work, notes, warnings)
+                st = os.stat(work)
+                saved = cast("S.SaveResult", saved.replace(
+                    size=st.st_size, allocated=st.st_blocks * 512))
         except (E.HandoffError, OSError) as e:
             warnings.append(f"could not add the notes to the dump: {e}")
             inject_failed = True
@@ -328,6 +345,18 @@ def capture(
     result.exit_code = _exit_code(rec_info, rep_info, report, fallback, inject_failed)
     _write_meta(result, started, clock(), mdf_version, status="saved", force=force)
     return result
+
+
+def _inject_relaid(work: str, notes: list[tuple[int, bytes]],
+                   warnings: list[str]) -> InjectResult:
+    """Copy ``work`` with room for ``notes`` after its note segment, inject, and put the copy
+    in its place; the first copy is kept if that fails."""
+    relaid = work + ".relayout"
+    res = inject_notes_copy(work, relaid, notes)
+    os.replace(relaid, work)
+    warnings.append("the ELF dump had no room for the notes before its memory data: "
+                    "copied it once more with room for them")
+    return cast(InjectResult, res.replace(path=work))
 
 
 def _exit_code(

@@ -2,8 +2,9 @@
 
 The sparse copy reads the ELF headers, the notes and each PT_LOAD range in 4 MiB chunks and
 writes only the pages that are not all zero, with ``pwrite`` at their own offsets, so zero
-pages become holes. The output keeps the source's layout byte for byte, so every offset in its
-headers stays true.
+pages become holes. The output keeps the source's layout byte for byte, or, with ``note_room``
+(what ``handoff capture`` asks for), /proc/vmcore's layout with that much room after the notes:
+the segments' bytes unchanged, moved by whole pages (:mod:`handoff.capture.layout`).
 
 **Reading.** The source is mapped (``mmap``, 64 MiB windows), as makedumpfile does by default:
 for /proc/vmcore the kernel maps the old memory once per window, where every ``read`` would
@@ -38,6 +39,7 @@ from typing import Any
 
 from handoff import errors as E
 from handoff._slots import Frozen
+from handoff.capture import layout as L
 
 CHUNK = 4 << 20  # bytes tested and written per step
 WINDOW = 64 << 20  # bytes of the source mapped at a time
@@ -53,7 +55,7 @@ _PHDR64_BE = struct.Struct(">IIQQQQQQ")
 
 _SAVE_FIELDS = ("path", "method", "format", "source", "source_size", "size", "allocated",
                 "copied", "zero_skipped", "unreadable", "unreadable_bytes", "seconds", "argv",
-                "layout", "reader", "warnings")
+                "layout", "reader", "warnings", "note_room", "data_shift")
 
 
 class SaveResult(Frozen):
@@ -76,15 +78,18 @@ class SaveResult(Frozen):
     layout: str  # how the source was read: "elf" (headers + segments) or "whole-file"
     reader: str  # "mmap" (mapped windows) or "read" (preadv; unreadable pages found)
     warnings: tuple[str, ...]
+    note_room: int | None  # bytes free after the notes, before the first PT_LOAD (layout.py)
+    data_shift: int  # how far the segments' data moved from their source offsets
 
     def __init__(self, path: str, method: str, format: str, source: str, source_size: int,
                  size: int, allocated: int, copied: int = 0, zero_skipped: int = 0,
                  unreadable: tuple[tuple[int, int], ...] = (), unreadable_bytes: int = 0,
                  seconds: float = 0.0, argv: tuple[str, ...] = (), layout: str = "elf",
-                 reader: str = "mmap", warnings: tuple[str, ...] = ()) -> None:
+                 reader: str = "mmap", warnings: tuple[str, ...] = (),
+                 note_room: int | None = None, data_shift: int = 0) -> None:
         values = (path, method, format, source, source_size, size, allocated, copied,
                   zero_skipped, unreadable, unreadable_bytes, seconds, argv, layout, reader,
-                  warnings)
+                  warnings, note_room, data_shift)
         for name, value in zip(_SAVE_FIELDS, values):
             object.__setattr__(self, name, value)
 
@@ -105,6 +110,8 @@ class SaveResult(Frozen):
                 zero_skipped=self.zero_skipped,
                 layout=self.layout,
                 reader=self.reader,
+                note_room=self.note_room,
+                data_shift=self.data_shift,
                 unreadable_bytes=self.unreadable_bytes,
                 unreadable=[list(r) for r in self.unreadable],
             )
@@ -303,10 +310,15 @@ def copy_sparse(
     sync: bool = True,
     map_source: bool = True,
     window: int = WINDOW,
+    note_room: int = 0,
 ) -> SaveResult:
     """Copy the vmcore ``src`` to the new file ``dst`` (created, never overwritten), leaving
     zero pages as holes. Fsyncs ``dst`` unless ``sync`` is false. The source is mapped
-    unless ``map_source`` is false or it cannot be; then it is read."""
+    unless ``map_source`` is false or it cannot be; then it is read.
+
+    With ``note_room``, the copy has at least that many free bytes between its notes and the
+    first PT_LOAD's data (:mod:`handoff.capture.layout`), so that notes added later stay in
+    the header area crash reads; the segments' data then moves by whole pages."""
     t0 = time.monotonic()
     try:
         sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
@@ -318,13 +330,20 @@ def copy_sparse(
         raise E.EnvironmentProblem(f"cannot read {src} (permission denied)", hint="run as root")
     try:
         size = source_size(sfd)
-        ranges, why = copy_ranges(sfd, size)
+        plan, kept = (L.plan_copy(sfd, size, note_room) if note_room else (None, ""))
+        if plan is not None:
+            ranges, why = list(plan.ranges), None
+        else:
+            ranges, why = copy_ranges(sfd, size)
+        shift = plan.delta if plan is not None else 0
         total = sum(b - a for a, b in ranges)
         mapper = _Mapper(sfd, size, max(window, chunk + mmap.ALLOCATIONGRANULARITY)) \
             if map_source and size else None
         dfd = _create(dst)
         try:
             sink = _Sink(dfd, chunk, page)
+            if plan is not None:  # headers and notes, in the new layout
+                sink.put(memoryview(plan.head), 0)
             buf: memoryview | None = None
             done = 0
             bad: list[tuple[int, int]] = []
@@ -353,7 +372,7 @@ def copy_sparse(
                             bad_bytes += _note_bad(bad, off + n, want - n)
                         view = buf[:n]
                     if len(view):
-                        sink.put(view, off)
+                        sink.put(view, off + shift)
                     del view
                     off += want
                     done += want
@@ -361,7 +380,8 @@ def copy_sparse(
                         progress(done, total)
             if mapper:
                 mapper.close()
-            os.ftruncate(dfd, size)  # trailing zero pages become a hole too
+            # trailing zero pages become a hole too
+            os.ftruncate(dfd, plan.size if plan is not None else size)
             if sync:
                 os.fsync(dfd)
             st = os.fstat(dfd)
@@ -377,6 +397,9 @@ def copy_sparse(
     finally:
         os.close(sfd)
     warnings = [why] if why else []
+    if note_room and plan is None and why is None:
+        warnings.append(f"kept the source's layout ({kept}): notes added later may lie "
+                        "outside the header area crash reads")
     if bad_bytes:
         warnings.append(f"{bad_bytes} bytes of the source could not be read; saved as zeros")
     return SaveResult(
@@ -395,6 +418,8 @@ def copy_sparse(
         layout="elf" if why is None else "whole-file",
         reader="mmap" if mapper and mapper.ok else "read",
         warnings=tuple(warnings),
+        note_room=plan.room if plan is not None else None,
+        data_shift=shift,
     )
 
 
@@ -537,7 +562,7 @@ def run_makedumpfile(
         head = os.pread(fd, 16, 0)
     finally:
         os.close(fd)
-    from handoff.capture.inject import dump_format
+    from handoff.formats.dumpformat import dump_format
 
     try:
         ssize = os.stat(src).st_size

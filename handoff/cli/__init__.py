@@ -68,24 +68,33 @@ COMMANDS = (
 )
 
 EPILOG = f"""\
-exit codes:
+examples:
+  sudo handoff save -o rec.bin && handoff inspect rec.bin
+  handoff estimate                    # the crashkernel= size this machine needs
+  sudo handoff load --dry-run         # the kexec argv, what it replaces, the sizes
+
+exit codes (the same for every command):
   {EXIT_OK}  success
   {EXIT_INVALID}  invalid input or a failed check (corrupt record, refused restore step)
-  {EXIT_USAGE}  usage error (wrong arguments, bad policy file)
+  {EXIT_USAGE}  usage error (wrong arguments, a path you named is missing, bad policy file)
   {EXIT_NO_RECORD}  no handoff record found in the input
   {EXIT_ENVIRONMENT}  environment problem (missing tool, not root, no crashkernel, kernel refused)
 
-Run `handoff COMMAND --help` for each command. Every command that reports takes --json.
+Run `handoff COMMAND --help` for each command. Every command takes --json; on failure it
+prints one JSON object with error, exit_code and hint.
 """
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors carry a hint and exit with EXIT_USAGE."""
+    """argparse, but usage errors follow the error contract: one ``handoff: error:`` line,
+    one hint, EXIT_USAGE, and with ``--json`` one JSON error object on stdout."""
+
+    json_errors = False  # set by main() when --json is on the command line
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"handoff: error: {message}\n")
-        sys.stderr.write(f"handoff: try `{self.prog} --help`\n")
+        fail(f"{self.prog.removeprefix('handoff ')}: {message}"
+             if self.prog != "handoff" else message,
+             EXIT_USAGE, f"try `{self.prog} --help`", json_doc=_Parser.json_errors)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -130,38 +139,111 @@ def _command_module(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_command_module(argv))
-    args = parser.parse_args(argv)
+    json_errors = "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+    _Parser.json_errors = json_errors
+    try:
+        parser = build_parser(_command_module(argv))
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) and usage errors (2, already reported)
+        return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USAGE
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        _check_inputs(args, argv)
         rc = args.func(args)
     except HandoffError as e:
-        _report(e)
+        _report(e, json_errors)
         return e.exit_code
     except BrokenPipeError:  # `handoff ... | head`: not an error (and an OSError subclass)
         return EXIT_OK
     except OSError as e:
         # Library code lets OSError through with its errno and path; say it in one line.
+        from handoff.errors import os_reason
+
         where = f"{e.filename}: " if e.filename else ""
-        sys.stderr.write(f"handoff: error: {where}{e.strerror or e}\n")
+        fail(f"{where}{os_reason(e)}", EXIT_ENVIRONMENT,
+             "check the path and its permissions (some inputs need root)", json_doc=json_errors)
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
-        sys.stderr.write("handoff: interrupted\n")
+        fail("interrupted", 130, None, json_doc=json_errors)
         return 130
     return EXIT_OK if rc is None else int(rc)
 
 
-def _report(e: HandoffError) -> None:
-    msg = f"handoff: error: {e}"
+# Inputs named on the command line: (option, attribute, "file" or "dir", commands or None for
+# every command that has it). A missing one is a usage error (exit 2) before any work starts,
+# whatever the command; the defaults (/sys, /proc/vmcore, ...) are the environment's (exit 4).
+# Two exceptions keep the capture kernel's promises: `restore --record` checks its own (exit 2
+# too) so that it can still write the refusal report, and `capture` saves the dump whatever
+# became of the record and the report (the capture hooks pass both explicitly).
+INPUTS = (
+    ("--sysfs-root", "sysfs_root", "dir", None),
+    ("--proc-root", "proc_root", "dir", None),
+    ("--policy", "policy", "file", None),
+    ("--record", "record", "file", ("diff", "load")),
+    ("--early-snapshot", "early_snapshot", "file", None),
+    ("--early-log", "early_log", "file", None),
+    ("--kernel", "kernel", "file", None),
+    ("--initrd", "initrd", "file", None),
+    ("--vmcore", "vmcore", "file", None),
+)
+
+
+def _given(argv: Sequence[str], option: str) -> bool:
+    end = argv.index("--") if "--" in argv else len(argv)
+    return any(a == option or a.startswith(option + "=") for a in argv[:end])
+
+
+def _check_inputs(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    import os
+
+    from handoff.errors import MissingInput
+
+    for option, attr, kind, commands in INPUTS:
+        value = getattr(args, attr, None)
+        if not isinstance(value, str) or not _given(argv, option):
+            continue
+        if commands is not None and args.command not in commands:
+            continue
+        if not os.path.exists(value):
+            raise MissingInput(f"{option} {value}: no such {'directory' if kind == 'dir' else 'file'}",
+                               hint=f"check the path given to {option}")
+        if kind == "dir" and not os.path.isdir(value):
+            raise MissingInput(f"{option} {value}: not a directory",
+                               hint=f"{option} takes a directory")
+        if kind == "file" and os.path.isdir(value):
+            raise MissingInput(f"{option} {value}: is a directory, not a file",
+                               hint=f"{option} takes a file")
+
+
+def fail(message: str, exit_code: int, hint: str | None, *, json_doc: bool,
+         extra: dict[str, object] | None = None) -> None:
+    """Report a failure: one ``handoff: error:`` line and at most one ``handoff: hint:`` line
+    on stderr; with ``json_doc`` also one JSON object on stdout (README, "Exit codes")."""
+    sys.stderr.write(f"handoff: error: {message}\n")
+    if hint:
+        sys.stderr.write(f"handoff: hint: {hint}\n")
+    if json_doc:
+        from handoff.cli._output import emit_json
+
+        doc: dict[str, object] = {"error": message, "exit_code": exit_code, "hint": hint}
+        doc.update(extra or {})
+        emit_json("error", doc)
+
+
+def _report(e: HandoffError, json_doc: bool = False) -> None:
+    msg = str(e)
     offset = getattr(e, "offset", None)
     check = getattr(e, "check", None)
     if check is not None and offset is not None and f"offset {offset}" not in msg:
         msg += f" (check {check}, offset {offset})"
-    sys.stderr.write(msg + "\n")
-    if e.hint:
-        sys.stderr.write(f"handoff: hint: {e.hint}\n")
+    extra: dict[str, object] = {"type": type(e).__name__}
+    if check is not None:
+        extra["check"] = check
+    if offset is not None:
+        extra["offset"] = offset
+    fail(msg, e.exit_code, e.hint, json_doc=json_doc, extra=extra)
 
 
 __all__ = ["EXIT_ENVIRONMENT", "EXIT_INVALID", "EXIT_NO_RECORD", "build_parser", "main"]

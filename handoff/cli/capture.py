@@ -16,9 +16,12 @@ handoff record and the restore report to the dump as ELF notes (owner HANDOFF, t
 
 --format elf (default) copies the ELF vmcore (mapped with mmap, as makedumpfile does; read
 where it cannot be mapped) and writes only its pages that are not all zero: zero pages stay
-holes. With --makedumpfile-args it runs `makedumpfile -E ARGS` instead. --format kdump runs
-makedumpfile (default arguments "-c -d 31") for a kdump-compressed dump. Without makedumpfile
-the dump is saved as ELF and the exit code is 4.
+holes. It keeps /proc/vmcore's layout with room after the notes (the memory data moves by
+whole pages), so that the notes stay in the header area crash(8) reads (docs/dumps.md). With
+--makedumpfile-args it runs `makedumpfile -E ARGS` instead (and lays its output out again
+with that room). --format kdump runs makedumpfile (default arguments "-c -d 31") for a
+kdump-compressed dump. Without makedumpfile the dump is saved as ELF and the exit code
+is 4.
 
 The dump is written as vmcore.incomplete, fsynced, and renamed to vmcore when done;
 handoff-capture.json beside it records the source, sizes, format, times, the record's
@@ -27,6 +30,11 @@ the dump is saved, whatever exists is injected, and the exit code says what was 
 """
 
 EPILOG = """\
+examples:
+  handoff capture --dump-dir /var/crash            # in the capture kernel (the hooks run it)
+  handoff capture --vmcore vmcore.copy --dump-dir out --format kdump
+  handoff capture --dump-dir /var/crash --dry-run   # the makedumpfile argv, nothing written
+
 exit codes:
   0  dump saved, record (and report, if any) injected
   1  dump saved, but the report was unreadable or the notes could not be added (a report
@@ -187,8 +195,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar:
             bar.end()
+    failure = _failure(res)
     if args.json:
-        emit_json("capture", res.as_dict())
+        doc = res.as_dict()
+        doc["exit_code"] = res.exit_code
+        if failure:  # the error contract's keys (README, "Exit codes")
+            doc.update(error=failure[0], hint=failure[1])
+        emit_json("capture", doc)
         return res.exit_code
     out = sys.stdout.write
     if res.dry_run:
@@ -228,10 +241,20 @@ def run(args: argparse.Namespace) -> int:
         out(f"metadata: {res.meta}\n")
     for w in res.warnings:
         sys.stderr.write(f"handoff: warning: {w}\n")
-    if res.exit_code == 3:
-        sys.stderr.write(
-            "handoff: the dump is saved, but it carries no device state; "
-            "pass --record with the record (e.g. the capture initrd's "
-            "handoff/record.note) and run `handoff inject-notes` on it\n"
-        )
+    if failure:
+        sys.stderr.write(f"handoff: error: {failure[0]}\nhandoff: hint: {failure[1]}\n")
     return res.exit_code
+
+
+def _failure(res: Any) -> tuple[str, str] | None:
+    """(error, hint) of a capture that saved the dump but did not do everything."""
+    if res.exit_code == 0:
+        return None
+    if res.exit_code == 3:
+        error = ("the dump would carry no device state (dry run)" if res.dry_run else
+                 "the dump is saved, but it carries no device state")
+        return error, ("pass --record with the record (e.g. the capture initrd's "
+                       "handoff/record.note) and run `handoff inject-notes` on it")
+    what = res.warnings[-1] if res.warnings else f"capture ended with exit code {res.exit_code}"
+    return what, ("the warnings say what is missing" if res.dry_run else
+                  "the dump is saved; the warnings say what is missing from it")

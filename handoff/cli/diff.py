@@ -16,8 +16,23 @@ listed too. Reads only.
 """
 
 
+EPILOG = """\
+examples:
+  handoff diff --record /var/lib/handoff/record.bin
+  handoff diff --record rec.bin --against early -s 03:00.0
+  handoff diff --record rec.bin --json --all
+
+exit codes:
+  0  compared (differences are output, not failures)
+  1  the record is corrupt (the message names the check and offset)
+  2  usage: wrong arguments, or a path you named does not exist
+  3  no handoff record in --record
+  4  --sysfs-root has no bus/pci/devices, or a file cannot be read
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("diff", help="compare a record with the devices now",
+    p = sub.add_parser("diff", epilog=EPILOG, help="compare a record with the devices now",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("--record", metavar="SRC",
@@ -28,6 +43,9 @@ def register(sub: Any) -> None:
                    help="which saved snapshot to compare (default both)")
     p.add_argument("--all", action="store_true", help="also list devices without differences")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -35,12 +53,14 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from handoff.cli.restore import load_record
+    from handoff.cli._select import filter_payload, selection
     from handoff.diff import diff_record, render
     from handoff.errors import EnvironmentProblem
     from handoff.restore.apply import scan
+    from handoff.restore.engine import load_record
     from handoff.sysfs import SysfsTree
 
+    sel = selection(args)
     rec, notes = load_record(args.record)
     for n in notes:
         sys.stderr.write(f"handoff: note: {n}\n")
@@ -49,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
         raise EnvironmentProblem(f"{tree.pci_devices} is not a directory",
                                  hint="--sysfs-root takes the directory holding bus/pci")
     current = scan(tree)
+    payload = rec.payload
+    if sel:  # lspci's -s/-d: compare only these devices, saved and present
+        current = {a: d for a, d in current.items() if sel.matches_device(d)}
+        payload = dict(payload, devices=filter_payload(sel, rec.devices))
     which = ("early", "live") if args.against == "both" else (args.against,)
-    results = {w: diff_record(rec.payload, current, w) for w in which}
+    results = {w: diff_record(payload, current, w) for w in which}
     if args.json:
         from handoff.cli._output import emit_json
 

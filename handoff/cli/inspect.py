@@ -18,8 +18,14 @@ never its memory, so a 64 GiB vmcore is as quick as a small one.
 """
 
 EPILOG = """\
+examples:
+  handoff inspect /var/lib/handoff/record.bin
+  handoff inspect /var/crash/202612061200/dump.202612061200 --json
+  handoff inspect rec.bin -s 03:00.0 -xxx    # one device's saved config, as lspci -xxx
+
 exit codes:
-  0  every record found is valid
+  0  every record found is valid (a truncated dump, or a record made on another kernel
+     than the dump's OSRELEASE, is a warning on stderr and in the JSON's "warnings")
   1  a record is corrupt (the message names the failed check and offset), or the
      container is malformed
   2  FILE does not exist or is not a file
@@ -34,6 +40,15 @@ def register(sub: Any) -> None:
                        formatter_class=Formatter)
     p.add_argument("path", metavar="FILE", help="a record, note file, region, initrd or dump")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("-v", dest="verbose", action="count", default=0,
+                   help="decode each saved config space, register by register and field by "
+                        "field (the decoder `handoff diff` uses)")
+    p.add_argument("-x", dest="hex", action="count", default=0,
+                   help="dump each saved config space in hex as `lspci -x` does: -x the first "
+                        "64 bytes, -xxx 256, -xxxx 4096 (what the snapshot holds)")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -133,7 +148,7 @@ def _text(v: Any) -> str | None:
     return repr(v)[:80]
 
 
-def record_doc(f: Any) -> dict[str, Any]:
+def record_doc(f: Any, sel: Any = None) -> dict[str, Any]:
     from handoff.sources.model import error_json
 
     doc: dict[str, Any] = {"kind": f.kind, "location": f.location.to_json(),
@@ -149,9 +164,59 @@ def record_doc(f: Any) -> dict[str, Any]:
         "created": _time_ns(r.created_ns),
         "producer": {"kernel_release": r.kernel_release, "hostname": r.hostname,
                      "boot_id": r.boot_id, "machine_id": r.machine_id},
-        "devices": device_rows(r.devices),
+        "devices": device_rows(_selected(r.devices, sel)),
     })
     return doc
+
+
+def _selected(devices: list[Any], sel: Any) -> list[Any]:
+    if not sel:
+        return devices
+    from handoff.cli._select import filter_payload
+
+    return filter_payload(sel, [d for d in devices if isinstance(d, dict)])
+
+
+def hex_dump(data: bytes, count: int) -> list[str]:
+    """``lspci -x`` lines: 16 bytes a line, the offset in 2 hex digits (3 past 0xff), as
+    pciutils' show_hex_dump() prints them; only bytes the snapshot holds."""
+    out = []
+    for off in range(0, min(count, len(data)), 16):
+        row = data[off:off + 16]
+        out.append(f"{off:02x}: " + " ".join(f"{b:02x}" for b in row))
+    return out
+
+
+def _device_blocks(devices: list[Any], verbose: int, hexdump: int, w: Any) -> None:
+    """-v and -x: a block per device, headed by lspci's line for it (names from pci.ids)."""
+    from handoff.devices import pciids
+    from handoff.devices.model import PciDevice
+    from handoff.diff import decode_config
+
+    names = pciids.default()
+    for d in devices:
+        try:
+            dev = PciDevice.from_payload(d)
+        except (KeyError, TypeError, ValueError):
+            continue  # not a PCI device map this reader knows: the table showed it
+        ids = dev.ids
+        w("\n" + names.line(dev.addr, ids.vendor, ids.device, ids.class_code, ids.revision)
+          + "\n")
+        snaps = [("live", dev.live)] + ([("early", dev.early)] if dev.early is not None else [])
+        if verbose:
+            for which, snap in snaps:
+                part = f", partial: {snap.partial}" if snap.partial else ""
+                w(f"\t{which} snapshot ({snap.source}, {len(snap.data)} of {snap.size} "
+                  f"bytes{part}):\n")
+                for label, off, width, value, text in decode_config(snap.data):
+                    w(f"\t  {off:03x} {label:<28} {value:#0{2 + 2 * width}x}"
+                      + (f"  {text}" if text else "") + "\n")
+        if hexdump:
+            # lspci: -x 64 bytes (128 for a CardBus bridge), -xxx 256, -xxxx 4096
+            count = 4096 if hexdump >= 4 else 256 if hexdump == 3 else \
+                (128 if dev.header_type == 2 else 64)
+            for line in hex_dump(dev.live.data, count):
+                w(line + "\n")
 
 
 def container_doc(c: Any) -> dict[str, Any]:
@@ -192,6 +257,8 @@ def _print_container(c: Any, out: Any) -> None:
           + (" (INCOMPLETE dump)" if d.get("incomplete") else "") + "\n")
         if "note_area" in d:
             w(f"  note area: {d['note_area']}\n")
+    if d.get("truncated"):
+        w(f"  TRUNCATED: {d['truncated']}\n")
     if c.kind == "flattened":
         w(f"  offsets below are {d['offsets']}; {d['chunks_scanned']} chunks read\n")
     for a in c.archives:
@@ -227,7 +294,8 @@ def _print_container(c: Any, out: Any) -> None:
         w(f"  problem: {p.message}\n")
 
 
-def _print_record(i: int, n: int, f: Any, out: Any) -> None:
+def _print_record(i: int, n: int, f: Any, out: Any, sel: Any = None, verbose: int = 0,
+                  hexdump: int = 0) -> None:
     from handoff.cli._output import table
 
     w = out.write
@@ -247,13 +315,18 @@ def _print_record(i: int, n: int, f: Any, out: Any) -> None:
     w(f"  machine id  {r.machine_id or 'unknown'}\n")
     w(f"  created     {_time_ns(r.created_ns)}\n")
     w(f"  generation  {r.generation}\n")
-    rows = device_rows(r.devices)
-    w(f"  devices ({len(rows)}):\n")
+    devices = _selected(r.devices, sel)
+    rows = device_rows(devices)
+    shown = f"{len(rows)} of {len(r.devices)} selected by {sel.describe()}" if sel else \
+        str(len(rows))
+    w(f"  devices ({shown}):\n")
     if rows:
         keys = ["addr", "ids", "class", "driver", "early", "live", "policy"]
         txt = table([k.upper() for k in keys], [[row[k] for k in keys] for row in rows])
         for line in txt.splitlines():
             w(f"    {line}\n")
+    if verbose or hexdump:
+        _device_blocks(devices, verbose, hexdump, w)
 
 
 # -- command -------------------------------------------------------------------------------------
@@ -284,7 +357,8 @@ def _run(args: argparse.Namespace) -> int:
         if hint:
             sys.stderr.write(f"handoff: hint: {hint}\n")
         if args.json:
-            doc.update({"result": err.get("result", "error"), "exit_code": code, "error": err})
+            doc.update({"result": err.get("result", "error"), "exit_code": code, "error": msg,
+                        "hint": hint, "error_detail": err})
             emit_json("inspect", doc)
         return code
 
@@ -300,11 +374,12 @@ def _run(args: argparse.Namespace) -> int:
         return fail(E.EXIT_USAGE, f"{path}: not a regular file", "give a file, not a directory",
                     {"type": "IsADirectoryError", "message": "not a file", "result": "usage"})
     except PermissionError as e:
-        return fail(E.EXIT_ENVIRONMENT, f"{path}: {e.strerror}", "run as root or fix permissions",
-                    {"type": "PermissionError", "message": str(e.strerror),
+        return fail(E.EXIT_ENVIRONMENT, f"{path}: {E.os_reason(e)}",
+                    "run as root or fix permissions",
+                    {"type": "PermissionError", "message": E.os_reason(e),
                      "result": "environment"})
     except OSError as e:
-        return fail(E.EXIT_ENVIRONMENT, f"{path}: {e.strerror or e}", None,
+        return fail(E.EXIT_ENVIRONMENT, f"{path}: {E.os_reason(e)}", "check the file",
                     {"type": type(e).__name__, "message": str(e), "result": "environment"})
     except E.BadContainer as e:
         where = ""
@@ -313,12 +388,23 @@ def _run(args: argparse.Namespace) -> int:
         return fail(E.EXIT_INVALID, f"{path}: {e}{where}", e.hint,
                     dict(error_json(e), result="bad-container"))
 
+    from handoff.sources.crosscheck import warnings as cross_warnings
+
     doc["container"] = container_doc(c)
-    doc["records"] = [record_doc(f) for f in c.found]
+    from handoff.cli._select import selection
+
+    sel = selection(args)
+    doc["records"] = [record_doc(f, sel) for f in c.found]
+    warnings = cross_warnings(c)
+    if warnings:
+        doc["warnings"] = warnings
     if not args.json:
         _print_container(c, sys.stdout)
         for i, f in enumerate(c.found, 1):
-            _print_record(i, len(c.found), f, sys.stdout)
+            _print_record(i, len(c.found), f, sys.stdout, sel, args.verbose, args.hex)
+        sys.stdout.flush()
+        for warning in warnings:
+            sys.stderr.write(f"handoff: warning: {warning}\n")
     try:
         found = sources.records_of(c)
     except E.HandoffError as e:
@@ -334,14 +420,22 @@ def _run(args: argparse.Namespace) -> int:
         return fail(code, msg, e.hint, dict(error_json(e), result=result))
     bad = [f for f in found if f.error is not None]
     code = E.EXIT_INVALID if bad else E.EXIT_OK
+    summary: str | None = None
+    hint: str | None = None
+    if bad:  # one line for all of them: the first names its check, the rest are counted
+        first = bad[0].error
+        assert first is not None
+        more = f" (and {len(bad) - 1} more corrupt record(s))" if len(bad) > 1 else ""
+        summary = (f"{path}: corrupt record at {bad[0].location}: {first} "
+                   f"(check {first.check}, offset {first.offset}){more}")
+        hint = "stdout shows every record's checks"
     if args.json:
         doc.update({"result": "invalid" if bad else "ok", "exit_code": code})
+        if bad:
+            doc.update({"error": summary, "hint": hint})
         emit_json("inspect", doc)
     else:
         sys.stdout.flush()
-        for f in bad:
-            err = f.error
-            assert err is not None
-            sys.stderr.write(f"handoff: error: corrupt record at {f.location}: {err} "
-                             f"(check {err.check}, offset {err.offset})\n")
+    if summary:
+        sys.stderr.write(f"handoff: error: {summary}\nhandoff: hint: {hint}\n")
     return code

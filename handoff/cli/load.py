@@ -30,8 +30,24 @@ argv and the sizes, and loads nothing. Needs root; under kernel lockdown only
 COMPRESSIONS = ("gzip", "xz", "none")
 
 
+EPILOG = """\
+examples:
+  sudo handoff load --dry-run              # the kexec argv, what it replaces, the sizes
+  sudo handoff load                        # replaces the distro's crash kernel (says how to go back)
+  sudo handoff load --policy site.toml --append "console=ttyS0"
+
+exit codes:
+  0  loaded (or, with --dry-run, everything built)
+  1  the record given with --record is corrupt
+  2  usage: wrong arguments, or a path you named does not exist
+  3  --record holds no handoff record
+  4  not root, kexec-tools missing, no crashkernel reserved (`handoff estimate`
+     says how much), too little reserved, or the kernel refused the load
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("load", help="load a capture kernel carrying the device state",
+    p = sub.add_parser("load", epilog=EPILOG, help="load a capture kernel carrying the device state",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("--kernel", metavar="PATH", help="capture kernel image")

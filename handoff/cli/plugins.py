@@ -25,6 +25,11 @@ docs/plugins.md explains how to write one.
 """
 
 EPILOG = """\
+examples:
+  handoff plugins
+  handoff plugins --sysfs-root /sys -d 1af4:      # which plugin takes each virtio device
+  handoff plugins --json | jq '.plugins[].name'
+
 exit codes:
   0  every plugin entry point loaded
   1  at least one plugin entry point failed to load (listed on stderr / under "problems")
@@ -43,6 +48,9 @@ def register(sub: Any) -> None:
                    help="also show which devices of this sysfs tree each plugin takes "
                         "(e.g. /sys)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -61,7 +69,7 @@ def _matches_text(info: Any) -> str:
     return text
 
 
-def _devices(root: str, registry: Any) -> list[dict[str, Any]]:
+def _devices(root: str, registry: Any, sel: Any = None) -> list[dict[str, Any]]:
     from pathlib import Path
 
     from handoff.devices.pci import collect
@@ -70,12 +78,14 @@ def _devices(root: str, registry: Any) -> list[dict[str, Any]]:
     coll = collect(SysfsTree(Path(root)))
     out = []
     for dev in coll.devices:
-        sel = registry.select(dev)
+        if sel and not sel.matches_device(dev):
+            continue
+        taken = registry.select(dev)
         d: dict[str, Any] = {
             "addr": dev.addr, "ids": dev.ids.short(), "class": f"{dev.ids.class_code:06x}",
-            "driver": dev.driver, "plugins": [i.name for i in sel.accepted],
-            "declined": sel.declined, "errors": sel.errors}
-        if dev.driver and sel.accepted:
+            "driver": dev.driver, "plugins": [i.name for i in taken.accepted],
+            "declined": taken.declined, "errors": taken.errors}
+        if dev.driver and taken.accepted:
             d["note"] = (f"bound to {dev.driver}: register steps are refused until it is "
                          "unbound (or run before drivers load)")
         out.append(d)
@@ -84,11 +94,16 @@ def _devices(root: str, registry: Any) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from handoff.cli._output import emit_json, table
-    from handoff.errors import EXIT_INVALID, EXIT_OK
+    from handoff.cli._select import selection
+    from handoff.errors import EXIT_INVALID, EXIT_OK, UsageError
     from handoff.plugins import registry as reg_mod
 
+    sel = selection(args)
+    if sel and not args.sysfs_root:
+        raise UsageError("-s and -d select devices of a tree: they need --sysfs-root",
+                         hint="e.g. handoff plugins --sysfs-root /sys -d 1af4:")
     registry = reg_mod.load()
-    devices = _devices(args.sysfs_root, registry) if args.sysfs_root else None
+    devices = _devices(args.sysfs_root, registry, sel) if args.sysfs_root else None
     rc = EXIT_INVALID if registry.problems else EXIT_OK
     if args.json:
         doc: dict[str, Any] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +41,23 @@ the kernel permits from the lockdown mode, unless --probe.
 """
 
 
+EPILOG = """\
+examples:
+  handoff restore                       # in the capture kernel (the hooks run it)
+  handoff restore --record rec.bin --dry-run --force        # the plan, on a running system
+  handoff restore --policy site.toml --report /run/handoff/report.json -d 8086:
+
+exit codes:
+  0  every planned step was done and verified (or planned, with --dry-run)
+  1  the record was refused, or a step failed, was refused or could not be verified
+  2  usage: wrong arguments, or a path you named does not exist
+  3  no handoff record in --record (or none shipped in the capture initramfs)
+  4  not a capture kernel (writes to a running system refused), or no PCI tree
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("restore", help="restore devices from a record (capture kernel)",
+    p = sub.add_parser("restore", epilog=EPILOG, help="restore devices from a record (capture kernel)",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("--record", metavar="SRC",
@@ -77,65 +91,17 @@ def register(sub: Any) -> None:
                    help="with --dry-run: also ask the kernel whether config writes and BAR "
                         "mapping work (writes back one Interrupt Line byte; maps one BAR "
                         "without reading it). A real restore always probes")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
 def load_record(src: str | None) -> tuple[Record, list[str]]:
-    """The newest valid record in ``src`` (default: the shipped one), and notes about others."""
-    import handoff
-    from handoff.errors import NoRecordFound
+    """The newest valid record in ``src``: :func:`handoff.restore.engine.load_record`."""
+    from handoff.restore.engine import load_record as load
 
-    path = src or DEFAULT_RECORD
-    if not os.path.exists(path):
-        where = "the capture initramfs ships it there (spec §6)" if src is None else \
-            "no such file"
-        raise NoRecordFound(f"no handoff record at {path}: {where}",
-                            hint="pass --record with a record, note file, region, initrd or "
-                                 "vmcore")
-    try:
-        found = handoff.read(path)
-    except OSError as e:
-        raise NoRecordFound(f"cannot read {path}: {e.strerror}",
-                            hint="check the path and permissions") from None
-    good = [f for f in found if f.record is not None]
-    bad = [f for f in found if f.error is not None]
-    if not good:
-        if bad and bad[0].error is not None:
-            raise bad[0].error
-        raise NoRecordFound(f"no handoff record in {path}")
-    good.sort(key=lambda f: f.record.generation if f.record else 0)
-    chosen = good[-1]
-    notes = [f"{len(bad)} invalid record(s) in {path} ignored: {bad[0].error}"] if bad else []
-    if len(good) > 1:
-        notes.append(f"{len(good)} valid records in {path}: using generation "
-                     f"{chosen.record.generation if chosen.record else '?'} "
-                     f"at {chosen.location}")
-    assert chosen.record is not None
-    return chosen.record, notes
-
-
-def _write_refusal(path: str, source: str, err: Exception, force: bool = False) -> None:
-    """A report for a restore that never started: which record, which check failed."""
-    import json
-
-    from handoff import outfile
-    from handoff.errors import HandoffError
-    from handoff.restore.report import REPORT_KIND
-
-    doc = {"schema_version": 1, "kind": REPORT_KIND, "refused": True,
-           "record": {"source": source, "error": str(err),
-                      "check": getattr(err, "check", None),
-                      "offset": getattr(err, "offset", None),
-                      "error_type": type(err).__name__},
-           "devices": [], "totals": {"devices": 0, "written": 0},
-           "summary": f"restore refused: the record at {source} is unusable: {err}; "
-                      "no device was touched"}
-    data = json.dumps(doc, separators=(",", ":")).encode()
-    try:
-        outfile.write_file(path, data, outfile.REPORT, force=force, special_ok=True,
-                           flag="--force-report")
-    except HandoffError as e:
-        sys.stderr.write(f"handoff: warning: no report written: {e}\n")
+    return load(src)
 
 
 def _hex(v: int | None, width: int) -> str | None:
@@ -237,89 +203,38 @@ def _plugin_table(dev: Any, table: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handoff import outfile
-    from handoff.errors import EnvironmentProblem, HandoffError, UsageError
+    from handoff.cli._select import selection
     from handoff.restore import report
-    from handoff.restore.apply import SysfsAccess, apply, rehearse, scan
-    from handoff.restore.match import identity_from
-    from handoff.restore.plan import make_plan
-    from handoff.restore.pluginpass import PluginRuntime
-    from handoff.restore.policy import DEFAULT_POLICY, load_policy
-    from handoff.sysfs import SysfsTree
-    from handoff.sysfs import paths as _paths
-    from handoff.sysfs.probe import probe
+    from handoff.restore.engine import run as restore
 
-    if args.report:  # before anything is done: a bad --report costs nothing
-        outfile.check(args.report, outfile.REPORT, force=args.force_report, special_ok=True,
-                      flag="--force-report")
-    policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
-    try:
-        rec, notes = load_record(args.record)
-    except HandoffError as e:
-        # Nothing is written to any device; the report still says why, so that capture can
-        # keep it with the dump (a corrupt handoff cpio must not leave the post-mortem blind).
-        if args.report:
-            _write_refusal(args.report, args.record or DEFAULT_RECORD, e, args.force_report)
-        raise
-    for n in notes:
-        sys.stderr.write(f"handoff: note: {n}\n")
-    # Paths stay strings (pathlib costs start-up), spelled as pathlib would in messages.
-    root = _paths.pathstr(args.sysfs_root)
-    tree = SysfsTree(root)
-    devices = _paths.join(root, "bus", "pci", "devices")
-    if not os.path.isdir(devices):
-        raise EnvironmentProblem(f"{devices} is not a directory",
-                                 hint="--sysfs-root takes the directory holding bus/pci")
-    proc = _paths.pathstr(args.proc_root)
-    real_sys = os.path.realpath(args.sysfs_root) == "/sys"
-    writes = not args.dry_run or args.probe  # --probe writes back one byte: same gate
-    if (real_sys and writes and not os.path.exists(_paths.join(proc, "vmcore"))
-            and not args.allow_running_system):
-        raise EnvironmentProblem(
-            f"refusing to write to this running system's /sys: {proc}/vmcore does not exist, "
-            "so this is not a capture kernel",
-            hint="use --dry-run (without --probe) to see the plan; after a plain kexec pass "
-                 "--allow-running-system")
-    if args.plugin_budget is not None and not args.plugin_budget > 0:
-        raise UsageError(f"--plugin-budget {args.plugin_budget:g}: expected seconds > 0",
-                         hint="leave it out to bound each plugin step by its own timeout")
-    identity = identity_from(proc)
-    # A real restore asks the kernel (one harmless write-back, one read-only mapping); a dry
-    # run writes and maps nothing unless --probe, and judges from the lockdown mode.
-    env = probe(root, probe_writes=writes, probe_bars=writes)
-    registry = None
-    if not args.no_plugins:
-        from handoff.plugins import load
+    def notify(kind: str, text: str) -> None:
+        sys.stderr.write(f"handoff: {kind}: {text}\n")
 
-        registry = load(entry_points=True)
-        for p in registry.problems:
-            sys.stderr.write(f"handoff: warning: {p}\n")
-        policy.check_plugins(registry.names())
-    plan = make_plan(rec, scan(tree), policy=policy, identity=identity, force=args.force,
-                     env=env, registry=registry)
-    runtime = PluginRuntime(tree=tree, budget_s=args.plugin_budget)
-    if not args.dry_run and plan.check.ok:
-        apply(plan, SysfsAccess(tree), plugins=runtime)
-    elif args.dry_run:
-        rehearse(plan, plugins=runtime)
-    doc = report.build(plan, dry_run=args.dry_run)
-    if args.report:
-        data = report.encode(plan, dry_run=args.dry_run)
-        outfile.write_file(args.report, data, outfile.REPORT, force=args.force_report,
-                           special_ok=True, flag="--force-report")
+    done = restore(args.record, sysfs_root=args.sysfs_root, proc_root=args.proc_root,
+                   policy=args.policy, dry_run=args.dry_run, probe=args.probe,
+                   force=args.force, plugins=not args.no_plugins,
+                   plugin_budget=args.plugin_budget,
+                   allow_running_system=args.allow_running_system, report_path=args.report,
+                   force_report=args.force_report, notify=notify,
+                   select=selection(args))
     if args.json:
         from handoff.cli._output import emit_json
 
-        body: dict[str, Any] = {"report": doc}
+        body: dict[str, Any] = {"report": done.doc}
         if args.dry_run:
-            body["plan"] = plan.to_json()
+            body["plan"] = done.plan.to_json()
+        if done.refused or done.failed:  # the error contract's keys, on the one document
+            body.update(error=("record refused: " + "; ".join(done.refused)) if done.refused
+                        else done.summary(), exit_code=1,
+                        hint="check --record; --force applies it anyway" if done.refused
+                        else "the report's per-device results say what failed")
         emit_json("restore", body)
     else:
         if args.dry_run:
-            print(render_plan(plan))
+            print(render_plan(done.plan))
             print()
-        print(report.summary(doc))
-    if plan.check.problems and not plan.check.forced:
-        sys.stderr.write("handoff: error: record refused: " + "; ".join(plan.check.problems)
+        print(report.summary(done.doc))
+    if done.refused:
+        sys.stderr.write("handoff: error: record refused: " + "; ".join(done.refused)
                          + "\nhandoff: hint: check --record; --force applies it anyway\n")
-    return 1 if report.failed(doc) else 0
+    return 1 if done.failed else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -23,8 +22,22 @@ space, and the record marks those snapshots partial.
 """
 
 
+EPILOG = """\
+examples:
+  sudo handoff save                          # one row per PCI device, nothing written
+  sudo handoff save -o /var/lib/handoff/record.bin
+  sudo handoff save -d ::0108 --json          # NVMe controllers only, as JSON
+
+exit codes:
+  0  saved (or listed)
+  1  the record could not be built (a check failed)
+  2  usage: wrong arguments, or a path you named does not exist
+  4  /sys has no PCI tree, -o cannot be written, or the C core is missing
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("save", help="save PCI device state into a record",
+    p = sub.add_parser("save", epilog=EPILOG, help="save PCI device state into a record",
                        description=DESCRIPTION,
                        formatter_class=Formatter)
     p.add_argument("-o", "--output", metavar="FILE",
@@ -43,6 +56,9 @@ def register(sub: Any) -> None:
                    help="the early collector's snapshot (default /run/handoff/early.bin "
                         "when reading /sys)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    from handoff.cli._select import add_selection
+
+    add_selection(p)
     p.set_defaults(func=run)
 
 
@@ -61,57 +77,26 @@ def _rows(devices: list[Any]) -> list[list[object]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handoff.errors import EnvironmentProblem
-    from handoff.save import (
-        build_payload,
-        check_output,
-        collect_devices,
-        previous_generation,
-        write_atomic,
-    )
+    from handoff.cli._select import selection
+    from handoff.save import save
     from handoff.sysfs import SysfsTree
 
-    tree = SysfsTree(args.sysfs_root) if args.sysfs_root else SysfsTree()
-    if args.sysfs_root and not os.path.isdir(tree.pci_devices_dir):
-        raise EnvironmentProblem(
-            f"{tree.pci_devices_dir} is not a directory",
-            hint="--sysfs-root takes the directory that holds bus/pci/devices (like /sys)")
-    if args.output is not None:
-        check_output(args.output, force=args.force)  # before the walk: a bad -o costs nothing
-    from handoff.identity import IdentitySource
+    def notify(kind: str, text: str) -> None:
+        sys.stderr.write(f"handoff: {kind}: {text}\n")
 
-    producer = IdentitySource().producer()
-    res = collect_devices(tree, early_snapshot=args.early_snapshot, early_log=args.early_log,
-                          boot_id=producer.boot_id)
-    for w in res.warnings:
-        sys.stderr.write(f"handoff: warning: {w}\n")
-    for n in res.notes:
-        sys.stderr.write(f"handoff: note: {n}\n")
+    sel = selection(args)
 
-    record = b""
-    generation = 0
-    if args.output is not None:
-        generation = previous_generation(args.output, producer.boot_id) + 1
-    try:
-        from handoff.record import encode
-
-        record = encode(build_payload(res.devices), producer, generation or 1)
-    except ImportError as e:
-        if args.output is not None:
-            raise EnvironmentProblem(
-                f"the record encoder (C core) is not available: {e}",
-                hint="build it with `pip install -e .` in the source tree") from None
-        sys.stderr.write(f"handoff: note: record size unknown, the C core is not built ({e})\n")
-    if args.output is not None:
-        write_atomic(args.output, record, force=args.force)
-
+    res = save(args.output, SysfsTree(args.sysfs_root) if args.sysfs_root else None,
+               force=args.force, notify=notify, early_snapshot=args.early_snapshot,
+               early_log=args.early_log, select=sel.matches_device if sel else None)
+    generation = res.generation if args.output is not None else None
     if args.json:
         from handoff.cli._output import emit_json
 
         emit_json("save", {
             "output": args.output,
-            "generation": generation or None,
-            "record_size": len(record) or None,
+            "generation": generation,
+            "record_size": len(res.record) or None,
             "early_sources": res.early_sources,
             "devices": [
                 {"addr": d.addr, "vendor": d.ids.vendor, "device": d.ids.device,
@@ -130,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
         print(table(["ADDR", "IDS", "DRIVER", "CLASS", "CONFIG", "EARLY", "POLICY"],
                     _rows(res.devices)))
-        size = f", record {len(record)} bytes" if record else ""
+        size = f", record {len(res.record)} bytes" if res.record else ""
         print(f"{len(res.devices)} device(s){size}; early state from: "
               f"{', '.join(res.early_sources) or 'none (live only)'}")
     else:
         print(f"wrote {args.output}: {len(res.devices)} device(s), generation {generation}, "
-              f"{len(record)} bytes")
+              f"{len(res.record)} bytes")
     return 0

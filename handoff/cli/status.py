@@ -12,11 +12,17 @@ Report whether a capture kernel is loaded (/sys/kernel/kexec_crash_loaded), whic
 generation handoff loaded with it, whether that record is STALE (PCI devices, bound drivers or
 SR-IOV VF counts changed since the load), the lockdown mode and the crashkernel size.
 
+examples:
+  handoff status
+  handoff status --json | jq .verdict
+  handoff status >/dev/null; [ $? -eq 1 ] && handoff load   # reload a stale record
+
 exit status:
   0  fresh: handoff's capture kernel is loaded and the machine still matches its record
   1  stale: devices changed since the load; `handoff load` again fixes it
   3  no handoff capture kernel is loaded: never loaded in this boot, or unloaded since
      (by `kexec -p -u`, kdump-config unload, kdumpctl stop)
+  2  usage: wrong arguments, or a --sysfs-root that does not exist
 """
 
 
@@ -46,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
         doc = st.to_json()
         doc["capabilities"] = env
+        doc["exit_code"] = st.exit_code
+        if st.exit_code:  # the error contract's keys: a verdict that is not "fresh"
+            doc.update(error=f"{st.verdict}: {st.reason}", hint=_hint(st.verdict))
         emit_json("status", doc)
         return st.exit_code
     print(f"status          {st.verdict.upper()}: {st.reason}")
@@ -64,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     if st.verdict == "stale":
         print("run `handoff load` again so the capture kernel gets a current record")
     return st.exit_code
+
+
+def _hint(verdict: str) -> str:
+    if verdict == "stale":
+        return "run `handoff load` again so the capture kernel gets a current record"
+    return "`handoff load` (as root) loads a capture kernel with a record"
 
 
 def _capabilities(host: Any) -> dict[str, Any] | None:

@@ -5,9 +5,23 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+EPILOG = """\
+examples:
+  sudo handoff unload
+  sudo handoff unload --dry-run            # the kexec argv only
+  sudo handoff unload --kexec-reboot
+
+exit codes:
+  0  unloaded (or, with --dry-run, the argv printed)
+  2  usage: wrong arguments, or a path you named does not exist
+  4  not root, kexec-tools missing, or the kernel refused
+"""
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("unload", help="unload the capture kernel handoff loaded",
+    from handoff.cli import Formatter
+
+    p = sub.add_parser("unload", epilog=EPILOG, formatter_class=Formatter, help="unload the capture kernel handoff loaded",
                        description="Unload the crash kernel (`kexec -p -u`; with "
                                    "--kexec-reboot the kexec kernel, `kexec -u`), and forget "
                                    "the load state in /var/lib/handoff/loaded.json. Under "

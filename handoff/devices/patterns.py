@@ -23,7 +23,7 @@ millisecond of import is paid by every save.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from handoff._slots import Frozen
 
@@ -406,3 +406,21 @@ def default_rule(dev: PciDevice, blacklist: Iterable[str] = ()) -> tuple[str, st
 def default_action(dev: PciDevice, *, blacklist: Iterable[str] = ()) -> str:
     """The default action for ``dev`` (what ``handoff save`` records)."""
     return default_rule(dev, blacklist)[0]
+
+
+def payload_matches(sel: Selection, d: dict[str, Any]) -> bool:
+    """``sel`` on a payload device map (payload.cddl pci-device); a device of another bus, or
+    one whose ids are not numbers (other buses are opaque to the schema, R20), never matches."""
+    ids = d.get("ids")
+    if d.get("bus", "pci") != "pci" or not isinstance(ids, dict):
+        return False
+    vendor, device, cls = (ids.get(k) for k in ("vendor", "device", "class"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (vendor, device, cls)):
+        return False
+    return sel.matches(str(d.get("addr", "")), vendor, device, cls)  # type: ignore[arg-type]
+
+
+def filter_payload(sel: Selection | None, devices: Iterable[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """The payload devices ``sel`` keeps (all of them when ``sel`` is empty or None)."""
+    return [d for d in devices if not sel or payload_matches(sel, d)]

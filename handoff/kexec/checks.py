@@ -113,6 +113,7 @@ class MemoryEstimate:
     unpack_peak: int
     userspace_peak: int
     required: int
+    capture: bool = True  # handoff capture runs (its peak adds to the initrd's userspace)
 
     @property
     def required_mb(self) -> int:
@@ -139,10 +140,18 @@ def estimate(
     initrd_unpacked: int,
     runtime_peak: int,
     devices: int,
+    capture: bool = True,
 ) -> MemoryEstimate:
+    """Both peaks. ``runtime_peak`` is handoff's own process without its file pages (those
+    are the runtime's unpacked rootfs pages, in ``initrd_unpacked``). Restore runs first in
+    init-top or pre-udev and exits before udevd starts, so without ``capture`` handoff's
+    process never runs beside the initrd's own userspace: the larger of the two counts.
+    ``handoff capture`` runs at init-bottom or pre-pivot, where udevd may still run: both.
+    """
     unpack = kernel_mem + UNPACK_OVERHEAD + initrd_compressed + initrd_unpacked
-    user = kernel_mem + KERNEL_RUNTIME + initrd_unpacked + USERSPACE_BASE + runtime_peak
-    user += PER_DEVICE * devices
+    ours = runtime_peak + PER_DEVICE * devices
+    user = kernel_mem + KERNEL_RUNTIME + initrd_unpacked + (
+        USERSPACE_BASE + ours if capture else max(USERSPACE_BASE, ours))
     required = int(max(unpack, user) * (1 + HEADROOM))
     return MemoryEstimate(
         kernel=kernel_mem,
@@ -153,6 +162,7 @@ def estimate(
         unpack_peak=unpack,
         userspace_peak=user,
         required=required,
+        capture=capture,
     )
 
 
@@ -206,8 +216,8 @@ def kernel_memory(path: Path) -> int:
 
 
 def _elf_load_size(path: Path) -> int:
-    from handoff.elfcore import parse
     from handoff.errors import BadContainer
+    from handoff.formats.elfcore import parse
     from handoff.sources.blob import FileBlob
 
     try:

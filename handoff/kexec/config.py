@@ -18,9 +18,10 @@ from handoff.errors import EnvironmentProblem, UsageError
 KDUMP_TOOLS_CONF = "/etc/default/kdump-tools"
 KDUMPCTL_CONF = "/etc/sysconfig/kdump"
 
-# Debian 12 kdump-tools (debian/rules, amd64): what kdump-config appends when
-# KDUMP_CMDLINE_APPEND is unset.
-KDUMP_TOOLS_DEFAULT_APPEND = "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll nousb"
+# Debian 12 kdump-tools (1:1.8.1, /usr/sbin/kdump-config as shipped for amd64): what
+# kdump-config appends when KDUMP_CMDLINE_APPEND is unset.
+KDUMP_TOOLS_DEFAULT_APPEND = ("reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 "
+                              "irqpoll usbcore.nousb")
 # kdump-config kdump_load(): parameters stripped from /proc/cmdline (x86_64 adds the iommu ones).
 KDUMP_TOOLS_REMOVE = (
     "crashkernel", "abm", "isolcpus", "hugepages", "hugepagesz", "default_hugepagesz",

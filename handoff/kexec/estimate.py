@@ -13,16 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from handoff.errors import os_reason
 from handoff.kexec import checks, hooks, initrd, state
 from handoff.kexec.cmdline import param, parse
 from handoff.kexec.config import Host, discover
 
 MiB = checks.MiB
 # A typical runtime when none is cached (docs/load.md, "Runtime": the e2e guest's Debian
-# python3.11 runtime, 244 modules) and restore's peak RSS at 64 devices (README table).
-TYPICAL_RUNTIME_GZIP = int(6.6 * MiB)
-TYPICAL_RUNTIME_UNPACKED = int(16.6 * MiB)
-TYPICAL_RUNTIME_PEAK = int(18.1 * MiB)
+# python3.11 runtime, appended to an initrd with no libc of its own to reuse) and restore's
+# own peak without file pages at 64 devices (imports.peak_private, measured on the host).
+TYPICAL_RUNTIME_GZIP = int(6.7 * MiB)
+TYPICAL_RUNTIME_UNPACKED = int(13.3 * MiB)
+TYPICAL_RUNTIME_PEAK = int(8.6 * MiB)
 RECORD_PER_DEVICE = 2048  # early + live config space (4 KiB each, sparse-encoded) and model
 UNPACK_RATIO = 3  # what load assumes for an initrd it cannot list
 
@@ -70,13 +72,14 @@ def _runtime(host: Host) -> tuple[int, int, int, str]:
         try:
             meta = json.loads((d / "runtime.json").read_text())
             size = (d / "runtime.cpio").stat().st_size
-            return (size, int(meta["unpacked_size"]), int(meta["peak_rss"]),
+            peak = meta.get("peak_private") or meta["peak_rss"]  # older caches: VmHWM
+            return (size, int(meta["unpacked_size"]), int(peak),
                     f"the runtime `handoff load` built ({d})")
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return (TYPICAL_RUNTIME_GZIP, TYPICAL_RUNTIME_UNPACKED, TYPICAL_RUNTIME_PEAK,
             ("a typical runtime, as measured (none built on this machine yet; `handoff load` "
-            "builds and caches this machine's)"))
+             "builds and caches this machine's)"))
 
 
 def estimate(host: Host, kernel: str | None = None, initrd_path: str | None = None) -> Estimate:
@@ -87,7 +90,7 @@ def estimate(host: Host, kernel: str | None = None, initrd_path: str | None = No
         kmem = checks.kernel_memory(cfg.kernel)
     except OSError as e:
         kmem = cfg.kernel.stat().st_size * 4
-        notes.append(f"cannot read {cfg.kernel} ({e.strerror}): kernel memory taken as 4x its "
+        notes.append(f"cannot read {cfg.kernel} ({os_reason(e)}): kernel memory taken as 4x its "
                      "file size; run as root for the exact init_size")
     isize = cfg.initrd.stat().st_size
     try:
@@ -98,20 +101,36 @@ def estimate(host: Host, kernel: str | None = None, initrd_path: str | None = No
                          f"size taken as {UNPACK_RATIO}x the file")
     except OSError as e:
         unpacked = UNPACK_RATIO * isize
-        notes.append(f"cannot read {cfg.initrd} ({e.strerror}): unpacked size taken as "
+        notes.append(f"cannot read {cfg.initrd} ({os_reason(e)}): unpacked size taken as "
                      f"{UNPACK_RATIO}x the file; run as root to list it")
     rt_gz, rt_unpacked, rt_peak, rt_src = _runtime(host)
     devices = len(state.inventory(host.sys))
     record = RECORD_PER_DEVICE * devices + 4096
     without = checks.estimate(kernel_mem=kmem, initrd_compressed=isize,
                               initrd_unpacked=unpacked, runtime_peak=0, devices=0)
+    capture = not distro_saves_dump(host, cfg.source)
+    if not capture:
+        notes.append("the distro saves the dump and handoff's dump hook adds the notes "
+                     "(docs/distro.md): handoff load runs with --no-capture")
     with_h = checks.estimate(kernel_mem=kmem, initrd_compressed=isize + rt_gz + record,
                              initrd_unpacked=unpacked + rt_unpacked + record,
-                             runtime_peak=rt_peak, devices=devices)
+                             runtime_peak=rt_peak, devices=devices, capture=capture)
     size_text = host.sys_text("kernel/kexec_crash_size")
     reserved = int(size_text) if size_text and size_text.isdigit() else 0
     return Estimate(str(cfg.kernel), str(cfg.initrd), cfg.source, without, with_h, rt_src,
                     reserved, _cmdline_crashkernel(host), notes)
+
+
+def distro_saves_dump(host: Host, source: str) -> bool:
+    """Whether contrib's dump hook for the distro is installed, so that the distro saves the
+    one dump and handoff's post-load hook loads with --no-capture (docs/distro.md)."""
+    if source.startswith("kdump-tools"):
+        return host.p("/etc/systemd/system/kdump-tools-dump.service.d/handoff.conf").is_file()
+    if source.startswith("kdumpctl"):
+        text = host.read_text("/etc/kdump.conf") or ""
+        return any(line.split()[:2] == ["kdump_post", "/usr/lib/handoff/kdumpctl-post-save"]
+                   for line in text.splitlines())
+    return False
 
 
 def _cmdline_crashkernel(host: Host) -> str | None:

@@ -60,13 +60,18 @@ class CaptureConf:
 # Shared body. $1 is the new root's mount point for the default dump directory. Output goes to
 # the console; MemAvailable is logged because the capture kernel's memory is the budget that
 # `handoff load` estimated (docs/load.md, "Memory").
-_RESTORE = """\
+_RESTORE = f"""\
 if [ -x /handoff/bin/handoff ] && [ -f /handoff/etc/capture.conf ]; then
     . /handoff/etc/capture.conf
     echo "handoff: restore, record generation $HANDOFF_GENERATION ($(grep MemAvailable /proc/meminfo 2>/dev/null))"
     # shellcheck disable=SC2086 # RESTORE_ARGS is a word list
     /handoff/bin/handoff restore --record "$HANDOFF_RECORD" --report "$HANDOFF_REPORT" $HANDOFF_RESTORE_ARGS
     echo "handoff: restore exited $?"
+    # For the distro's dump step after switch_root (kdump-tools, kdumpctl): the initramfs is
+    # freed then, /run is carried over. `handoff inject-notes` adds both to the saved dump.
+    if mkdir -p {paths.KEPT_DIR} && cp "$HANDOFF_RECORD" {paths.KEPT_RECORD}; then
+        [ ! -f "$HANDOFF_REPORT" ] || cp "$HANDOFF_REPORT" {paths.KEPT_REPORT}
+    fi
 fi
 """
 

@@ -67,6 +67,33 @@ with open(spec["out"], "w") as f:
 """
 
 
+# Runs one capture command in a fresh interpreter and reports its memory at exit: VmHWM (the
+# peak resident set) and RssFile (file pages mapped then: the interpreter, its libraries and
+# extension modules, which in the capture kernel are the runtime's own unpacked rootfs pages,
+# not memory added again). Python rarely returns heap to the kernel, so the file pages mapped
+# at exit are those mapped at the peak.
+_PEAK = r"""
+import sys
+spec = __import__("json").loads(sys.argv[1])
+sys.path[:0] = spec["path_first"]
+sys.path += spec["path_last"]
+import contextlib, io
+from handoff.cli import main
+try:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        main(spec["argv"])
+except SystemExit:
+    pass
+mem = {}
+with open("/proc/self/status") as f:
+    for line in f:
+        k, _, v = line.partition(":")
+        if k in ("VmHWM", "RssFile", "RssAnon"):
+            mem[k] = int(v.split()[0]) * 1024
+print(__import__("json").dumps(mem))
+"""
+
+
 @dataclass
 class ImportSet:
     """Modules the capture side needs, by name, with their files (None: built in or frozen)."""
@@ -77,17 +104,37 @@ class ImportSet:
     runs: list[dict[str, Any]]
     sys_path: list[str]
     paths: dict[str, str]
-    peak_rss: int
+    peak_rss: int  # VmHWM of the one process that ran every dry run (host file pages too)
+    peak_private: int = 0  # the largest capture command's own peak minus its file pages
+
+
+def _search_path() -> tuple[str, list[str]]:
+    here = str(Path(__file__).resolve().parents[2])  # the directory holding the handoff package
+    # Everything this process can import from, after handoff's own tree: site-packages,
+    # PYTHONPATH entries, .pth additions (the child runs with -I -S and sees none of them).
+    return here, [p for p in sys.path if p and os.path.isdir(p) and p != here]
+
+
+def peak_private(argv: Sequence[str], *, python: str | None = None) -> int:
+    """Peak memory of ``handoff ARGV`` run alone in a fresh interpreter, without the file pages
+    it maps (VmHWM - RssFile at exit, bytes); 0 when it cannot be measured."""
+    here, search = _search_path()
+    spec = {"argv": list(argv), "path_first": [here], "path_last": search}
+    try:
+        proc = subprocess.run([python or sys.executable, "-I", "-S", "-c", _PEAK,
+                               json.dumps(spec)], capture_output=True, text=True, timeout=300,
+                              check=False)
+        mem = json.loads(proc.stdout.strip().splitlines()[-1])
+        return max(0, int(mem["VmHWM"]) - int(mem["RssFile"]))
+    except (subprocess.TimeoutExpired, ValueError, IndexError, KeyError, TypeError):
+        return 0
 
 
 def trace_imports(runs: Sequence[Sequence[str]], *, python: str | None = None,
                   extra_path: Sequence[str] = ()) -> ImportSet:
     """Run ``handoff`` with each argv in a fresh interpreter and collect what it imported."""
     python = python or sys.executable
-    here = str(Path(__file__).resolve().parents[2])  # the directory holding the handoff package
-    # Everything this process can import from, after handoff's own tree: site-packages,
-    # PYTHONPATH entries, .pth additions (the child runs with -I -S and sees none of them).
-    search = [p for p in sys.path if p and os.path.isdir(p) and p != here]
+    here, search = _search_path()
     with tempfile.TemporaryDirectory(prefix="handoff-trace-") as tmp:
         out = Path(tmp) / "trace.json"
         spec = {"runs": [list(r) for r in runs], "out": str(out),
@@ -115,17 +162,34 @@ def trace_imports(runs: Sequence[Sequence[str]], *, python: str | None = None,
         modules.setdefault(n, f)
     _substitute(modules)
     return ImportSet(modules=modules, traced=sorted(traced),
-                     static_only=sorted(set(static) - set(traced)), runs=doc["runs"],
+                     static_only=sorted((set(static) - set(traced)) & set(modules)),
+                     runs=doc["runs"],
                      sys_path=doc["sys_path"], paths=doc["paths"], peak_rss=doc["peak_rss"])
 
 
 # hashlib falls back to these built-in implementations when _hashlib (OpenSSL) is absent
 # (Lib/hashlib.py __get_builtin_constructor); _hashlib needs libcrypto, 4-5 MiB.
+# Accelerators the capture side works without (see _substitute).
+OPTIONAL = ("cbor2",)
 HASHLIB_FALLBACKS = ("_md5", "_sha1", "_sha256", "_sha512", "_blake2", "_sha3")
 
 
 def _substitute(modules: dict[str, str | None]) -> None:
-    """Swap modules that drag in big libraries for the fallbacks their stdlib users take."""
+    """Swap modules that drag in big libraries for the fallbacks their stdlib users take,
+    and add what compiled modules import from C, where modulefinder cannot see it."""
+    # cbor2 only speeds up decoding payloads over 32 KiB (handoff.cbor.loads falls back to
+    # its own decoder, loads_py, when cbor2 cannot be imported); the capture side encodes no
+    # CBOR. Its extension is ~1 MiB of the crashkernel reservation: leave it out.
+    for name in [n for n in modules if n.split(".")[0] in OPTIONAL]:
+        del modules[name]
+    if "handoff._native" in modules and "_cffi_backend" not in modules:
+        # An out-of-line cffi module imports _cffi_backend when it is loaded (the dry runs
+        # on a small record may never load it: the Python decoder serves small payloads).
+        import importlib.util
+
+        spec = importlib.util.find_spec("_cffi_backend")
+        if spec is not None:
+            modules["_cffi_backend"] = spec.origin if spec.has_location else None
     if modules.pop("_hashlib", None) is not None or "hashlib" in modules:
         import importlib.util
 
@@ -292,4 +356,13 @@ def compute_imports(record: bytes, note: bytes, policy: str | None = None) -> Im
         (t / "dump").mkdir()
         runs = capture_runs(str(t / "record.note"), str(t / "sys"), str(t / "empty"),
                             str(t / "proc"), tmp, policy)
-        return trace_imports(runs)
+        found = trace_imports(runs)
+        # What the capture kernel runs, each alone as the hooks run it: restore (the dry run
+        # plans every write the real one makes) and capture (a real save, note injection).
+        (t / "dump-peak").mkdir()
+        capture = [a.replace(f"{tmp}/dump", f"{tmp}/dump-peak") for a in runs[PEAK_RUNS[1]]]
+        found.peak_private = max(peak_private(runs[PEAK_RUNS[0]]), peak_private(capture))
+        return found
+
+
+PEAK_RUNS = (5, 9)  # indexes in capture_runs(): restore --dry-run, capture into the work dir

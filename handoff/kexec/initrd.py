@@ -6,15 +6,21 @@ the decompressors of :mod:`handoff.sources.initrd`; it never extracts anything.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handoff import cpio
 from handoff.errors import BadContainer
+from handoff.formats import cpio
 
 MAX_WANTED = 1 << 20  # small text files read during listing (ORDER files)
+MAX_LIBRARY = 32 << 20  # shared libraries hashed during listing (a libc is ~2 MiB)
+# Shared libraries and dynamic loaders, which the runtime may reuse instead of shipping its own
+# copies when they are byte for byte the same files (handoff.kexec.runtime).
+LIBRARY = re.compile(r"(usr/)?lib(32|64|x32)?/(.*/)?(ld-linux[^/]*\.so[^/]*|lib[^/]*\.so[^/]*)")
 
 
 @dataclass
@@ -28,6 +34,7 @@ class Listing:
     members: dict[str, cpio.Member] = field(default_factory=dict)
     data: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)  # name -> target
+    digests: dict[str, str] = field(default_factory=dict)  # shared library -> SHA-256 (hex)
     archives: list[tuple[int, str | None]] = field(default_factory=list)  # (offset, compression)
     complete: bool = True
     problem: str | None = None
@@ -39,6 +46,14 @@ class Listing:
 
     def has(self, name: str) -> bool:
         return name in self.members
+
+    def same_file(self, digest: str, basename: str) -> str | None:
+        """A regular file of the initrd named ``basename`` in a library directory whose
+        SHA-256 is ``digest`` (a library the runtime need not ship), else None."""
+        for name, d in sorted(self.digests.items()):
+            if d == digest and name.rsplit("/", 1)[-1] == basename:
+                return name
+        return None
 
     def names(self) -> Iterable[str]:
         return self.members.keys()
@@ -119,7 +134,10 @@ def _members(s: object, out: Listing, want: set[str], *, single: bool) -> None:
             out.members[name] = m
             out.data.pop(name, None)
             out.symlinks.pop(name, None)
-            if name in want and m.is_file and m.size <= MAX_WANTED:
+            out.digests.pop(name, None)
+            if m.is_file and m.size <= MAX_LIBRARY and LIBRARY.fullmatch(name):
+                out.digests[name] = hashlib.sha256(reader.read_data(m.size)).hexdigest()
+            elif name in want and m.is_file and m.size <= MAX_WANTED:
                 out.data[name] = reader.read_data(m.size)
             elif m.is_symlink and m.size <= cpio.PATH_MAX:
                 out.symlinks[name] = reader.read_data(m.size).decode("utf-8", "replace")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handoff import cpio
 from handoff.errors import EnvironmentProblem, HandoffError, NoRecordFound, UsageError
+from handoff.formats import cpio
 from handoff.kexec import checks, cmdline, hooks, initrd, previous, runtime, state
 from handoff.kexec.config import CaptureConfig, Host, discover
 from handoff.kexec.explain import KernelLog, explain
@@ -178,8 +178,9 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
         initrd_compressed=appended.size,
         initrd_unpacked=(listing.unpacked_size if listing.complete else 3 * appended.original_size)
         + rt.unpacked_size + len(handoff_cpio),
-        runtime_peak=rt.peak_rss,
+        runtime_peak=rt.peak_private or rt.peak_rss,
         devices=len(inv),
+        capture=opts.capture,
     )
     if reserved is not None:
         tight = checks.check_memory(est, reserved)

@@ -36,7 +36,7 @@ class Previous:
         """What ``load`` prints: who, which files, that it is replaced, how to go back."""
         what = "crash kernel" if self.mode == "crash" else "kexec kernel"
         out = [(f"a {what} is already loaded by {self.owner} ({self.evidence}); "
-               "it will be replaced")]
+                "it will be replaced")]
         for k, v in (("kernel", self.kernel), ("initrd", self.initrd),
                      ("cmdline", self.cmdline)):
             if v:

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from handoff.errors import EnvironmentProblem
+from handoff.errors import EnvironmentProblem, os_reason
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Runner:
                 f"{argv[0]}: not found", hint=f"install {os.path.basename(argv[0])}"
             ) from None
         except PermissionError as e:
-            raise EnvironmentProblem(f"{argv[0]}: cannot execute: {e.strerror}") from None
+            raise EnvironmentProblem(f"{argv[0]}: cannot execute: {os_reason(e)}") from None
         except subprocess.TimeoutExpired:
             raise EnvironmentProblem(
                 f"{format_argv(argv)} did not finish within {self.timeout:.0f} s"

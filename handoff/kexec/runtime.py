@@ -1,9 +1,11 @@
 """Packing the capture-side runtime: the import set, an interpreter and its libraries, as cpio.
 
-The modules of :mod:`handoff.kexec.imports`' import set are placed under ``/handoff`` (stdlib
-as sourceless bytecode, handoff with its source), with the running interpreter, the extension
-modules and every shared library the dynamic loader resolves for them, and the loader itself:
-the wrapper runs it explicitly, so the capture initrd needs no libc of its own.
+The modules of :mod:`handoff.kexec.imports`' import set are placed under ``/handoff``: the
+pure-Python ones (stdlib as sourceless bytecode, handoff with its source) in one deflated zip
+that Python's zipimport serves, the extension modules as files beside it, with the running
+interpreter, every shared library the dynamic loader resolves for them, and the loader itself:
+the wrapper runs it explicitly, so the capture initrd needs no libc of its own (it reuses the
+initrd's own copy of a library when that copy is byte for byte the one handoff would ship).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import re
 import shutil
 import sys
 import tempfile
+import zipfile
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handoff import cpio
 from handoff.errors import EnvironmentProblem
+from handoff.formats import cpio
 from handoff.kexec.imports import ImportSet
 from handoff.kexec.runner import Runner
 
@@ -33,6 +36,10 @@ SITE = f"{PREFIX}/site"  # handoff and third-party packages
 LIB = f"{PREFIX}/lib"  # shared libraries and the dynamic loader
 CACHE_TAG = sys.implementation.cache_tag
 PYVER = f"{sys.version_info[0]}.{sys.version_info[1]}"
+# The zip Python puts on sys.path by itself, before the stdlib directory (Modules/getpath.py:
+# ``{prefix}/lib/python3X.zip``), so the stdlib in it serves `encodings` at startup.
+ZIP_NAME = f"python{sys.version_info[0]}{sys.version_info[1]}.zip"
+SITE_ZIP = f"{PREFIX}/site.zip"  # handoff's packages when the initrd's own Python runs them
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -122,6 +129,59 @@ def compile_modules(files: list[RuntimeFile], *, keep_source: Iterable[str] = ("
     return out
 
 
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same files give the same archive
+LANDMARK = b"# getpath's stdlib landmark (Modules/getpath.py); the modules are in the zip.\n"
+
+
+def zip_modules(files: list[RuntimeFile], roots: dict[str, str], *,
+                keep_source: Iterable[str] = ("handoff",)) -> tuple[bytes, list[str],
+                                                                     list[RuntimeFile]]:
+    """Pack the pure-Python modules below ``roots`` (cpio directory → zip prefix) into one zip.
+
+    Returns (zip bytes, its member names, the files left outside). zipimport serves modules
+    from a deflated archive, so what the capture kernel holds unpacked is about a third of the
+    bytecode files; a module is inflated only when imported. Bytecode uses unchecked hashes
+    (nothing to compare or compile at startup); packages named in ``keep_source`` also carry
+    their source, for readable tracebacks. Extension modules cannot be imported from a zip:
+    they stay files, and so does every module of a top-level package that has one (except
+    handoff, whose extension directory the wrapper adds to ``handoff.__path__``).
+    """
+    ext_pkgs = {f.dest[len(r):].split("/")[0] for f in files if f.kind == "ext"
+                for r in roots if f.dest.startswith(r) and "/" in f.dest[len(r):]}
+    ext_pkgs -= set(keep_source)
+    keep = tuple(f"{k}/" for k in keep_source)
+    out: list[RuntimeFile] = []
+    members: dict[str, bytes] = {}
+    for rf in files:
+        root = next((r for r in roots if rf.dest.startswith(r)), None)
+        rel = rf.dest[len(root):] if root is not None else ""
+        if root is None or rf.kind != "py" or rel.split("/")[0] in ext_pkgs or \
+                rel.startswith("lib-dynload/"):
+            out.append(rf)
+            continue
+        assert rf.src is not None
+        src = Path(rf.src).read_bytes()
+        code = compile(src, "/" + rf.dest, "exec", dont_inherit=True)
+        # An unchecked-hash pyc (PEP 552): flags 0b01, then the source hash; zipimport
+        # (like the path finder) uses it without looking at the source.
+        import importlib.util
+
+        pyc = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little") + \
+            importlib.util.source_hash(src) + __import__("marshal").dumps(code)
+        arc = roots[root] + rel
+        members[arc[:-3] + ".pyc"] = pyc
+        if arc.startswith(keep):
+            members[arc] = src
+    buf = __import__("io").BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, members[name], compresslevel=9)
+    return buf.getvalue(), sorted(members), out
+
+
 _LIST_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)\s+\(0x[0-9a-f]+\)\s*$")
 _LIST_LOADER = re.compile(r"^\s*(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
 
@@ -178,6 +238,36 @@ def shared_libraries(elfs: Iterable[str], loader: str, runner: Runner) -> dict[s
     return libs
 
 
+def reusable_libraries(listing: Any, wanted: dict[str, str]) -> dict[str, str]:
+    """Soname → initrd path of each library in ``wanted`` (soname → host file) that the
+    capture initrd already holds byte for byte, in a directory where the soname resolves.
+
+    A distro's kdump initrd (initramfs-tools, dracut) carries the system's own libc and
+    loader for udev and its shell: reusing them saves ~2 MiB of the crashkernel reservation,
+    and being the same files they are exactly what the interpreter was linked against.
+    """
+    out: dict[str, str] = {}
+    if listing is None or not getattr(listing, "digests", None):
+        return out
+    import hashlib
+
+    for soname, path in wanted.items():
+        real = os.path.realpath(path)
+        try:
+            with open(real, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            continue
+        found = listing.same_file(digest, os.path.basename(real))
+        if found is None:
+            continue
+        where = found.rsplit("/", 1)[0]
+        if soname != os.path.basename(real) and not listing.has(f"{where}/{soname}"):
+            continue  # the soname link is missing: the loader would not find it there
+        out[soname] = found
+    return out
+
+
 # -- the runtime ----------------------------------------------------------------------------
 
 XZ_DICT = 1 << 20  # the kernel's own initramfs rule (usr/Makefile: xz --lzma2=dict=1MiB)
@@ -223,11 +313,15 @@ class Runtime:
     peak_rss: int  # of the dry runs that computed the import set
     manifest: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
+    # restore's or capture's own peak without file pages (imports.peak_private): what the
+    # capture kernel adds to the unpacked runtime while handoff runs
+    peak_private: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode, "python": self.python, "compression": self.compression,
                 "compressed_size": len(self.archive), "cpio_size": self.cpio_size,
                 "unpacked_size": self.unpacked_size, "peak_rss": self.peak_rss,
+                "peak_private": self.peak_private,
                 "modules": len(self.manifest.get("modules", [])), "cached": self.cached}
 
 
@@ -238,11 +332,16 @@ WRAPPER = """\
 # -E -S -P: no PYTHON* variables, no site, no script directory on sys.path.
 exec {launch} -E -S -P -c '{boot}' "$@"
 """
-BOOT = "import sys; sys.path.insert(0, \"/{site}\"); from handoff.cli import main; sys.exit(main())"
+BOOT = "import sys; sys.path[:0] = {path}; {extend}from handoff.cli import main; sys.exit(main())"
 
 
-def wrapper(launch: str, why: str) -> bytes:
-    return WRAPPER.format(launch=launch, why=why, boot=BOOT.format(site=SITE)).encode()
+def wrapper(launch: str, why: str, path: Iterable[str] = (f"/{SITE}",),
+            handoff_ext: bool = False) -> bytes:
+    """The /bin/sh wrapper; ``path`` goes first on sys.path, and ``handoff_ext`` adds handoff's
+    extension directory to the package's ``__path__`` (handoff itself comes from the zip)."""
+    extend = f'import handoff; handoff.__path__.append("/{SITE}/handoff"); ' if handoff_ext else ""
+    boot = BOOT.format(path=json.dumps(list(path)), extend=extend)
+    return WRAPPER.format(launch=launch, why=why, boot=boot).encode()
 
 
 def initrd_python(listing: Any) -> str | None:
@@ -271,11 +370,24 @@ def build(
     stdlib_dest = f"{PREFIX}/python/lib/python{PYVER}"
     files = plan_modules(imports, stdlib_dest)
     mode, target = "bundled", f"/{PREFIX}/python/bin/{os.path.basename(exe)}"
+    reused: dict[str, str] = {}
     reuse = _reusable_python(listing, files, stdlib_dest) if listing is not None else None
     if reuse:
         mode, target = "initrd-python", reuse
         files = [f for f in files if not f.dest.startswith(stdlib_dest + "/")]
+    if mode == "bundled":
+        # The stdlib and handoff's packages in the zip getpath already puts on sys.path.
+        zip_dest = f"{PREFIX}/python/lib/{ZIP_NAME}"
+        roots = {stdlib_dest + "/": "", SITE + "/": ""}
+    else:
+        zip_dest, roots = SITE_ZIP, {SITE + "/": ""}
+    zdata, zipped, files = zip_modules(files, roots)
     files = compile_modules(files)
+    files.append(RuntimeFile(zip_dest, data=zdata, kind="zip"))
+    if mode == "bundled":
+        files.append(RuntimeFile(f"{stdlib_dest}/os.py", data=LANDMARK))
+    handoff_ext = any(f.kind == "ext" and f.dest.startswith(f"{SITE}/handoff/") for f in files)
+    sys_path = [f"/{SITE}"] + ([f"/{SITE_ZIP}"] if mode != "bundled" else [])
     exts = [f.src for f in files if f.kind == "ext" and f.src]
     if mode == "bundled":
         loader = elf_interpreter(exe)
@@ -284,22 +396,30 @@ def build(
                                      hint="handoff bundles the running interpreter; use a "
                                           "distribution or pyenv Python")
         libs = shared_libraries([exe, *exts], loader, runner)
+        loader_name = os.path.basename(loader)
+        reused = reusable_libraries(listing, {loader_name: loader, **libs})
         files.append(RuntimeFile(target.lstrip("/"), exe, mode=0o755, kind="interp"))
-        files.append(RuntimeFile(f"{LIB}/{os.path.basename(loader)}", loader, mode=0o755,
-                                 kind="loader"))
+        if loader_name not in reused:
+            files.append(RuntimeFile(f"{LIB}/{loader_name}", loader, mode=0o755, kind="loader"))
         files += [RuntimeFile(f"{LIB}/{so}", path, mode=0o755, kind="lib")
-                  for so, path in sorted(libs.items())]
-        launch = (f"/{LIB}/{os.path.basename(loader)} --library-path /{LIB} {target}")
+                  for so, path in sorted(libs.items()) if so not in reused]
+        run_loader = "/" + reused[loader_name] if loader_name in reused else f"/{LIB}/{loader_name}"
+        lib_path = [f"/{LIB}"] + sorted({"/" + p.rsplit("/", 1)[0] for so, p in reused.items()
+                                         if so != loader_name})
+        launch = f"{run_loader} --library-path {':'.join(lib_path)} {target}"
         why = ("The dynamic loader runs explicitly with --library-path: the initrd needs no "
-               "libc of its own, and tools handoff starts keep the initrd's libraries.")
+               "libc of its own, and tools handoff starts keep the initrd's libraries."
+               + (f"\n# Reused from the initrd (the same files): {', '.join(sorted(reused))}."
+                  if reused else ""))
     else:
         launch = target
         why = "Uses the capture initrd's own Python; only handoff's packages ship here."
-    files.append(RuntimeFile(f"{PREFIX}/bin/handoff", data=wrapper(launch, why), mode=0o755))
+    files.append(RuntimeFile(f"{PREFIX}/bin/handoff", data=wrapper(launch, why, sys_path,
+                                                                  handoff_ext), mode=0o755))
     manifest = {
-        "mode": mode, "python": target, "version": PYVER,
+        "mode": mode, "python": target, "version": PYVER, "reused": dict(sorted(reused.items())),
         "modules": sorted(imports.modules), "static_only": imports.static_only,
-        "files": sorted(f.dest for f in files),
+        "files": sorted(f.dest for f in files), "zip": zip_dest, "zipped": zipped,
         "sources": sorted({f.src for f in files if f.src}),
     }
     files.append(RuntimeFile(f"{PREFIX}/etc/runtime.json",
@@ -317,7 +437,8 @@ def build(
     raw = writer.finish()
     return Runtime(archive=compress(raw, compression), compression=compression,
                    cpio_size=len(raw), unpacked_size=unpacked, mode=mode, python=target,
-                   peak_rss=imports.peak_rss, manifest=manifest)
+                   peak_rss=imports.peak_rss, manifest=manifest,
+                   peak_private=imports.peak_private)
 
 
 def _mkdirs(writer: cpio.Writer, done: set[str], dest: str) -> None:
@@ -385,6 +506,8 @@ def cache_key(compression: str, listing: Any, python: str | None = None) -> str:
         h.update((initrd_python(listing) or "").encode())
         h.update("\0".join(sorted(n for n in listing.names()
                                   if n.startswith(f"usr/lib/python{PYVER}/"))).encode())
+        h.update("\0".join(f"{n}={d}" for n, d in sorted(getattr(listing, "digests", {}).items())
+                           ).encode())  # libraries the runtime may reuse
     return h.hexdigest()[:32]
 
 
@@ -412,7 +535,8 @@ def load_cached(cache_dir: Path, key: str) -> Runtime | None:
             return None
     return Runtime(archive=archive, compression=meta["compression"], cpio_size=meta["cpio_size"],
                    unpacked_size=meta["unpacked_size"], mode=meta["mode"], python=meta["python"],
-                   peak_rss=meta["peak_rss"], manifest=meta["manifest"], cached=True)
+                   peak_rss=meta["peak_rss"], manifest=meta["manifest"], cached=True,
+                   peak_private=meta.get("peak_private", meta["peak_rss"]))
 
 
 def store_cached(cache_dir: Path, key: str, rt: Runtime) -> None:
@@ -428,6 +552,6 @@ def store_cached(cache_dir: Path, key: str, rt: Runtime) -> None:
     outfile.write_file(d / "runtime.cpio", rt.archive, outfile.OWN, mode=0o644)
     meta = {"compression": rt.compression, "cpio_size": rt.cpio_size,
             "unpacked_size": rt.unpacked_size, "mode": rt.mode, "python": rt.python,
-            "peak_rss": rt.peak_rss, "manifest": rt.manifest,
+            "peak_rss": rt.peak_rss, "peak_private": rt.peak_private, "manifest": rt.manifest,
             "sources": _sources(rt.manifest.get("sources", []))}
     outfile.write_file(d / "runtime.json", json.dumps(meta).encode(), outfile.OWN, mode=0o644)

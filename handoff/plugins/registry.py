@@ -224,7 +224,14 @@ def declares_group(group: str = GROUP, path: Iterable[object] | None = None) -> 
         try:
             names = os.listdir(root)
         except NotADirectoryError:
-            return True  # a zip archive: importlib.metadata looks inside it
+            members = _zip_names(root)
+            if members is None:
+                return True  # a zip archive not yet read: importlib.metadata looks inside it
+            if any(n.endswith("/entry_points.txt") and n.count("/") == 1 and
+                   n.split("/")[0].lower().endswith((".dist-info", ".egg-info")) and
+                   needle in _zip_read(root, n) for n in members):
+                return True
+            continue
         except OSError:
             continue  # missing or unreadable: importlib.metadata finds nothing there either
         egg = root.lower().endswith(".egg")
@@ -239,6 +246,28 @@ def declares_group(group: str = GROUP, path: Iterable[object] | None = None) -> 
             except OSError:
                 continue  # no entry points (or an .egg-info file): nothing declared
     return False
+
+
+def _zip_names(path: str) -> list[str] | None:
+    """Member names of a zip on sys.path, from the directory zipimport already read for it
+    (the capture runtime serves handoff from one); None when zipimport has no importer for it.
+
+    ``zipimporter._files`` is zipimport's table of contents (3.8 to 3.13); without it this
+    answers None and the caller asks importlib.metadata.
+    """
+    import sys
+
+    files = getattr(sys.path_importer_cache.get(path), "_files", None)
+    return list(files) if isinstance(files, dict) else None
+
+
+def _zip_read(path: str, name: str) -> bytes:
+    import sys
+
+    try:
+        return bytes(sys.path_importer_cache[path].get_data(name))  # type: ignore[union-attr]
+    except (OSError, KeyError, AttributeError):
+        return b""
 
 
 def _load_entry_points(group: str, add: Any, problems: list[LoadProblem]) -> None:

@@ -2,6 +2,9 @@
 
 Public API (imported lazily so ``handoff.restore.policy.default_action`` stays cheap for save):
 
+- :func:`~handoff.restore.engine.run` -> :class:`~handoff.restore.engine.Report`: the whole
+  restore in one call (what ``handoff restore`` runs); :func:`~handoff.restore.engine.load_record`
+
 - :func:`handoff.restore.policy.load_policy`, :class:`~handoff.restore.policy.Policy`,
   :func:`~handoff.restore.policy.default_action`
 - :class:`~handoff.restore.match.Identity`, :func:`~handoff.restore.match.identity_from`
@@ -24,6 +27,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "run": "engine", "Report": "engine", "load_record": "engine",
     "Policy": "policy", "load_policy": "policy", "parse_policy": "policy",
     "default_action": "policy", "ACTIONS": "policy",
     "Identity": "match", "identity_from": "match", "check_identity": "match",

@@ -75,7 +75,7 @@ def parse_cmdline(text: str) -> dict[str, str]:
 
 def vmcore_release(path: str | os.PathLike[str]) -> str | None:
     """OSRELEASE from the VMCOREINFO note of an ELF vmcore; reads only the headers and notes."""
-    from handoff import elfcore, vmcoreinfo
+    from handoff.formats import elfcore, vmcoreinfo
     from handoff.sources.blob import FileBlob
 
     with FileBlob(str(path)) as blob:

@@ -244,8 +244,14 @@ def load_policy(path: str | Path) -> Policy:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read policy file {p}: {e}",
+    except OSError as e:
+        from handoff.errors import os_reason
+
+        raise UsageError(f"cannot read policy file {p}: {os_reason(e)}",
+                         hint="pass --policy with a readable TOML file") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"cannot read policy file {p}: not UTF-8 text ({e.reason} at byte "
+                         f"{e.start})",
                          hint="pass --policy with a readable TOML file") from None
     return parse_policy(text, str(p))
 

@@ -278,19 +278,32 @@ def summary(doc: dict[str, Any]) -> str:
     for a in doc["appeared"]:
         lines.append(f"  {a}  appeared: not in the record, left alone")
     t = doc["totals"]
-    lines.append(
-        f"applied: {t['registers_applied']} of {t['registers_planned']} config register(s), "
-        f"{t['plugin_ok']} of {t['plugin_steps']} plugin step(s) ({t['plugin_refused']} "
-        f"refused, {t['plugin_failed']} failed, {t['plugin_timeout']} timed out); devices "
-        f"restored fully {t['restored_fully']}, partially {t['restored_partially']}, not "
-        f"{t['not_restored']}; {t['fallbacks']} fallback(s)")
+    # A dry run applies nothing: it says what the plan would do, never "restored".
+    steps = f"{t['plugin_steps']} plugin step(s)"
+    if doc["dry_run"]:
+        lines.append(
+            f"planned: {t['registers_planned']} config register(s), {steps}; the plan would "
+            f"restore fully {t['restored_fully']}, partially {t['restored_partially']}, not "
+            f"{t['not_restored']}; {t['fallbacks']} fallback(s)")
+    else:
+        bad = [f"{t[k]} {what}" for k, what in (("plugin_refused", "refused"),
+                                               ("plugin_failed", "failed"),
+                                               ("plugin_timeout", "timed out")) if t[k]]
+        lines.append(
+            f"applied: {t['registers_applied']} of {t['registers_planned']} config "
+            f"register(s), {t['plugin_ok']} of {steps}" + (f" ({', '.join(bad)})" if bad else "")
+            + f"; devices restored fully {t['restored_fully']}, partially "
+            f"{t['restored_partially']}, not {t['not_restored']}; {t['fallbacks']} fallback(s)")
     # The device totals stay the last line: scripts (and tests/test_runtime.py) read it.
+    # "refused" counts devices; the kernel's refusals of single operations are named apart.
+    ops = (f"{t['writes']} write(s), {t['verified']} verified, {t['resets']} reset(s), "
+           f"{t['rescans']} rescan(s)")
+    if t["refused_ops"]:
+        ops += f", {t['refused_ops']} operation(s) the kernel refused"
     lines.append(
         f"{t['devices']} devices: {t['done']} done, {t['partial']} partial, {t['planned']} "
         f"planned, {t['failed']} failed, {t['refused']} refused, {t['nothing']} nothing to "
-        f"do, {t['skipped']} skipped; {t['writes']} write(s), {t['verified']} verified, "
-        f"{t['resets']} reset(s), {t['rescans']} rescan(s), {t['refused_ops']} operation(s) "
-        "refused")
+        f"do, {t['skipped']} skipped; {ops}")
     return "\n".join(lines)
 
 

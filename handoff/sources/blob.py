@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Self
 
-from handoff.elfcore import Blob
+from handoff.formats.blob import Blob
 
 
 class FileBlob:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from handoff.budget import spend
-from handoff.elfcore import Blob
 from handoff.errors import BadContainer
-from handoff.sources.initrd import Context, MissingTool
+from handoff.formats.blob import Blob
+from handoff.sources.context import Context, MissingTool
 
 MAX_RATIO = 2000  # output / input, enforced once output passes RATIO_FLOOR
 RATIO_FLOOR = 64 << 20

@@ -2,63 +2,27 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
-from handoff import elfcore, kdump
-from handoff import record as R
 from handoff.budget import Budget, spend
-from handoff.elfcore import Blob, read_exact
 from handoff.errors import BadContainer
+from handoff.formats import elfcore, kdump
+from handoff.formats.blob import Blob, read_exact
 from handoff.sources import initrd as I
 from handoff.sources import records as S
 from handoff.sources.blob import SubBlob
+from handoff.sources.context import Context
 from handoff.sources.model import Container, Found, Location
+from handoff.sources.sniff import SNIFF, sniff
 
-SNIFF = 64
 MAX_LEADING_ZEROS = 1 << 20  # an initrd may start with NUL padding; look this far for it
-
-
-def sniff(head: bytes) -> str:
-    """Container kind from the first bytes; "elf" is an ELF file that is not a core dump."""
-    if not head:
-        return "empty"
-    if head[:8] == R.MAGIC:
-        return "raw"
-    if head[:8] == S.REGION_MAGIC:
-        return "region"
-    if head[:4] == elfcore.ELF_MAGIC:
-        if len(head) >= 18 and head[5] in (1, 2):
-            e_type = int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
-            return "elf-vmcore" if e_type == elfcore.ET_CORE else "elf"
-        return "elf-vmcore"  # let the parser say what is wrong
-    if head[:8] in (kdump.KDUMP_SIGNATURE, kdump.DISKDUMP_SIGNATURE):
-        return "kdump-compressed"
-    if kdump.is_flattened(head):
-        return "flattened"
-    if I.looks_like_initrd(head):
-        return "initrd"
-    if _note_like(head):
-        return "note"
-    return "unknown"
-
-
-def _note_like(head: bytes) -> bool:
-    """A plausible first ELF note: a short printable NUL-terminated owner name (§6)."""
-    if len(head) < 16:
-        return False
-    namesz, _descsz, _type = struct.unpack_from("<III", head)
-    if not 1 <= namesz <= len(head) - 12:
-        return False
-    name = head[12 : 12 + namesz]
-    return name[-1] == 0 and all(0x20 < c < 0x7F for c in name[:-1])
 
 
 def scan_blob(
     blob: Blob,
     name: str,
     *,
-    ctx: I.Context | None = None,
+    ctx: Context | None = None,
     member_loc: dict[str, Any] | None = None,
     base: int | None = 0,
 ) -> Container:
@@ -68,7 +32,7 @@ def scan_blob(
     file offset of ``blob[0]``, or None when it is decompressed data with no file offset.
     Structural errors raise BadContainer; an initrd's problems are kept in ``problems``.
     """
-    ctx = ctx or I.Context(work=Budget(blob.size))
+    ctx = ctx or Context(work=Budget(blob.size))
     work = ctx.work
     head = blob.pread(0, SNIFF)
     kind = sniff(head)
@@ -110,6 +74,8 @@ def scan_blob(
     elif kind == "elf-vmcore":
         core = elfcore.parse(blob, budget=work)
         _elf_details(c, core)
+        c.details["truncated"] = core.truncation(blob.size)
+        c.details["crash_cannot_read_notes"] = core.crash_problem()
         _add_notes(c, core.notes, "elf-vmcore", loc, in_file, member_loc)
     elif kind == "elf":
         core = elfcore.parse(blob, read_notes=False, budget=work)
@@ -121,12 +87,13 @@ def scan_blob(
     elif kind == "kdump-compressed":
         kh = kdump.parse(blob, budget=work)
         _kdump_details(c, kh)
+        c.details["truncated"] = kdump.truncation(blob, kh) if kh.header_version >= 1 else None
         _add_notes(c, kh.notes, "kdump-compressed", loc, in_file, member_loc)
         _kdump_vmcoreinfo(c, kh)
     elif kind == "flattened":
         _scan_flattened(c, blob, loc, member_loc, work)
     elif kind == "initrd":
-        I.scan_initrd(blob, c, ctx, base)
+        I.scan_initrd(blob, c, ctx, base, scan_blob)
     elif kind == "unknown":
         c.details["first_bytes"] = head[:8].hex(" ") if any(head[:8]) else "zero bytes"
     for f in c.found:
@@ -181,7 +148,7 @@ def _kdump_details(c: Container, kh: kdump.KdumpHeader) -> None:
 
 def _kdump_vmcoreinfo(c: Container, kh: kdump.KdumpHeader) -> None:
     if c.vmcoreinfo is None and kh.vmcoreinfo:
-        from handoff import vmcoreinfo
+        from handoff.formats import vmcoreinfo
 
         c.vmcoreinfo = vmcoreinfo.parse(kh.vmcoreinfo)
 

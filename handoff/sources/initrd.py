@@ -9,99 +9,32 @@ or nested initrd), never by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from handoff import cpio
 from handoff._slots import Slots
-from handoff.budget import MEMBER_COST, Budget, BudgetExceeded, spend
-from handoff.elfcore import Blob
+from handoff.budget import MEMBER_COST, BudgetExceeded, spend
 from handoff.errors import BadContainer
+from handoff.formats import cpio
+from handoff.formats.blob import Blob
 from handoff.sources.blob import BytesBlob, SubBlob
+from handoff.sources.context import Context, MissingTool
 from handoff.sources.model import Container, Problem
+from handoff.sources.sniff import SNIFF, SUPPORTED, compression_of, looks_like_initrd, sniff
 
-MAX_DECOMPRESSED = 1 << 30  # total decompressed output across one scan
 MAX_MEMBER = 64 << 20  # a compressed member read into memory to look inside
 MAX_DEPTH = 3  # initrd inside a cpio member inside ...
 MAX_ZERO_RUN = 1 << 30
-SNIFF = 64
 
-# (magic, name): the kernel's decompress_method() table (lib/decompress.c).
-MAGICS = (
-    (b"\x1f\x8b", "gzip"),
-    (b"\x1f\x9e", "gzip"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"BZh", "bzip2"),
-    (b"\x5d\x00\x00", "lzma"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"\x89LZO", "lzo"),
-    (b"\x02\x21\x4c\x18", "lz4"),
-)
-SUPPORTED = ("gzip", "xz", "bzip2", "lzma", "zstd")
+__all__ = ["BlobStream", "Context", "MissingTool", "compression_of", "looks_like_initrd",
+           "scan_initrd"]
 
-
-def compression_of(head: bytes) -> str | None:
-    for magic, name in MAGICS:
-        if head.startswith(magic):
-            return name
-    return None
-
-
-def looks_like_initrd(head: bytes) -> bool:
-    return head[:5] == b"07070" or compression_of(head) is not None
-
-
-class MissingTool(BadContainer):
-    """A helper program (zstd) is needed to look inside part of the input."""
-
-
-def find_zstd() -> str | None:
-    import shutil
-
-    return shutil.which("zstd")
-
-
-class Context(Slots):
-    """State shared by one scan: the decompression budget, nesting depth, and the work
-    budget of the whole input (:mod:`handoff.budget`, None: unbounded)."""
-
-    __slots__ = ("_zstd", "budget", "depth", "limit", "work")
-    limit: int
-    budget: int
-    depth: int
-    work: Budget | None
-    _zstd: str | None | bool  # False: not looked up yet
-
-    def __init__(
-        self,
-        limit: int | None = None,
-        budget: int = -1,
-        depth: int = 0,
-        _zstd: str | None | bool = False,
-        work: Budget | None = None,
-    ) -> None:
-        self.limit = MAX_DECOMPRESSED if limit is None else limit
-        self.budget = budget
-        self.depth = depth
-        self.work = work
-        self._zstd = _zstd
-        self.__post_init__()
-
-    def __post_init__(self) -> None:
-        if self.budget < 0:
-            self.budget = self.limit
-
-    def zstd(self) -> str | None:
-        if self._zstd is False:
-            self._zstd = find_zstd()
-        return self._zstd  # type: ignore[return-value]
-
-
-__all__ = ["BlobStream", "Context", "compression_of", "looks_like_initrd", "scan_initrd"]
+# Examines one member by content, as detect.scan_blob does (which passes itself here).
+Scan = Callable[..., Container]
 
 
 class BlobStream:
-    """A cpio :class:`handoff.cpio.Stream` over a blob, from ``pos``."""
+    """A cpio :class:`handoff.formats.cpio.Stream` over a blob, from ``pos``."""
 
     def __init__(self, blob: Blob, pos: int) -> None:
         self.blob = blob
@@ -169,6 +102,8 @@ def archives(blob: Blob, ctx: Context) -> Iterator[Part]:
     compressed one decompressed within ``ctx``'s limits. The caller reads members from
     ``part.stream``; on resuming, the rest of the part is drained and the walk moves on.
     Junk, an unknown compression or a misaligned archive raise :class:`BadContainer`."""
+    # Imported here: the decompressors bring subprocess and threading, which a scan of a file
+    # that holds no compressed archive (a vmcore, a raw record) should not pay for.
     from handoff.sources.decompress import Decompressed, zstd_frames_length
 
     pos = 0
@@ -220,12 +155,13 @@ def archives(blob: Blob, ctx: Context) -> Iterator[Part]:
             )
 
 
-def scan_initrd(blob: Blob, c: Container, ctx: Context, base: int | None = 0) -> None:
+def scan_initrd(blob: Blob, c: Container, ctx: Context, base: int | None, scan: Scan) -> None:
     """Walk the archives of an initrd, filling ``c`` (archives, found, notes, problems).
 
     A structural problem stops the walk, as it stops the kernel; it is kept in ``c.problems``
     (the caller decides whether it is fatal) and records found before it are kept. ``base`` is
-    the file offset of ``blob[0]``, or None if ``blob`` is decompressed data.
+    the file offset of ``blob[0]``, or None if ``blob`` is decompressed data. ``scan`` examines
+    a member that is itself a container.
     """
     parts: list[tuple[dict[str, Any], Part]] = []
     try:
@@ -240,9 +176,10 @@ def scan_initrd(blob: Blob, c: Container, ctx: Context, base: int | None = 0) ->
                     "installed, so handoff cannot look inside it (install zstd)", part.offset))
                 c.missing_tools.append("zstd")
             elif part.raw:
-                _walk_archives(part.stream, c, ctx, info, raw=blob, base=base, single=True)
+                _walk_archives(part.stream, c, ctx, info, scan, raw=blob, base=base,
+                               single=True)
             else:
-                _walk_archives(part.stream, c, ctx, info)
+                _walk_archives(part.stream, c, ctx, info, scan)
     except BudgetExceeded:
         raise  # the whole input is refused, not one archive of it
     except BadContainer as e:
@@ -257,7 +194,7 @@ def _archive_info(index: int, offset: int, method: str | None) -> dict[str, Any]
             "unsafe_names": []}
 
 
-def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], *,
+def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], scan: Scan, *,
                    raw: Blob | None = None, base: int | None = None, single: bool = False) -> None:
     """Archives in one stream; a decompressed stream may hold several, NUL-padded.
 
@@ -293,7 +230,8 @@ def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], *,
                    "compression": info["compression"]}
             if raw is not None:
                 sub: Blob = SubBlob(raw, m.data_offset, m.size)
-                _look_inside(sub, c, ctx, loc, None if base is None else base + m.data_offset)
+                _look_inside(sub, c, ctx, loc, None if base is None else base + m.data_offset,
+                             scan)
             else:
                 head = reader.read_data(SNIFF)
                 if not _interesting(head):
@@ -305,22 +243,18 @@ def _walk_archives(s: Any, c: Container, ctx: Context, info: dict[str, Any], *,
                     continue
                 spend(ctx.work, m.size, "cpio member data held for examination", m.offset)
                 data = head + reader.read_data(m.size - len(head))
-                _look_inside(BytesBlob(data), c, ctx, loc, None)
+                _look_inside(BytesBlob(data), c, ctx, loc, None, scan)
         if single:
             return
 
 
 def _interesting(head: bytes) -> bool:
-    from handoff.sources.detect import sniff
-
     return sniff(head) not in ("unknown", "empty", "elf")
 
 
 def _look_inside(sub: Blob, c: Container, ctx: Context, loc: dict[str, Any],
-                 file_offset: int | None) -> None:
+                 file_offset: int | None, scan: Scan) -> None:
     """Examine one member by content; its own problems are reported, never fatal."""
-    from handoff.sources.detect import scan_blob, sniff
-
     kind = sniff(sub.pread(0, SNIFF))
     if kind in ("unknown", "empty", "elf"):
         return
@@ -330,7 +264,7 @@ def _look_inside(sub: Blob, c: Container, ctx: Context, loc: dict[str, Any],
         return
     ctx.depth += 1
     try:
-        inner = scan_blob(sub, loc["member"], ctx=ctx, member_loc=loc, base=file_offset)
+        inner = scan(sub, loc["member"], ctx=ctx, member_loc=loc, base=file_offset)
     except BudgetExceeded:
         raise
     except BadContainer as e:

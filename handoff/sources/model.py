@@ -8,8 +8,8 @@ from handoff._slots import Frozen, Slots
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.errors import InvalidRecord
+    from handoff.formats.vmcoreinfo import VmcoreInfo
     from handoff.record import Record
-    from handoff.vmcoreinfo import VmcoreInfo
 
 KINDS = ("raw", "note", "region", "initrd", "elf-vmcore", "kdump-compressed", "flattened")
 

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Sequence
 from typing import Any
 
 from handoff import errors as E
 from handoff import record as R
-from handoff.elfcore import Blob, Note, note_type_name, read_exact
+from handoff.formats import region
+from handoff.formats.blob import Blob, read_exact
+from handoff.formats.elfcore import Note, note_type_name
 from handoff.sources.model import Found, Location, NoteInfo, Report, SlotStatus
 
 MAX_RECORD = R.MAX_HEADER_SIZE + R.MAX_PAYLOAD_SIZE  # R8 + R9: nothing bigger can be valid
 MAX_REPORT = 4 << 20
-
-REGION_MAGIC = b"HDOFREGN"
-REGION_VERSION_MAJOR = 1
-REGION_HEADER_SIZE = 64
-# §7: magic, major, minor, header_size, region_size, slot_size, slot0, slot1, reserved, crc
-REGION = struct.Struct("<8sHHIQQQQ12sI")
-assert REGION.size == REGION_HEADER_SIZE
 
 
 def _shift(e: E.InvalidRecord, base: int) -> E.InvalidRecord:
@@ -101,7 +95,7 @@ def from_notes(
     loc: dict[str, Any] | None = None, in_file: bool = True,
 ) -> tuple[list[NoteInfo], list[Found], list[Report], Any]:
     """Turn a note list into note summaries, records, reports and VMCOREINFO."""
-    from handoff import vmcoreinfo
+    from handoff.formats import vmcoreinfo
 
     infos: list[NoteInfo] = []
     found: list[Found] = []
@@ -110,7 +104,7 @@ def from_notes(
     for i, n in enumerate(notes):
         infos.append(NoteInfo(n.owner, n.type, note_type_name(n.name, n.type), len(n.desc),
                               n.offset, member))
-        if n.name == b"HANDOFF" and n.type == R.NT_HANDOFF_RECORD:
+        if n.name == R.NOTE_OWNER and n.type == R.NT_HANDOFF_RECORD:
             rec, err = record_in_desc(n.desc, n.desc_offset)
             where = dict(loc or {})
             if in_file:
@@ -118,7 +112,7 @@ def from_notes(
             else:
                 where["member_offset"] = n.desc_offset
             found.append(Found(kind, Location(note=i, **where), rec, err))
-        elif n.name == b"HANDOFF" and n.type == R.NT_HANDOFF_REPORT:
+        elif n.name == R.NOTE_OWNER and n.type == R.NT_HANDOFF_REPORT:
             reports.append(parse_report(n.desc, n.desc_offset))
         elif n.name == b"VMCOREINFO" and vmci is None:
             vmci = vmcoreinfo.parse(n.desc)
@@ -133,40 +127,10 @@ def parse_region(blob: Blob, kind: str = "region", loc: dict[str, Any] | None = 
     offsets are member offsets). A region's own errors are relative to the region.
     """
     off0 = base or 0
-    raw = read_exact(blob, 0, REGION_HEADER_SIZE, "region header")
-    (magic, major, minor, hsize, rsize, ssize, s0, s1, _reserved, crc) = REGION.unpack(raw)
-    if magic != REGION_MAGIC:
-        raise E.RegionError("not a two-slot region (bad magic)", offset=0)
-    want = R.crc32c(raw[:60])
-    if want != crc:
-        raise E.RegionError(
-            f"region header checksum mismatch: stored {crc:#010x}, computed {want:#010x}",
-            offset=60,
-        )
-    if major != REGION_VERSION_MAJOR:
-        raise E.RegionError(
-            f"region is format {major}.{minor}, this reader reads {REGION_VERSION_MAJOR}.x",
-            offset=8,
-        )
-    if hsize < REGION_HEADER_SIZE or hsize % 8 or hsize > 4096:
-        raise E.RegionError(f"region header_size {hsize} is not a multiple of 8 in [64, 4096]",
-                            offset=12)
-    if rsize > blob.size:
-        raise E.RegionError(
-            f"region_size {rsize} is larger than the {blob.size} bytes present (truncated region)",
-            offset=16,
-        )
-    if ssize == 0 or ssize % 8:
-        raise E.RegionError(f"slot_size {ssize} is not a positive multiple of 8", offset=24)
-    for i, s in enumerate((s0, s1)):
-        if s < hsize or s % 8 or s > rsize or ssize > rsize - s:
-            raise E.RegionError(
-                f"slot {i} [{s}, {s + ssize}) is misaligned or outside the region "
-                f"[{hsize}, {rsize})",
-                offset=32 + 8 * i,
-            )
-    if abs(s0 - s1) < ssize:
-        raise E.RegionError(f"slots at {s0} and {s1} of {ssize} bytes overlap", offset=32)
+    header = region.parse_header(read_exact(blob, 0, region.HEADER_SIZE, "region header"),
+                                 blob.size)
+    ssize = header.slot_size
+    s0, s1 = header.slots
     slots: list[SlotStatus] = []
     records: list[tuple[int, R.Record | None, E.InvalidRecord | None]] = []
     for i, s in enumerate((s0, s1)):

@@ -301,6 +301,25 @@ def vectors() -> list[dict]:
     bad("sparse-empty-run", "R21", "a run of length 0",
         payload([device(early=False, live_override={"data": struct.pack("<HH", 0, 0)})]),
         "SchemaViolation")
+    # The whole of schema 1, in C and Python alike: R25's "valid" includes these.
+    bad("schema-addr-function-8", "R20", "pci addr 0000:01:00.8 (function > 7)",
+        payload([device("0000:01:00.8")]), "SchemaViolation")
+    bad("schema-addr-device-20", "R20", "pci addr 0000:01:20.0 (device > 0x1f)",
+        payload([device("0000:01:20.0")]), "SchemaViolation")
+    bad("schema-addr-newline", "R20", "pci addr with a trailing newline",
+        payload([device("0000:01:00.0\n")]), "SchemaViolation")
+    no_ids = device()
+    del no_ids["ids"]
+    bad("schema-pci-no-ids", "R20", "a pci device without ids", payload([no_ids]),
+        "SchemaViolation")
+    big_vendor = device()
+    big_vendor["ids"] = dict(big_vendor["ids"], vendor=0x10000)
+    bad("schema-vendor-range", "R20", "ids.vendor 0x10000", payload([big_vendor]),
+        "SchemaViolation")
+    no_policy = device()
+    del no_policy["policy"]
+    bad("schema-pci-no-policy", "R20", "a pci device without policy", payload([no_policy]),
+        "SchemaViolation")
     return V
 
 

@@ -28,7 +28,7 @@ def test_baseline_reaches_every_stage_in_order(
     assert [s.name for s in baseline.stages] == expected
     for s in baseline.stages:
         record_property(f"stage:{s.name}", round(s.host_s, 3))
-    assert int(baseline.text("first/kexec_crash_size")) == 160 << 20  # config.CRASHKERNEL
+    assert int(baseline.text("first/kexec_crash_size")) == 128 << 20  # config.CRASHKERNEL
 
 
 def test_baseline_vmcore_is_an_elf_core_with_vmcoreinfo(baseline: Result) -> None:

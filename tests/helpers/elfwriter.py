@@ -59,8 +59,9 @@ def default_notes(cpus: int = 2, vmci: bytes | None = None) -> list[bytes]:
 
 def core_header(notes: bytes, loads: Sequence[Load], *, machine: int = EM_X86_64,
                 e_type: int = ET_CORE, note_offset: int | None = None,
-                phnum: int | None = None) -> tuple[bytes, list[int]]:
-    """The ELF header, program headers and notes, and the file offset of each PT_LOAD."""
+                phnum: int | None = None, room: int = 0) -> tuple[bytes, list[int]]:
+    """The ELF header, program headers and notes, and the file offset of each PT_LOAD.
+    ``room``: at least that many free bytes after the notes, as `handoff capture` leaves."""
     nph = 1 + len(loads)
     phoff = EHDR.size
     noff = note_offset if note_offset is not None else phoff + nph * PHDR.size
@@ -69,7 +70,7 @@ def core_header(notes: bytes, loads: Sequence[Load], *, machine: int = EM_X86_64
                    nph if phnum is None else phnum, 0, 0, 0)
     phs = [PHDR.pack(PT_NOTE, 0, noff, 0, 0, len(notes), len(notes), 0)]
     offsets = []
-    at = -(-(noff + len(notes)) // PAGE) * PAGE
+    at = -(-(noff + len(notes) + room) // PAGE) * PAGE
     for ld in loads:
         vaddr = ld.vaddr if ld.vaddr is not None else 0xFFFF888000000000 + ld.paddr
         phs.append(PHDR.pack(PT_LOAD, 7, at, vaddr, ld.paddr, ld.size, ld.size, 0))

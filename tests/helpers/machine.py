@@ -120,7 +120,7 @@ class Machine:
 
 
 def make_machine(tmp: Path, *, crash_size: int = 256 << 20, lockdown: str | None = None,
-                 merged_usr: bool = False) -> Machine:
+                 merged_usr: bool = False, libraries: dict[str, Path] | None = None) -> Machine:
     root = tmp / "root"
     F.build_tree(root / "sys")
     kern = root / "sys/kernel"
@@ -146,6 +146,10 @@ def make_machine(tmp: Path, *, crash_size: int = 256 << 20, lockdown: str | None
         (src / "usr/lib/modules").mkdir(parents=True)
         (src / "usr/lib/modules/modules.dep").write_text("")
         (src / "lib").symlink_to("usr/lib")
+    for name, lib in (libraries or {}).items():  # as a distro initrd carries them for udev
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(lib.read_bytes())
+        (src / name).chmod(0o755)
     gz_initrd(src, root / f"boot/initrd.img-{RELEASE}")
     proc = root / "proc"
     (proc / "sys/kernel/random").mkdir(parents=True)

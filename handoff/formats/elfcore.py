@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Protocol
 
 from handoff._slots import Frozen, Slots
 from handoff.budget import NOTE_COST, Budget, spend
 from handoff.errors import BadContainer
+from handoff.formats.blob import Blob, read_exact
+from handoff.record import NOTE_OWNER, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
 ELF_MAGIC = b"\x7fELF"
 ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
@@ -33,28 +34,6 @@ MAX_PHNUM = 1 << 20
 MAX_NOTE_BYTES = 64 << 20  # total bytes of PT_NOTE segments read
 MAX_NOTES = 1 << 16  # in one note area, and in all PT_NOTE segments of a file together
 NOTE_ALIGN = 4  # R24 and every Linux core-file writer: name and desc padded to 4 bytes
-
-
-class Blob(Protocol):
-    """Random-access bytes: a file, a buffer, or a reassembled view of one."""
-
-    size: int
-
-    def pread(self, offset: int, length: int) -> bytes: ...
-
-
-def read_exact(blob: Blob, offset: int, length: int, what: str) -> bytes:
-    """Read ``length`` bytes at ``offset`` or raise BadContainer naming ``what``."""
-    if offset < 0 or length < 0 or offset > blob.size or length > blob.size - offset:
-        raise BadContainer(
-            f"{what} at offset {offset} ({length} bytes) extends past the end of the file "
-            f"({blob.size} bytes)",
-            offset=offset,
-        )
-    data = blob.pread(offset, length)
-    if len(data) != length:
-        raise BadContainer(f"{what} at offset {offset}: short read", offset=offset)
-    return data
 
 
 class Note(Frozen):
@@ -175,9 +154,12 @@ class ElfCore(Slots):
     """What inspect needs from an ELF file: the header facts, segment summary and notes."""
 
     __slots__ = (
+        "data_end",
         "e_type",
         "elf_class",
         "endian",
+        "first_type",
+        "header_end",
         "load_count",
         "load_memsz",
         "machine",
@@ -194,6 +176,9 @@ class ElfCore(Slots):
     note_segments: list[Phdr]
     load_count: int
     load_memsz: int
+    data_end: int  # where the furthest segment ends: a complete file is at least this long
+    first_type: int  # p_type of the first program header (crash takes it as the PT_NOTE)
+    header_end: int | None  # lowest non-zero p_offset after the first: crash's header area
 
     def __init__(
         self,
@@ -206,6 +191,9 @@ class ElfCore(Slots):
         note_segments: list[Phdr],
         load_count: int,
         load_memsz: int,
+        data_end: int = 0,
+        first_type: int = PT_NOTE,
+        header_end: int | None = None,
     ) -> None:
         self.elf_class = elf_class
         self.endian = endian
@@ -216,6 +204,30 @@ class ElfCore(Slots):
         self.note_segments = note_segments
         self.load_count = load_count
         self.load_memsz = load_memsz
+        self.data_end = data_end
+        self.first_type = first_type
+        self.header_end = header_end
+
+    def crash_problem(self) -> str | None:
+        """Why crash(8) cannot read this dump's notes, or None. crash reads the header area
+        only, up to the lowest non-zero p_offset after the first program header, and takes
+        the first program header as the PT_NOTE (netdump.c, resize_elf_header())."""
+        if not self.note_segments:
+            return None
+        if self.first_type != PT_NOTE:
+            return "its first program header is not the PT_NOTE"
+        end = max(p.offset + p.filesz for p in self.note_segments)
+        if self.header_end is not None and end > self.header_end:
+            return (f"its notes end at offset {end}, past the header area crash reads (up to "
+                    f"the first PT_LOAD's data, offset {self.header_end})")
+        return None
+
+    def truncation(self, size: int) -> str | None:
+        """Why a ``size``-byte file with these headers is not whole, or None."""
+        if self.data_end <= size:
+            return None
+        return (f"the dump is truncated: its segments end at offset {self.data_end}, but the "
+                f"file has only {size} bytes ({self.data_end - size} missing)")
 
     @property
     def type_name(self) -> str:
@@ -286,6 +298,9 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
     note_segs: list[Phdr] = []
     loads = 0
     load_memsz = 0
+    data_end = 0
+    first_type = PT_NOTE
+    header_end: int | None = None
     chunk = max(1, (64 << 10) // max(phentsize, 1))  # read the table 64 KiB at a time
     for first in range(0, phnum, chunk):
         count = min(chunk, phnum - first)
@@ -304,6 +319,11 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
                 p = Phdr(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
             else:
                 p = Phdr(v[0], v[6], v[1], v[2], v[3], v[4], v[5], v[7])
+            data_end = max(data_end, p.offset + p.filesz)
+            if first + i == 0:
+                first_type = p.type
+            elif p.offset and (header_end is None or p.offset < header_end):
+                header_end = p.offset
             if p.type == PT_LOAD:
                 loads += 1
                 load_memsz += p.memsz
@@ -332,6 +352,9 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
         note_segments=note_segs,
         load_count=loads,
         load_memsz=load_memsz,
+        data_end=data_end,
+        first_type=first_type,
+        header_end=header_end,
     )
 
 
@@ -347,8 +370,8 @@ _NOTE_TYPES: dict[tuple[bytes, int], str] = {
     (b"LINUX", 0x202): "NT_X86_XSTATE",
     (b"VMCOREINFO", 0): "VMCOREINFO",
     (b"Xen", 0x1000000): "XEN_ELFNOTE_CRASH_INFO",
-    (b"HANDOFF", 0x48440001): "NT_HANDOFF_RECORD",
-    (b"HANDOFF", 0x48440002): "NT_HANDOFF_REPORT",
+    (NOTE_OWNER, NT_HANDOFF_RECORD): "NT_HANDOFF_RECORD",
+    (NOTE_OWNER, NT_HANDOFF_REPORT): "NT_HANDOFF_REPORT",
 }
 
 

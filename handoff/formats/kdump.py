@@ -11,7 +11,8 @@ Layouts follow makedumpfile's diskdump_mod.h and makedumpfile.h (LP64 targets):
   dump, ended by (-1, -1). :class:`FlatView` reassembles only the byte ranges asked for,
   scanning chunk headers lazily and boundedly; page data is never read.
 
-Nothing here reads page data or bitmaps.
+Nothing here reads page data. :func:`data_end` reads the second bitmap and the last page
+descriptors, to tell a complete dump from a truncated copy.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import struct
 
 from handoff._slots import Slots
 from handoff.budget import CHUNK_COST, Budget, spend
-from handoff.elfcore import MAX_NOTE_BYTES, Blob, Note, iter_notes, read_exact
 from handoff.errors import BadContainer
+from handoff.formats.blob import Blob, read_exact
+from handoff.formats.elfcore import MAX_NOTE_BYTES, Note, iter_notes
 
 KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"
@@ -36,6 +38,10 @@ MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 1 << 20
 MAX_VMCOREINFO = 1 << 20
 MAX_FLAT_CHUNKS = 1 << 20  # chunk headers scanned before giving up on a range
+MAX_BITMAP_COUNTED = 32 << 20  # one bitmap: 1 TiB of 4 KiB pages; larger ones are not counted
+PAGE_DESC = "qIIQ"  # struct page_desc: offset, size, flags, page_flags (diskdump_mod.h)
+PAGE_DESC_SIZE = 24
+TAIL_DESCS = 4096  # descriptors read from the end of the table
 _32BIT_MACHINES = {"i386", "i486", "i586", "i686", "arm", "armv7l", "armv6l", "mips", "ppc", "s390"}
 
 # struct disk_dump_header, LP64: timeval is 8-aligned, so 6 pad bytes follow utsname.
@@ -220,6 +226,55 @@ def parse(blob: Blob, *, read_notes: bool = True, budget: Budget | None = None) 
             buf = read_exact(blob, kh.offset_note, kh.size_note, "kdump note area")
             kh.notes = list(iter_notes(buf, kh.offset_note, endian=e, budget=budget))
     return kh
+
+
+def data_end(blob: Blob, kh: KdumpHeader) -> tuple[int, str]:
+    """How large a complete copy of this dump is at least, and what ends there.
+
+    makedumpfile writes (write_kdump_header(), write_kdump_pages_and_bitmap_cyclic()) the
+    headers, the two bitmaps (``bitmap_blocks`` blocks after the sub-header), one page
+    descriptor per page set in the second bitmap, then the page data in pfn order, and the
+    eraseinfo last; so the end is the furthest of the bitmaps, the descriptor table, what
+    the last descriptors point at, and the eraseinfo. Only the bitmap and the last
+    :data:`TAIL_DESCS` descriptors are read.
+    """
+    bs, e = kh.block_size, kh.endian
+    bitmap_at = (1 + kh.sub_hdr_size) * bs
+    desc_at = bitmap_at + kh.bitmap_blocks * bs
+    if desc_at > blob.size:
+        return desc_at, "the bitmaps"
+    end, what = desc_at, "the bitmaps"
+    if kh.header_version >= 5:
+        raw = read_exact(blob, bs + 64, 16, "kdump sub-header eraseinfo")
+        off_erase, size_erase = struct.unpack(e + "qQ", raw)
+        if size_erase and off_erase + size_erase > end:
+            end, what = off_erase + size_erase, "the eraseinfo"
+    half = kh.bitmap_blocks * bs // 2
+    if half > MAX_BITMAP_COUNTED:
+        return end, what + " (the page table is too large to count)"
+    bitmap2 = read_exact(blob, bitmap_at + half, half, "kdump second bitmap")
+    pages = int.from_bytes(bitmap2, "little").bit_count()
+    table_end = desc_at + pages * PAGE_DESC_SIZE
+    if table_end > blob.size:
+        return max(end, table_end), f"the page descriptors ({pages} pages)"
+    if table_end > end:
+        end, what = table_end, f"the page descriptors ({pages} pages)"
+    n = min(pages, TAIL_DESCS)
+    tail = read_exact(blob, table_end - n * PAGE_DESC_SIZE, n * PAGE_DESC_SIZE,
+                      "kdump page descriptors")
+    for off, size, _flags, _pf in struct.iter_unpack(e + PAGE_DESC, tail):
+        if off + size > end:
+            end, what = off + size, "the page data"
+    return end, what
+
+
+def truncation(blob: Blob, kh: KdumpHeader) -> str | None:
+    """Why this kdump-compressed file is not whole, or None if it is (see :func:`data_end`)."""
+    end, what = data_end(blob, kh)
+    if end <= blob.size:
+        return None
+    return (f"the dump is truncated: {what} end at offset {end}, but the file has only "
+            f"{blob.size} bytes ({end - blob.size} missing)")
 
 
 def _check_range(off: int, size: int, bs: int, cap: int, what: str, field_at: int) -> None:
