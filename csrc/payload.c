@@ -491,6 +491,8 @@ static int check_ids(struct schema *s, const uint8_t *dev, const uint8_t *ids)
 {
 	static const char *const keys[] = { "vendor", "device", "subvendor", "subdevice", "class",
 					    "revision" };
+	static const char *const paths[] = { "ids.vendor", "ids.device", "ids.subvendor",
+					     "ids.subdevice", "ids.class", "ids.revision" };
 	static const uint64_t max[] = { 0xffff, 0xffff, 0xffff, 0xffff, 0xffffff, 0xff };
 	const uint8_t *v[6];
 	int err, present;
@@ -500,7 +502,7 @@ static int check_ids(struct schema *s, const uint8_t *dev, const uint8_t *ids)
 		return err;
 	map_find(ids, keys, 6, v);
 	for (size_t i = 0; i < 6; i++) {
-		err = check_uint(s, ids, v[i], keys[i], max[i], 1);
+		err = check_uint(s, ids, v[i], paths[i], max[i], 1);
 		if (err)
 			return err;
 	}

@@ -54,7 +54,7 @@ EXPECTED = [
     ('schema-pci-no-policy', 'SchemaViolation', 'schema violation at payload.devices[0].policy: missing (R20)', 269, None),
     ('schema-snapshot-size', 'SchemaViolation', 'schema violation at payload.devices[0].live.size: must be 256 or 4096 (R20)', 463, None),
     ('schema-v2', 'SchemaViolation', 'schema violation at payload.v: must be 1 (R20)', 259, None),
-    ('schema-vendor-range', 'SchemaViolation', 'schema violation at payload.devices[0].vendor: out of range (R20)', 314, None),
+    ('schema-vendor-range', 'SchemaViolation', 'schema violation at payload.devices[0].ids.vendor: out of range (R20)', 314, None),
     ('sparse-beyond-len', 'SchemaViolation', 'schema violation at payload.devices[0].live.data: run 0: [250, 260) is outside [0, len=256) (R21)', 415, None),
     ('sparse-empty-run', 'SchemaViolation', 'schema violation at payload.devices[0].live.data: run 0: length 0 (R21)', 415, None),
     ('sparse-overlap', 'SchemaViolation', 'schema violation at payload.devices[0].live.data: run 1: offset 2 overlaps or precedes run 0 (R21)', 423, None),

@@ -14,7 +14,7 @@ import tracemalloc
 import zlib
 
 import pytest
-import recordgen as G
+from helpers import recordgen as G
 
 from handoff import budget as BU
 from handoff import errors as E

@@ -86,7 +86,7 @@ def test_inspect_shows_other_bus_devices_with_odd_ids(tmp_path: Path, ids: objec
 
 def test_inspect_json_never_prints_nan(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    import elfwriter as W
+    from helpers import elfwriter as W
 
     report = b'{"summary": "x", "ratio": NaN, "big": Infinity}'
     core = W.core_bytes(W.default_notes() + [G.note(G.make_record()),

@@ -301,7 +301,9 @@ def test_q35_every_kind_when_everything_is_to_be_quiesced(tmp_path: Path) -> Non
                        policy=parse_policy('default = "quiesce"\n'))
     assert fallbacks(plan) == {
         HOST: ("skip", None),  # host bridge: chipset, left alone
-        **{p: ("skip", None) for p in PORTS},  # bridges: never removed by default
+        # bridges: pcieport is bound, so nothing is turned off under it; no write is
+        # planned, none refused, no fallback needed
+        **{p: ("nothing", None) for p in PORTS},
         E1000: ("rescan", None),
         LPC: ("skip", None),  # ISA bridge
         AHCI: ("rescan", None),  # storage without a reset: re-enumerated
@@ -329,10 +331,14 @@ def test_firecracker_virtio_devices(tmp_path: Path, bound: bool) -> None:
                    FC["blk"]: nic, FC["net"]: nic}
     if bound:
         fb = dev(plan, FC["net"]).fallback
-        assert fb.passed[-2].startswith("rescan: virtio-pci is bound: removing the device "
+        assert fb.passed[-1].startswith("rescan: virtio-pci is bound: removing the device "
                                         "would tear the driver down")
-        assert fb.passed[-1] == ("Bus Master off through sysfs enable: virtio-pci is bound "
-                                 "(enable_store() refuses with EBUSY)")
+        # no quiesce write is planned under a bound driver, so none is refused and no
+        # Bus Master fallback is looked for (issue 12: nothing off under a bound driver)
+        assert not [p for p in fb.passed if p.startswith("Bus Master off")]
+        assert [s.why for s in dev(plan, FC["net"]).steps] == [
+            ("virtio-pci is bound in the capture kernel: nothing is turned off under it "
+            "(quiesce is for unbound functions)")]
     assert all(d.fallback is not None and d.fallback.chain == ("reset", "skip")
                for d in plan.devices if d.addr in (FC["balloon"], FC["vsock"], FC["rng"]))
 
@@ -389,8 +395,9 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     for a, before in configs.items():  # no config write got through; the kernel's own
         after = (tree.device_dir(a) / "config").read_bytes()  # disable cleared Bus Master
         want = bytearray(before)
-        if a in off:
+        if a in off:  # enable 1 cleared INTx Disable, enable 0 Bus Master (measured)
             want[4] &= ~0x04
+            want[5] &= ~0x04
         assert after == bytes(want), a
     assert [x for x in access.log if x[1] != "enable"] == [
         (NVME, "reset_method", "flr"), (NVME, "reset", "1"), (NVME, "reset_method", "flr"),
@@ -405,19 +412,25 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     assert (tree.root / "bus" / "pci" / "rescan").read_text() == "1"
     doc = report.build(plan)
     e = next(d for d in doc["devices"] if d["addr"] == E1000)
-    assert (e["outcome"], e["wanted"], e["instead"]) == ("partial", "quiesce", "rescan")
+    assert (e["outcome"], e["wanted"], e["instead"]) == ("partial", "quiesce",
+                                                        "rescan + disable")
     assert e["permitted"] == ["Bus Master off (sysfs enable 1, 0)", "remove + rescan",
                               "config reads"]
-    assert e["ops"][1] == "remove+rescan (instead)"
+    # every side effect is an operation with its before and after (issue 12)
+    assert e["ops"][1:] == [
+        "enable 1,0 (instead) COMMAND=0x0107 -> COMMAND=0x0103",
+        "remove+rescan (instead) BAR0=0xfe240000 BAR1=0xc000 -> BAR0=0xfe240000 BAR1=0xc000"]
     nv = next(d for d in doc["devices"] if d["addr"] == NVME)
     assert (nv["outcome"], nv["instead"]) == ("partial", "reset flr")
     p = next(d for d in doc["devices"] if d["addr"] == PORT1)
     assert (p["outcome"], p["instead"]) == ("refused", "skip")
     t = doc["totals"]
-    # root port 1: COMMAND, bus numbers, 3 windows, COMMAND; nvme: COMMAND, BAR0, COMMAND;
-    # e1000 and virtio-net: the quiesce write each, which the kernel did for us instead
-    # (sysfs enable 1, 0 cleared their Bus Master: applied, verified by read-back).
-    assert t["registers_applied"] == 2 and t["registers_planned"] == 11
+    # root port 1 and nvme: COMMAND (SERR#; their bus numbers, windows and BAR0 are the
+    # kernel's: reported, not planned); e1000 and virtio-net: the quiesce write each, which
+    # the kernel did for us instead (sysfs enable 1, 0 cleared their Bus Master: applied,
+    # verified by read-back).
+    assert t["registers_applied"] == 2 and t["registers_planned"] == 4
+    assert t["disables"] == 2 and t["kernel_owned"] == 9
     assert (t["restored_fully"], t["restored_partially"], t["not_restored"]) == (0, 5, 1)
     assert (t["fallbacks"], t["resets"], t["rescans"]) == (5, 4, 1)
     # Every step that needs a BAR is refused; msix's save reads only config space and runs.
@@ -427,8 +440,8 @@ def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     text = report.summary(doc)
     assert f"  {E1000}  8086:100e  quiesce        partial" in text
     assert ("wanted quiesce; the kernel permits Bus Master off (sysfs enable 1, 0), "
-            "remove + rescan, config reads; instead: rescan") in text
-    assert "applied: 2 of 11 config register(s)" in text
+            "remove + rescan, config reads; instead: rescan + disable") in text
+    assert "applied: 2 of 4 config register(s)" in text
     assert "devices restored fully 0, partially 5, not 1; 5 fallback(s)" in text
     assert report.failed(doc)
 
@@ -597,7 +610,7 @@ def test_cli_restore_under_lockdown_exits_1_with_the_fallbacks_done(
     assert env["config_check"].startswith(f"probed: Interrupt Line (0x3c) of {HOST}")
     assert env["bar_check"].startswith("inferred: lockdown integrity")
     got = {d["addr"]: (d["outcome"], d.get("instead")) for d in doc["devices"]}
-    assert got[E1000] == ("partial", "rescan")
+    assert got[E1000] == ("partial", "rescan + disable")
     assert got[NVME] == got[VBLK] == ("partial", "reset flr")
     assert (tree.root / "bus" / "pci" / "rescan").read_text() == "1"
     assert (tree.device_dir(NVME) / "reset").read_text() == "1"

@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 import pytest
-import recordgen as G
+from helpers import recordgen as G
 
 from handoff import cbor, sources
 from handoff import errors as E

@@ -81,7 +81,14 @@ def test_qemu_pair_plans_exactly_two_quiesce_writes(tmp_path: Path) -> None:
 def test_quiesce_pass_runs_first_deepest_first(tmp_path: Path) -> None:
     pol = parse_policy('[[rule]]\nclass = "0604"\naction = "quiesce"\n'
                        '[[rule]]\naddress = "0000:01:00.0"\naction = "quiesce"\n')
-    plan, _ = plan_for(tmp_path, policy=pol)
+    ports = ("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:00:04.0")
+    plan, _ = plan_for(tmp_path, policy=pol)  # pcieport is bound to every port
+    assert not [d for d, s in plan.ordered() if s.op == WRITE and d.addr in ports]
+    (skip,) = dev(plan, PORT1).steps
+    assert (skip.op, skip.owner) == (SKIP_OP, "driver") and skip.why.startswith(
+        "pcieport is bound in the capture kernel: nothing is turned off under it")
+    tree = capture_tree(tmp_path, name="unbound", drivers={p: None for p in ports})
+    plan, _ = plan_for(tmp_path, policy=pol, tree=tree)
     order = [(d.addr, s.phase) for d, s in plan.ordered() if s.op == WRITE]
     assert {a for a, _ in order[:2]} == {NVME, VNET}  # behind root ports: first
     assert all(p == "quiesce" for _, p in order)
@@ -90,29 +97,51 @@ def test_quiesce_pass_runs_first_deepest_first(tmp_path: Path) -> None:
 
 # --- ordering: bridges, windows, BARs, COMMAND last ---------------------------------------
 
-def test_bridge_before_endpoint_and_command_last(tmp_path: Path) -> None:
+def test_kernel_owned_resources_are_reported_not_written(tmp_path: Path) -> None:
+    """Lost bus numbers, windows and a BAR (issue 12): the capture kernel's PCI core owns
+    them (restore/owners.py), so the default policy reports them and writes none."""
     plan, _ = plan_for(tmp_path, tree=firmware_less_tree(tmp_path))
-    w = writes(plan)
-    port = [x for x in w if x[0] == PORT1]
-    nvme = [x for x in w if x[0] == NVME]
-    assert w.index(port[-1]) < w.index(nvme[0])  # the bridge is finished first
-    assert [x[1] for x in port] == ["COMMAND", "Bus Numbers", "I/O Base/Limit",
-                                    "Memory Base/Limit", "Prefetchable Base/Limit", "COMMAND"]
-    saved = fixture(PORT1)
-    assert port[0][4] == get(saved, 4, 2) & ~0x7  # decode and Bus Master off first
-    assert [x[4] for x in port[1:]] == [get(saved, 0x18, 4), get(saved, 0x1C, 2),
-                                        get(saved, 0x20, 4), get(saved, 0x24, 4),
-                                        get(saved, 4, 2)]
-    # nvme: BAR0 is 64-bit; its upper half (0x14) was zero and stays zero: one BAR write,
-    # then COMMAND last (decoding is switched off first because it was on).
-    assert [x[1:3] for x in nvme] == [("COMMAND", 4), ("BAR0", 0x10), ("COMMAND", 4)]
-    (bar,) = [s for s in dev(plan, NVME).steps if s.reg == "BAR0"]
-    assert bar.retries == 10 and bar.value == get(fixture(NVME), 0x10, 4)
-    assert nvme[-1][4] == get(fixture(NVME), 4, 2)
+    # SERR# Enable (nobody's) is all that is written: decode and Bus Master stay as the
+    # kernel left them, on the bound port (0x0407 -> 0x0507) and the nvme (0x0403 -> 0x0503)
+    assert [x for x in writes(plan) if x[0] in (PORT1, NVME)] == [
+        (PORT1, "COMMAND", 4, 2, 0x0507), (NVME, "COMMAND", 4, 2, 0x0503)]
+    port = {s.reg: s for s in dev(plan, PORT1).steps if s.owner}
+    assert sorted(port) == ["Bus Numbers", "I/O Base/Limit", "Memory Base/Limit",
+                            "Prefetchable Base/Limit"]
+    assert all(s.op == SKIP_OP and s.resource and s.owner == "pci-core"
+               for s in port.values())
+    assert port["Bus Numbers"].why.startswith("kernel owns: the PCI core "
+                                              "(pci_scan_bridge_extend()")
+    assert 'kernel_owned = "rescan"' in port["Memory Base/Limit"].why
+    nvme = {s.reg: s for s in dev(plan, NVME).steps if s.owner}
+    assert nvme["BAR0"].resource and "__pci_read_base()" in nvme["BAR0"].why
+    assert nvme["BAR0"].current == get(fixture(NVME, F.Q35_CAPTURE), 0x10, 4) & 0xF
+    assert not nvme["COMMAND"].resource and "Bus Master: now 0, saved 1" in \
+        nvme["COMMAND"].detail and "is_busmaster" in nvme["COMMAND"].why
 
 
-def test_window_sequences_follow_setup_bus(tmp_path: Path) -> None:
-    """32-bit I/O and 64-bit prefetchable windows: the upper halves are parked first."""
+def test_bridge_before_endpoint_and_command_last(tmp_path: Path) -> None:
+    """A field nobody owns (SERR# Enable) differs on a root port and the nvme behind it:
+    the bridge is written first, each device's COMMAND last."""
+    saved_port, saved_nvme = fixture(PORT1), fixture(NVME)
+    put(saved_port, 0x04, 2, get(saved_port, 4, 2) | 0x100)
+    put(saved_nvme, 0x04, 2, get(saved_nvme, 4, 2) | 0x100)
+    now_port, now_nvme = fixture(PORT1, F.Q35_CAPTURE), fixture(NVME, F.Q35_CAPTURE)
+    put(now_port, 0x04, 2, get(now_port, 4, 2) & ~0x100)
+    put(now_nvme, 0x04, 2, get(now_nvme, 4, 2) & ~0x100)
+    sv = saved_devices(tmp_path, config_override={PORT1: bytes(saved_port),
+                                                   NVME: bytes(saved_nvme)})
+    tree = capture_tree(tmp_path, config_override={PORT1: bytes(now_port),
+                                                   NVME: bytes(now_nvme)})
+    plan, _ = plan_for(tmp_path, saved=sv, tree=tree)
+    w = [x for x in writes(plan) if x[0] in (PORT1, NVME)]
+    assert [(x[0], x[1]) for x in w] == [(PORT1, "COMMAND"), (NVME, "COMMAND")]
+    assert w[0][4] == get(now_port, 4, 2) | 0x100  # SERR# only: decode and Bus Master kept
+    assert w[1][4] == get(now_nvme, 4, 2) | 0x100
+
+
+def test_window_sequences_are_kernel_owned(tmp_path: Path) -> None:
+    """32-bit I/O and 64-bit prefetchable windows that differ: reported, never written."""
     saved = fixture(PORT3)
     put(saved, 0x1C, 2, 0x2121)  # 32-bit I/O, base 0x2000, limit 0x2fff (+ upper 16)
     put(saved, 0x30, 4, 0x00010001)
@@ -128,7 +157,19 @@ def test_window_sequences_follow_setup_bus(tmp_path: Path) -> None:
     sv = saved_devices(tmp_path, config_override={PORT3: bytes(saved)})
     tree = capture_tree(tmp_path, config_override={PORT3: bytes(now)})
     plan, _ = plan_for(tmp_path, saved=sv, tree=tree)
-    got = [(s.reg, s.value, s.transient) for s in dev(plan, PORT3).steps if s.op == WRITE]
+    assert [s for s in dev(plan, PORT3).steps if s.op == WRITE] == []
+    assert [s.reg for s in dev(plan, PORT3).steps if s.resource] == [
+        "I/O Base/Limit", "Prefetchable Base/Limit", "Prefetchable Base Upper 32",
+        "Prefetchable Limit Upper 32", "I/O Base/Limit Upper 16"]
+    # Asked for by a rule, on a port nothing holds: the setup-bus.c sequence (upper halves
+    # parked first) with decoding off, then remove + rescan.
+    pol = parse_policy('[[rule]]\naddress = "0000:00:03.0"\naction = "restore-early"\n'
+                       'kernel_owned = "rescan"\n')
+    tree = capture_tree(tmp_path, name="unbound", config_override={PORT3: bytes(now)},
+                        drivers={PORT3: None})
+    plan, _ = plan_for(tmp_path, saved=sv, tree=tree, policy=pol)
+    got = [(s.reg, s.value, s.transient) for s in dev(plan, PORT3).steps
+           if s.op == WRITE and s.phase == "rescan"]
     cmd = get(saved, 4, 2)
     assert got == [
         ("COMMAND", cmd & ~0x7, True),
@@ -139,8 +180,8 @@ def test_window_sequences_follow_setup_bus(tmp_path: Path) -> None:
         ("Prefetchable Base/Limit", 0xC011C001, False),
         ("Prefetchable Base Upper 32", 1, False),
         ("Prefetchable Limit Upper 32", 1, False),
-        ("COMMAND", cmd, False),
     ]
+    assert [s.op for s in dev(plan, PORT3).steps if s.phase == "rescan"][-1] == DO_RESCAN
 
 
 # --- bits that are never written --------------------------------------------------------
@@ -149,7 +190,8 @@ def test_status_ro_and_action_bits(tmp_path: Path) -> None:
     saved_nvme, now_nvme = fixture(NVME), fixture(NVME, F.Q35_CAPTURE)
     put(now_nvme, 0x06, 2, get(now_nvme, 6, 2) | 0xF900)  # every W1C error bit set
     put(now_nvme, 0x8A, 2, 0x000F)  # PCIe Device Status: errors detected
-    put(saved_nvme, 0x88, 2, get(saved_nvme, 0x88, 2) | 0x8000 | (1 << 5))  # FLR + MPS 256
+    # FLR, MPS 256 (the PCI core's: pci_configure_mps()) and AUX Power PM (nobody's)
+    put(saved_nvme, 0x88, 2, get(saved_nvme, 0x88, 2) | 0x8000 | (1 << 5) | 0x400)
     put(saved_nvme, 0x90, 2, get(saved_nvme, 0x90, 2) | 0x0030)  # Retrain + Link Disable
     saved_port, now_port = fixture(PORT1), fixture(PORT1, F.Q35_CAPTURE)
     put(saved_port, 0x3E, 2, get(saved_port, 0x3E, 2) | 0x0040 | 0x0001)  # SBR + PERR
@@ -163,11 +205,17 @@ def test_status_ro_and_action_bits(tmp_path: Path) -> None:
     w = {(a, off): (width, v) for a, _, off, width, v in writes(plan)}
     assert (NVME, 0x06) not in w and (NVME, 0x8A) not in w and (PORT1, 0x1E) not in w
     width, devctl = w[(NVME, 0x88)]
-    assert width == 2 and not devctl & 0x8000 and devctl & 0xE0 == 0x20  # MPS yes, FLR no
+    now_devctl = get(now_nvme, 0x88, 2)
+    assert width == 2 and devctl == now_devctl | 0x400  # AUX PM yes; MPS and FLR no
+    (dc,) = [s for s in dev(plan, NVME).steps if s.reg == "PCIe Device Control"
+             and s.owner]
+    assert dc.op == SKIP_OP and "pci_configure_mps()" in dc.why and "Max Payload" in dc.detail
     assert (NVME, 0x90) not in w  # only Retrain Link/Link Disable differed: never written
     (lnk,) = [s for s in dev(plan, NVME).steps if s.reg == "PCIe Link Control"]
     assert lnk.op == SKIP_OP and "Link Disable" in lnk.detail and "retrains the link" in lnk.why
-    assert w[(PORT1, 0x3E)] == (2, get(now_port, 0x3E, 2) | 0x0001)  # PERR yes, SBR no
+    assert (PORT1, 0x3E) not in w  # Bridge Control is the PCI core's: neither PERR nor SBR
+    (bc,) = [s for s in dev(plan, PORT1).steps if s.reg == "Bridge Control"]
+    assert bc.op == SKIP_OP and bc.owner == "pci-core" and "__pci_setup_bridge()" in bc.why
     (st,) = [s for s in dev(plan, NVME).steps if s.reg == "STATUS"]
     assert st.op == SKIP_OP and "status bits are RO or W1C" in st.why
     for s in dev(plan, NVME).steps:  # a write never sets a W1C status bit
@@ -216,11 +264,11 @@ def test_partial_early_snapshot_restores_what_it_has(tmp_path: Path) -> None:
     sv = saved_devices(tmp_path, early=early)
     now = fixture(PORT1, F.Q35_CAPTURE)
     put(now, 0x108, 4, 0xFFFFFFFF)  # AER Uncorrectable Error Mask beyond the 256 bytes
-    put(now, 0x5C, 2, 0)  # PCIe Device Control inside them
+    put(now, 0x04, 2, get(now, 4, 2) & ~0x100)  # COMMAND SERR# (nobody's) inside them
     plan, _ = plan_for(tmp_path, saved=sv,
                        tree=capture_tree(tmp_path, config_override={PORT1: bytes(now)}))
     d = dev(plan, PORT1)
-    assert [s.reg for s in d.steps if s.op == WRITE] == ["PCIe Device Control"]
+    assert [s.reg for s in d.steps if s.op == WRITE] == ["COMMAND"]
     assert any("beyond the 256 saved bytes" in n for n in d.notes)
 
 

@@ -22,6 +22,7 @@ from handoff.cli import main
 from handoff.devices.model import PciDevice
 from handoff.plugins import (
     FAILED,
+    NO_RESPONSE,
     OK,
     PLANNED,
     QUIESCE,
@@ -186,7 +187,8 @@ def test_einval_from_mmap_says_a_bound_driver_claims_the_bar(tree: Path, tmp_pat
 
 def test_missing_io_and_readonly_bars_are_refused_clearly(tree: Path) -> None:
     bars = SysfsBars(SysfsTree(tree), NVME)
-    with pytest.raises(BarUnavailable, match=r"resource2 does not exist: BAR2 is not"):
+    with pytest.raises(BarUnavailable, match=r"BAR2 is not assigned by the kernel \(resource "
+                                             r"line empty or unset\): not touched"):
         bars.bar(2)
     with pytest.raises(BarUnavailable, match="BAR index 6 is not 0-5"):
         bars.bar(6)
@@ -370,7 +372,9 @@ def test_nvme_reports_controller_fatal_status(tree: Path) -> None:
 def test_nvme_controller_reading_all_ones_fails(tree: Path) -> None:
     B.poke(nvme_regs(tree), 0, 8, (1 << 64) - 1)
     r = run(tree, NVME, QUIESCE, (Nvme(),)).results[0]
-    assert r.outcome == FAILED and r.message.startswith("CAP reads all-ones")
+    assert r.outcome == NO_RESPONSE
+    assert r.message.startswith("no response: CAP reads 0xffffffffffffffff: the controller "
+                                "does not answer")
     assert B.peek(nvme_regs(tree), 0x14, 4) == NVME_CC  # nothing written
 
 
@@ -423,6 +427,64 @@ def test_save_steps_cannot_write(tree: Path) -> None:
 # --- virtio ----------------------------------------------------------------------------------
 
 
+# --- check before touching (issue 12) -----------------------------------------------------------
+
+
+def _set_config(root: Path, addr: str, off: int, width: int, value: int) -> None:
+    B.poke(B.device_dir(root, addr) / "config", off, width, value)
+
+
+def _command(root: Path, addr: str) -> int:
+    return B.peek(B.device_dir(root, addr) / "config", 0x04, 2)
+
+
+def test_a_bar_moved_behind_the_kernels_back_is_not_touched(tree: Path) -> None:
+    """The nvme's BAR0 moved by 0x4000 (the resource line still has the old start): mapping
+    resource0 would reach the kernel's address, where the device no longer answers."""
+    bar0 = B.peek(B.device_dir(tree, NVME) / "config", 0x10, 4)
+    _set_config(tree, NVME, 0x10, 4, bar0 + 0x4000)
+    r = run(tree, NVME, QUIESCE, (Nvme(),)).results[0]
+    assert r.outcome == REFUSED and r.accesses == []
+    assert r.message == (f"{NVME}: BAR0 holds {(bar0 & ~0xF) + 0x4000:#x}, the kernel's "
+                         f"resource0 starts at {bar0 & ~0xF:#x}: the kernel and the device "
+                         "disagree, not touched (remove + rescan makes the kernel read it "
+                         "again)")
+    assert B.peek(nvme_regs(tree), 0x14, 4) == NVME_CC  # nothing written
+
+
+def test_memory_space_off_is_turned_on_for_the_step_and_off_again(tree: Path) -> None:
+    _set_config(tree, E1K, 0x04, 2, 0x0000)
+    r = run(tree, E1K, QUIESCE, (E1000(),), {0: B.E1000Model()}).results[0]
+    assert r.outcome == OK
+    assert r.notes == [
+        ("operation: COMMAND 0x0000 -> 0x0002 (Memory Space on for this step: off, the BAR "
+        "reads 0)"),
+        "operation: COMMAND 0x0002 -> 0x0000 (Memory Space restored after the step)"]
+    assert _command(tree, E1K) == 0x0000
+
+
+def test_a_device_that_reads_zero_is_no_response_never_ok(tree: Path) -> None:
+    """What QEMU gives with Memory Space off (measured): STATUS, RCTL, TCTL read 0."""
+    B.poke(B.device_dir(tree, E1K) / "resource0", 0x8, 4, 0)
+    r = run(tree, E1K, QUIESCE, (E1000(),)).results[0]
+    assert (r.outcome, r.message) == (NO_RESPONSE, ("no response: STATUS reads 0x00000000: the "
+                                      "device does not answer (memory decoding off, or the "
+                                      "device is gone)"))
+    B.poke(vnet_regs(tree), VIRTIO_COMMON + 0x12, 2, 0)
+    r = run(tree, VNET, "verify", (Virtio(),)).results[0]
+    assert r.outcome == NO_RESPONSE and "num_queues reads 0x0000" in r.message
+
+
+def test_memory_space_is_not_turned_on_under_a_bound_driver(tmp_path: Path) -> None:
+    root = F.build_tree(tmp_path / "bound", F.Q35)  # first kernel: e1000 bound
+    B.add_bar(root, E1K, 0, 0x20000, {0x8: (4, E1K_STATUS)})
+    _set_config(root, E1K, 0x04, 2, 0x0000)
+    r = run(root, E1K, "verify", (E1000(),)).results[0]
+    assert r.outcome == REFUSED and "Memory Space is off (COMMAND 0x0000) and e1000 holds " \
+        "the function: not turned on under it" in r.message
+    assert _command(root, E1K) == 0x0000
+
+
 def vnet_regs(root: Path) -> Path:
     return B.device_dir(root, VNET) / "resource4"
 
@@ -437,7 +499,8 @@ def test_virtio_reset_writes_zero_and_waits_for_zero(tree: Path) -> None:
     r = run(tree, VNET, QUIESCE, (Virtio(),), {4: B.VirtioModel(clears_after=2)}).results[0]
     assert (r.outcome, r.message) == (OK, "device_status 0x0f -> 0; read 0 after 2 read(s)")
     assert [a.as_tuple()[:5] for a in r.accesses] == [
-        (4, 0x14, 1, "read", 0x0F), (4, 0x14, 1, "write", 0), (4, 0x14, 1, "poll", 0)]
+        (4, 0x12, 2, "read", 3), (4, 0x14, 1, "read", 0x0F), (4, 0x14, 1, "write", 0),
+        (4, 0x14, 1, "poll", 0)]
     assert B.peek(vnet_regs(tree), 0x14, 1) == 0
 
 

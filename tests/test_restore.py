@@ -25,6 +25,7 @@ from helpers.restore import (
     capture_tree,
     cli_setup,
     config_rel,
+    dev,
     digest,
     expected_after,
     firmware_less_tree,
@@ -44,7 +45,7 @@ from helpers.restore import (
 from handoff.errors import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_NO_RECORD, EXIT_OK, EXIT_USAGE
 from handoff.restore import report
 from handoff.restore.apply import OutsideTree, SysfsAccess, apply, scan
-from handoff.restore.plan import WRITE, make_plan
+from handoff.restore.plan import DO_RESCAN, REFUSE, WRITE, make_plan
 from handoff.restore.policy import parse_policy
 from handoff.sysfs import ConfigSpace, SysfsTree
 from handoff.sysfs.probe import parse_lockdown, probe
@@ -79,22 +80,47 @@ def test_qemu_pair_exact_writes(tmp_path: Path, policy: str, n_writes: int) -> N
             report.summary(doc)
 
 
-def test_restore_brings_back_lost_bars_and_windows(tmp_path: Path) -> None:
+def test_lost_bars_and_windows_are_left_to_the_kernel_by_default(tmp_path: Path) -> None:
     plan, tree = plan_for(tmp_path, tree=firmware_less_tree(tmp_path))
     before = tree_state(tree.root)
     apply(plan, SysfsAccess(tree), sleep=lambda s: None)
     after = tree_state(tree.root)
     assert after == expected_after(before, tree, plan)
-    first = fixture(PORT1)
-    port = after[config_rel(tree, PORT1)]
-    for off, w in ((0x04, 2), (0x18, 4), (0x1C, 2), (0x20, 4), (0x24, 4)):
-        assert get(port, off, w) == get(first, off, w), hex(off)
-    nvme = after[config_rel(tree, NVME)]
+    port, nvme = after[config_rel(tree, PORT1)], after[config_rel(tree, NVME)]
+    for off, w in ((0x18, 4), (0x1C, 2), (0x20, 4), (0x24, 4)):
+        assert get(port, off, w) == get(before[config_rel(tree, PORT1)], off, w), hex(off)
+    assert get(nvme, 0x10, 8) == get(before[config_rel(tree, NVME)], 0x10, 8)
+    assert get(port, 4, 2) == 0x0507 and get(nvme, 4, 2) == 0x0503  # SERR# only
+    doc = report.build(plan)
+    # bus numbers, 3 windows, BAR0, the nvme's Bus Master (off now, on when saved) and
+    # MSI-X Enable (on when saved) of the nvme and both virtio-blk functions
+    assert doc["totals"]["kernel_owned"] == 9
+    nv = next(d for d in doc["devices"] if d["addr"] == NVME)
+    assert nv["kernel_owns"] == ["BAR0", "COMMAND", "MSI-X Message Control"]
+
+
+def test_kernel_owned_rescan_hands_lost_bars_to_the_kernel(tmp_path: Path) -> None:
+    """kernel_owned = "rescan": the saved BAR is written with decoding off, the nvme removed
+    and the bus rescanned, and the kernel's resource then starts where the BAR does. The
+    bound root port is refused: nothing is changed under pcieport."""
+    pol = parse_policy('kernel_owned = "rescan"\n[[rule]]\naddress = "0000:00:01.0"\n'
+                       'action = "restore-early"\nkernel_owned = "rescan"\n')
+    plan, tree = plan_for(tmp_path, tree=firmware_less_tree(tmp_path), policy=pol)
+    F.add_remove_files(tree.root)
+    access = F.kernel_like_access()(tree)
+    apply(plan, access, sleep=lambda s: None)
+    nvme = (tree.device_dir(NVME) / "config").read_bytes()
     assert get(nvme, 0x10, 8) == get(fixture(NVME), 0x10, 8)
-    assert get(nvme, 4, 2) == get(fixture(NVME), 4, 2)
-    assert nvme[0x43] & 0x80 == 0  # MSI-X Enable still off
-    outcomes = {d.addr: d.outcome for d in plan.devices}
-    assert outcomes[PORT1] == outcomes[NVME] == outcomes[E1000] == "done"
+    assert tree.resources(NVME)[0].start == get(nvme, 0x10, 4) & ~0xF
+    assert get(nvme, 4, 2) & 0x7 == 0  # decoding stays off: the driver's enable turns it on
+    (rs,) = [s for s in dev(plan, NVME).steps if s.op == DO_RESCAN]
+    assert (rs.status, rs.before, rs.after) == ("verified", "BAR0=0x0",
+                                                f"BAR0={get(fixture(NVME), 0x10, 4) & ~0xF:#x}")
+    assert [x[1] for x in access.log if x[0] == NVME] == [
+        "config@0x4/2", "config@0x10/4", "remove", "config@0x4/2"]
+    (refused,) = [s for s in dev(plan, PORT1).steps if s.op == REFUSE and s.resource]
+    assert "pcieport is bound in the capture kernel" in refused.why
+    assert dev(plan, NVME).outcome == "done"
 
 
 # --- refusals: never a crash, never a write to the wrong device ------------------------
@@ -125,19 +151,25 @@ class StuckBars(ConfigSpace):
 
 
 def test_bar_read_back_retries_then_stops_the_device(tmp_path: Path) -> None:
-    plan, tree = plan_for(tmp_path, tree=firmware_less_tree(tmp_path))
+    pol = parse_policy('kernel_owned = "rescan"\n')
+    plan, tree = plan_for(tmp_path, tree=firmware_less_tree(tmp_path), policy=pol)
+    F.add_remove_files(tree.root)
     sleeps: list[float] = []
-    apply(plan, SysfsAccess(tree, StuckBars), sleep=sleeps.append)
+    apply(plan, F.kernel_like_access()(tree, StuckBars), sleep=sleeps.append)
     d = next(d for d in plan.devices if d.addr == NVME)
-    steps = [s for s in d.steps if s.op == WRITE]
+    steps = [s for s in d.steps if s.acts and s.phase == "rescan"] + [
+        s for s in d.steps if s.acts and s.phase == "restore"]  # the order they run in
     assert [(s.reg, s.status) for s in steps] == [
-        ("COMMAND", "verified"), ("BAR0", "unverified"), ("COMMAND", "refused")]
+        ("COMMAND", "verified"), ("BAR0", "unverified"), ("remove + rescan", "refused"),
+        ("COMMAND", "refused")]
     assert "after 11 write(s)" in steps[1].result  # 1 + 10 retries
     assert sleeps.count(0.001) == 10
-    assert "not attempted" in steps[2].result
+    assert "not attempted" in steps[2].result and "not attempted" in steps[3].result
     assert d.outcome == "failed"
     now = (tree.device_dir(NVME) / "config").read_bytes()
-    assert get(now, 4, 2) == 0x0400  # decoding stayed off: COMMAND was never restored
+    assert get(now, 4, 2) == 0x0400  # decoding stayed off, and the device was not removed
+    assert (tree.device_dir(NVME) / "remove").exists() and not (
+        tree.device_dir(NVME) / "remove").read_bytes()
 
 
 def test_all_ones_device_is_refused(tmp_path: Path) -> None:
@@ -256,9 +288,12 @@ def test_lockdown_still_resets(tmp_path: Path) -> None:
     doc = report.build(plan)
     v = next(d for d in doc["devices"] if d["addr"] == VNET)
     # The quiesce write is refused, the reset the policy asked for is done: partial.
-    assert v["outcome"] == "partial" and "reset flr" in v["ops"]
+    assert v["outcome"] == "partial" and "reset flr COMMAND=0x0103 -> COMMAND=0x0103" in v["ops"]
     assert "lockdown (integrity)" in v["ops"][0]
-    assert (v["wanted"], v["instead"]) == ("reset", "reset")
+    # the kernel's enable 1, 0 is an operation with COMMAND before and after: Bus Master
+    # off, and INTx Disable cleared too (pci_enable_device() turns INTx on)
+    assert "enable 1,0 (instead) COMMAND=0x0507 -> COMMAND=0x0103" in v["ops"]
+    assert (v["wanted"], v["instead"]) == ("reset", "reset + disable")
     assert doc["environment"] == {
         "lockdown": "integrity", "config_writes_permitted": False, "bars_mappable": False,
         "reset_permitted": True, "rescan": False,
@@ -295,7 +330,7 @@ def test_report_fits_a_note_for_256_devices(tmp_path: Path) -> None:
     assert len(data) < 64 * 1024
     doc = json.loads(data)
     assert doc["kind"] == "handoff-restore-report" and len(doc["devices"]) == 256
-    assert doc["totals"]["devices"] == 256 and doc["totals"]["writes"] > 256
+    assert doc["totals"]["devices"] == 256 and doc["totals"]["kernel_owned"] >= 256
     assert doc["totals"]["verified"] == doc["totals"]["writes"]
     small = json.loads(report.encode(plan_for(tmp_path / "q", policy=parse_policy(""))[0]))
     assert "truncated" not in small
@@ -316,7 +351,7 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert "PASS     REGISTER" in out and "COMMAND last" in out
     assert "0000:01:00.0  1b36:0010  Non-Volatile memory controller [nvme]: restore-early" in out
     assert "MSI-X is left disabled" in out and "(dry run)" in out
-    assert "BAR0" in out and "up to 10 retries" in out
+    assert "BAR0" in out and "kernel owns: the PCI core (__pci_read_base()" in out
     out, _, rc = run_cli(["restore", "--no-plugins", "--record", str(rec), "--sysfs-root", str(tree.root),
                           "--proc-root", str(proc_dir(tmp_path)), "--dry-run", "--json"])
     doc = json.loads(out)
@@ -436,3 +471,19 @@ def test_a_corrupt_record_still_leaves_a_report_that_says_why(tmp_path: Path) ->
     assert doc["refused"] is True and doc["devices"] == []
     assert doc["record"]["check"] == "digest" and doc["record"]["error_type"] == "DigestMismatch"
     assert "no device was touched" in doc["summary"]
+
+
+def test_a_driver_bound_after_planning_stops_the_quiesce(tmp_path: Path) -> None:
+    """The capture kernel may bind a driver between plan and apply: the quiesce write is then
+    refused (nothing is turned off under a bound driver), read from the driver link now."""
+    plan, tree = plan_for(tmp_path)
+    (q,) = [s for s in dev(plan, E1000).steps if s.phase == "quiesce"]
+    assert q.op == WRITE
+    drv = tree.root / "bus" / "pci" / "drivers" / "e1000"
+    drv.mkdir(parents=True, exist_ok=True)
+    (tree.device_dir(E1000) / "driver").symlink_to(drv)
+    before = (tree.device_dir(E1000) / "config").read_bytes()
+    apply(plan, SysfsAccess(tree), sleep=lambda s: None)
+    assert (q.status, q.result) == ("refused", ("e1000 is bound now: nothing is turned off "
+                                               "under it"))
+    assert (tree.device_dir(E1000) / "config").read_bytes() == before

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from helpers import fakebar as B
+from helpers import fakesysfs as F
 from helpers.restore import (
     E1000,
     NVME,
@@ -22,10 +23,11 @@ from helpers.restore import (
     capture_tree,
     dev,
     digest,
-    firmware_less_tree,
+    fixture,
     get,
     plan_for,
     proc_dir,
+    put,
     record_of,
     run_cli,
     saved_devices,
@@ -63,6 +65,16 @@ def with_bars(tree: SysfsTree) -> SysfsTree:
                                         0xD0: (4, 0x9D), 0x100: (4, 0x0400_8002),
                                         0x400: (4, 0x0104_00FA)})
     return tree
+
+
+def _to_restore(tmp: Path) -> SysfsTree:
+    """The capture tree with SERR# Enable (a field nobody owns) lost on root port 1 and the
+    nvme, and the nvme's Bus Master off: config restore has a write for each, and the
+    nvme's BAR0 still agrees with the kernel's resource, so its plugin may reach it."""
+    port, nvme = fixture(PORT1, F.Q35_CAPTURE), fixture(NVME, F.Q35_CAPTURE)
+    put(port, 0x04, 2, get(port, 4, 2) & ~0x100)
+    put(nvme, 0x04, 2, 0x0403)
+    return capture_tree(tmp, config_override={PORT1: bytes(port), NVME: bytes(nvme)})
 
 
 def models(nvme: B.Model | None = None, **extra: B.Model) -> dict[str, dict[int, B.Model]]:
@@ -152,7 +164,7 @@ def test_passes_run_in_the_documented_order(tmp_path: Path) -> None:
             events.append(("config-write", self.path.parent.name, offset))
             super().write(offset, width, value)
 
-    tree = with_bars(firmware_less_tree(tmp_path))  # nvme and root port 1 need restoring
+    tree = with_bars(_to_restore(tmp_path))  # nvme and root port 1 need restoring
     m: dict[str, dict[int, B.Model]] = {
         a: {i: Recorder(events, a, x) for i, x in bars.items()} for a, bars in models().items()}
     plan = run_engine(tmp_path, tree, bar_models=m, access=SysfsAccess(tree, Logged))
@@ -169,14 +181,14 @@ def test_passes_run_in_the_documented_order(tmp_path: Path) -> None:
         "0000:00:04.0": "nothing", E1000: "done", "0000:00:1f.2": "nothing", NVME: "done",
         VNET: "done", VBLK: "done", VBLK2: "done"}
     port = (tree.device_dir(PORT1) / "config").read_bytes()
-    assert get(port, 0x18, 4) != 0  # bus numbers back
+    assert get(port, 4, 2) == 0x0507  # SERR# back (nobody's); Bus Master never touched
 
 
 # --- containment -----------------------------------------------------------------------------
 
 def test_a_stuck_controller_times_out_and_the_other_devices_are_still_restored(
         tmp_path: Path) -> None:
-    tree = with_bars(firmware_less_tree(tmp_path))
+    tree = with_bars(_to_restore(tmp_path))
     plan = run_engine(tmp_path, tree, bar_models=models(nvme=B.NvmeModel(ready_after=None)))
     doc = report.build(plan)
     d = by_addr(doc, NVME)

@@ -87,8 +87,12 @@ def run(ctx: Ctx) -> list[Row]:
     reset()
     base = ctx.handoff("restore", "--record", str(rec), "--sysfs-root", str(tree),
                        "--proc-root", str(proc))
+    # The zero-filled resourceN files read 0 where a device's registers cannot (e1000
+    # STATUS, NVMe CAP, virtio num_queues): the plugins report "no response" and apply exits
+    # 1 (a failed check). That is the right outcome for such devices; the bench times the
+    # run, so 1 is accepted beside 0.
     cmds = [ctx.floor(), Cmd("dry-run", [[*base, "--dry-run"]]),
-            Cmd("apply", [base], before=reset)]
+            Cmd("apply", [base], before=reset, ok=(0, 1))]
     ctx.log(f"restore: dry run and apply on {len(configs)} functions")
     st = series(cmds, ctx.runs)
     floor_s = st["python3 -S -c pass"].wall

@@ -42,7 +42,8 @@ PHASES = (SAVE, QUIESCE, RESET, RESTORE, VERIFY)
 READ_ONLY_PHASES = (SAVE, VERIFY)  # steps of these phases may not write a register
 
 OK, FAILED, REFUSED, TIMEOUT, PLANNED = "ok", "failed", "refused", "timeout", "planned"
-OUTCOMES = (OK, FAILED, REFUSED, TIMEOUT, PLANNED)
+NO_RESPONSE = "no-response"  # a read the device cannot have answered: never "ok"
+OUTCOMES = (OK, FAILED, REFUSED, TIMEOUT, PLANNED, NO_RESPONSE)
 
 # An ext-section key (payload.cddl ``ext``): lower case, so two plugins cannot differ by case.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -54,6 +55,13 @@ class PluginError(HandoffError):
 
 class StepFailed(PluginError):
     """The device did not behave as the step needs (raised by step bodies)."""
+
+
+class NoResponse(StepFailed):
+    """A read the device cannot have answered: all ones, or zero from a register that cannot
+    be zero (e1000 STATUS, NVMe CAP/VS, virtio num_queues). A device that is not decoding
+    (Memory Space off: QEMU then returns 0) or is gone reads so; the step's outcome is
+    ``no-response``, never ``ok``."""
 
 
 class StepTimeout(PluginError):

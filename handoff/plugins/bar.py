@@ -16,17 +16,22 @@ from typing import TYPE_CHECKING, Protocol, Self
 from handoff._slots import Frozen
 from handoff.sysfs import SysfsTree
 from handoff.sysfs import paths as _paths
+from handoff.sysfs.config import ConfigAccessError, ConfigSpace
 from handoff.sysfs.paths import ADDR as _ADDR
 from handoff.sysfs.resource import (
     CLAIMED_MESSAGE,
+    CMD_MEMORY,
     IORESOURCE_IO,
     LOCKDOWN_MESSAGE,
     MAX_BARS,
+    PCI_COMMAND,
     BarClaimed,
     BarError,
     BarMappingRefused,
     BarUnavailable,
     MmapFile,
+    bar_disagreements,
+    read_resources,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,22 +182,24 @@ class SysfsBars:
         self._root = _paths.pathstr(tree.root_dir)  # as str(tree.root) spells it
         self._dir = _paths.join(self._root, "bus", "pci", "devices", addr)
         self._resource: list[str] | None = None
+        self._step_checked = False
+        self._enabled: int | None = None  # COMMAND before Memory Space was turned on
+        self._events: list[str] = []
 
     def resource_path(self, index: int) -> Path:
         return self.tree.device_dir(self.addr) / f"resource{index}"
 
     def bar(self, index: int) -> BarAccessor:
-        if index in self._open:
-            return self._open[index]
         if index in self._failed:
             raise self._failed[index]
-        try:
-            acc = self._map(index)
-        except BarError as e:
-            self._failed[index] = e
-            raise
-        self._open[index] = acc
-        return acc
+        if index not in self._open:
+            try:
+                self._open[index] = self._map(index)
+            except BarError as e:
+                self._failed[index] = e
+                raise
+        self._decoding(index)
+        return self._open[index]
 
     def _map(self, index: int) -> BarAccessor:
         if not 0 <= index < MAX_BARS:
@@ -203,6 +210,7 @@ class SysfsBars:
             raise BarUnavailable(f"{self.addr}: BAR{index} is an I/O-port BAR; plugins map "
                                  "memory BARs only", bar=index, path=path)
         self._inside(path, index)
+        self._agrees(index, path)
         if self._open_file is not None:
             regs = self._open_file(self.resource_path(index), self.writable, index)
         else:
@@ -211,6 +219,70 @@ class SysfsBars:
                                                                              "driver")),
                                  mmap_fn=self._mmap_fn)
         return BarAccessor(regs, bar=index, path=path)
+
+    def _agrees(self, index: int, path: str) -> None:
+        """Check before touching (issue 12): the kernel assigned the BAR, and config space
+        holds the address the kernel's ``resource`` line starts at. A BAR moved behind the
+        kernel's back maps the kernel's address, where the device no longer answers."""
+        res = {r.index: r for r in read_resources(self._dir)}.get(index)
+        if res is None or not res.assigned:
+            raise BarUnavailable(f"{self.addr}: BAR{index} is not assigned by the kernel "
+                                 "(resource line empty or unset): not touched", bar=index,
+                                 path=path)
+        hdr = self._config().read_all(0x40)
+        bad = [x for x in bar_disagreements(hdr, [res]) if x.startswith(f"BAR{index} ")]
+        if bad:
+            raise BarUnavailable(f"{self.addr}: {bad[0]}: the kernel and the device disagree, "
+                                 "not touched (remove + rescan makes the kernel read it "
+                                 "again)", bar=index, path=path)
+
+    def _config(self) -> ConfigSpace:
+        return ConfigSpace(_paths.join(self._dir, "config"))
+
+    def _decoding(self, index: int) -> None:
+        """Memory Space must be on for a memory BAR to answer (off, QEMU reads 0). Once per
+        step: if it is off and no driver holds the function, turn it on for the step;
+        :meth:`end_step` turns it off again. Each change is an operation in the report."""
+        if self._step_checked:
+            return
+        self._step_checked = True
+        cfg = self._config()
+        cmd = cfg.read(PCI_COMMAND, 2)
+        if cmd & CMD_MEMORY:
+            return
+        driver = _paths.link_name(_paths.join(self._dir, "driver"))
+        if driver:
+            raise BarUnavailable(f"{self.addr}: Memory Space is off (COMMAND {cmd:#06x}) and "
+                                 f"{driver} holds the function: not turned on under it",
+                                 bar=index)
+        try:
+            cfg.write(PCI_COMMAND, 2, cmd | CMD_MEMORY)
+        except ConfigAccessError as e:
+            raise BarUnavailable(f"{self.addr}: Memory Space is off (COMMAND {cmd:#06x}) and "
+                                 f"cannot be turned on: {e}", bar=index) from None
+        after = cfg.read(PCI_COMMAND, 2)
+        self._enabled = cmd
+        self._events.append(f"operation: COMMAND {cmd:#06x} -> {after:#06x} (Memory Space on "
+                            "for this step: off, the BAR reads 0)")
+
+    def end_step(self) -> list[str]:
+        """The operations reaching the BARs took in the step that just ended, with Memory
+        Space put back as it was."""
+        if self._enabled is not None:
+            cfg = self._config()
+            try:
+                now = cfg.read(PCI_COMMAND, 2)
+                cfg.write(PCI_COMMAND, 2, now & ~CMD_MEMORY | self._enabled & CMD_MEMORY)
+                after = cfg.read(PCI_COMMAND, 2)
+                self._events.append(f"operation: COMMAND {now:#06x} -> {after:#06x} (Memory "
+                                    "Space restored after the step)")
+            except ConfigAccessError as e:
+                self._events.append(f"operation: Memory Space could not be turned off again: "
+                                    f"{e}")
+            self._enabled = None
+        self._step_checked = False
+        out, self._events = self._events, []
+        return out
 
     def _flags(self, index: int) -> int | None:
         if self._resource is None:
@@ -229,6 +301,7 @@ class SysfsBars:
                                  bar=index, path=path)
 
     def close(self) -> None:
+        self.end_step()
         for acc in self._open.values():
             acc.close()
         self._open.clear()

@@ -24,6 +24,7 @@ from handoff._slots import Slots
 from handoff.devices.model import PciDevice
 from handoff.plugins.api import (
     FAILED,
+    NO_RESPONSE,
     OK,
     PHASES,
     PLANNED,
@@ -31,6 +32,7 @@ from handoff.plugins.api import (
     REFUSED,
     SAVE,
     TIMEOUT,
+    NoResponse,
     Plugin,
     PluginStep,
     StepFailed,
@@ -140,6 +142,8 @@ def _problem(info: PluginInfo, device: PciDevice, phase: str, name: str,
 def _classify(e: BaseException, step: PluginStep) -> tuple[str, str]:
     if isinstance(e, StepTimeout):
         return TIMEOUT, str(e)
+    if isinstance(e, NoResponse):
+        return NO_RESPONSE, f"no response: {e}"
     if isinstance(e, (BarMappingRefused, BarClaimed, BarUnavailable, BarBoundsError,
                       WriteRefused)):
         return REFUSED, str(e) + (f" ({e.hint})" if getattr(e, "hint", None) else "")
@@ -402,6 +406,11 @@ def run_plugins(devices: Iterable[PciDevice], phase: str, *,
                     continue
                 r = run_step(step, bars, overall, dry_run=dry_run, sleep=sleep,
                              isolate=isolate, grace_s=grace_s)
+                # Side effects of reaching the BARs (Memory Space on for the step, and off
+                # again) are operations of this step: reported with before and after.
+                end = getattr(bars, "end_step", None)
+                if end is not None:
+                    r.notes.extend(end())
                 run.results.append(r)
                 if not r.ok:
                     stopped[step.plugin] = f"{r.label} ended {r.outcome}"

@@ -29,6 +29,7 @@ from handoff.restore.steps import (
     P_QUIESCE,
     P_RESTORE,
     PASSES,
+    QUIESCE_PHASE,
     REFUSE,
     RESCAN_PHASE,
     RESTORE_PHASE,
@@ -39,6 +40,7 @@ from handoff.restore.steps import (
 from handoff.sysfs import ConfigAccessError, SysfsTree
 from handoff.sysfs.ops import ConfigPort, DeviceAccess, OutsideTree, SysfsAccess
 from handoff.sysfs.paths import ADDR as _ADDR
+from handoff.sysfs.resource import Resource
 
 
 def scan(tree: SysfsTree) -> dict[str, PciDevice]:
@@ -84,6 +86,11 @@ class _Run:
             problem = self._same_device(dev, port)
             if problem:
                 self._refuse(dev, s, problem)
+                return
+            driver = self._bound_now(dev.addr) if s.phase in (QUIESCE_PHASE,
+                                                               RESCAN_PHASE) else None
+            if driver:  # bound since the plan was made: its driver owns it now
+                self._refuse(dev, s, f"{driver} is bound now: nothing is turned off under it")
                 return
             if s.op == WRITE:
                 self._write(dev, s, port)
@@ -150,6 +157,7 @@ class _Run:
         s.result = "; ".join(notes) or None
 
     def _reset(self, dev: DevicePlan, s: Step, port: ConfigPort) -> None:
+        s.before = f"COMMAND={port.read(R.PCI_COMMAND, 2):#06x}"
         before = self.access.read_attr(dev.addr, "reset_method")
         if s.method:  # None: a kernel without reset_method picks the method itself
             self.access.write_attr(dev.addr, "reset_method", s.method)
@@ -169,6 +177,7 @@ class _Run:
             return
         cmd = port.read(R.PCI_COMMAND, 2)
         s.readback = cmd
+        s.after = f"COMMAND={cmd:#06x}"
         s.status = "done"
         # pci_dev_restore() writes back the COMMAND it saved: Bus Master may read 1 again,
         # but the function behind it was reset.
@@ -179,34 +188,64 @@ class _Run:
     def _disable(self, dev: DevicePlan, s: Step, port: ConfigPort) -> None:
         """Bus Master off by the kernel: ``enable`` 1 (pci_enable_device(), a no-op count
         bump if already enabled), then 0 (pci_disable_device() clears PCI_COMMAND_MASTER),
-        judged by reading COMMAND back, never by the writes' success alone."""
+        judged by reading COMMAND back, never by the writes' success alone. COMMAND before
+        and after is reported: enabling a function without MSI also clears INTx Disable
+        (pci_enable_device() -> pci_intx_for_msi()/do_pci_enable_device()), measured."""
+        driver = self._bound_now(dev.addr)
+        if driver:
+            self._refuse(dev, s, f"{driver} is bound now: enable 1, 0 is not written under "
+                                 "a driver")
+            return
+        before = port.read(R.PCI_COMMAND, 2)
+        s.current, s.before = before, f"COMMAND={before:#06x}"
         self.access.write_attr(dev.addr, "enable", "1")
         self.access.write_attr(dev.addr, "enable", "0")
         cmd = port.read(R.PCI_COMMAND, 2)
-        s.readback = cmd
+        s.readback, s.after = cmd, f"COMMAND={cmd:#06x}"
+        changed = R.show_changes(R.changed_fields(R.COMMAND_REG, before, cmd))
+        s.detail = changed or "COMMAND unchanged"
         if cmd & R.CMD_MASTER:
             s.status = "unverified"
             s.result = f"COMMAND reads {cmd:#06x} after enable 1, 0: Bus Master still on"
         else:
             s.status = "verified"
-            s.result = f"COMMAND reads {cmd:#06x}: Bus Master off"
+            s.result = f"COMMAND {before:#06x} -> {cmd:#06x}: Bus Master off" + (
+                "; also INTx Disable 1 -> 0 (the kernel's enable turned INTx on)"
+                if before & R.CMD_INTX_DISABLE and not cmd & R.CMD_INTX_DISABLE else "")
+
+    def _bound_now(self, addr: str) -> str | None:
+        """The driver the running kernel holds the device with now (not the record's)."""
+        fn = getattr(self.access, "driver_now", None)
+        try:
+            return fn(addr) if fn is not None else None
+        except HandoffError:
+            return None
 
     def rescan_pass(self) -> None:
         """Every planned remove (below a bridge first), then ONE rescan, then check that each
         removed device came back as itself. The kernel rescans synchronously, but a device
         may take a moment to answer again: each is polled for up to RESCAN_WAIT_S."""
         removed: list[tuple[DevicePlan, Step]] = []
+        before: dict[str, str | None] = {}
         for dev, s in self.plan.ordered():
             if s.phase != RESCAN_PHASE:
                 continue
             if s.op != DO_RESCAN or dev.addr in self.failed:
-                self.step(dev, s)  # skip/refuse/"not attempted" bookkeeping
+                if s.op == WRITE and dev.addr not in before:
+                    before[dev.addr] = self._bars_now(dev.addr)  # ahead of our writes
+                self.step(dev, s)  # writes ahead of a remove; skip/refuse bookkeeping
                 continue
             try:
-                problem = self._same_device(dev, self.access.config(dev.addr))
+                port = self.access.config(dev.addr)
+                problem = self._same_device(dev, port)
                 if problem:
                     self._refuse(dev, s, problem)
                     continue
+                driver = self._bound_now(dev.addr)
+                if driver and s.resource:
+                    self._refuse(dev, s, f"{driver} is bound now: not removed under it")
+                    continue
+                s.before = before.get(dev.addr) or _bars_text(_header(port))
                 self.access.remove(dev.addr)
             except HandoffError as e:
                 self._refuse(dev, s, f"remove: {e}")
@@ -241,9 +280,60 @@ class _Run:
             s.status, s.result = "unverified", f"removed and rescanned, but {problem}"
             self.failed[dev.addr] = s.result
             return
+        if s.resource:
+            self._verify_resources(dev, s)
+            return
+        s.after = self._bars_now(dev.addr)
         s.status, s.result = "done", "removed and rescanned: the device is back as itself"
         # The kernel now owns what it enumerated; nothing of ours may follow on it.
         self.rescanned[dev.addr] = self.failed[dev.addr] = "the device was removed and rescanned"
+
+    def _bars_now(self, addr: str) -> str | None:
+        try:
+            return _bars_text(_header(self.access.config(addr)))
+        except HandoffError:
+            return None
+
+    def _verify_resources(self, dev: DevicePlan, s: Step) -> None:
+        """After a kernel_owned rescan: every BAR in config space must equal the start of its
+        ``resource`` line, on the device and on everything below a bridge that came back."""
+        from handoff.restore.resources import below
+        from handoff.sysfs.resource import bar_disagreements
+
+        bad: list[str] = []
+        addrs = [dev.addr] + sorted(d.addr for d in self.plan.devices
+                                    if d.match.current is not None and
+                                    below(dev.addr, d.match.current))
+        for addr in addrs:
+            if not self.access.present(addr):
+                bad.append(f"{addr} did not come back")
+                continue
+            hdr = _header(self.access.config(addr))
+            fn = getattr(self.access, "resources", None)
+            res: list[Resource] = fn(addr) if fn is not None else []
+            bad.extend(f"{addr} {x}" for x in bar_disagreements(hdr, res))
+            if addr == dev.addr:
+                s.after = _bars_text(hdr)
+        if bad:
+            s.status = "unverified"
+            s.result = ("removed and rescanned, but the kernel and the device disagree: "
+                        + "; ".join(bad))
+            self.failed[dev.addr] = s.result
+            return
+        s.status = "verified"
+        s.result = ("removed and rescanned: the kernel read the state again; every BAR "
+                    "equals its resource start")
+
+
+def _header(port: ConfigPort) -> bytes:
+    """The first 64 bytes of config space, read a dword at a time (the BARs and ROM)."""
+    return b"".join(port.read(off, 4).to_bytes(4, "little") for off in range(0, 0x40, 4))
+
+
+def _bars_text(hdr: bytes) -> str:
+    from handoff.sysfs.resource import config_bars
+
+    return " ".join(f"BAR{i}={a:#x}" for i, _, a, _ in config_bars(hdr)) or "no BARs"
 
 
 RESCAN_WAIT_S = 2.0
@@ -314,7 +404,7 @@ def outcome(dev: DevicePlan) -> str:
         return "nothing"
     ok = [s for s in acts if s.status in ("verified", "done")] + [o for o in ops if o.ok]
     bad = [s for s in acts if s.status == "unverified"] + [
-        o for o in ops if o.status in ("failed", "timeout")]
+        o for o in ops if o.status in ("failed", "timeout", "no-response")]
     refused = [s for s in dev.steps if s.status == "refused"] + [
         o for o in ops if o.status == "refused"]
     if bad:

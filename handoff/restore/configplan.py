@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from handoff.devices.model import Snapshot
+from handoff.restore import owners as O
 from handoff.restore import pciregs as R
 from handoff.restore.steps import QUIESCE_PHASE, RESTORE_PHASE, SKIP_OP, WRITE, Step
 
@@ -122,10 +123,18 @@ def restore_steps(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -
                               f"{R.describe_bar(cur, p.label)}): not restored", cur, sv,
                               status="skipped"))
             return
-        s = _write(addr, RESTORE_PHASE, img, p.reg, p.offset, p.label, m, sv, p.keep_mask,
-                   why, saved=sv, **kw)
+        # Only fields no kernel component owns are written (owners.py): the rest is
+        # reported, and a resource the kernel placed is moved only by remove + rescan.
+        kmask = O.kernel_mask(p)
+        if (cur ^ sv) & m & kmask:
+            steps.append(kernel_owned(addr, p, cur, sv, (cur ^ sv) & m & kmask))
+        free = m & ~kmask
+        if not (cur ^ sv) & free:
+            return
+        s = _write(addr, RESTORE_PHASE, img, p.reg, p.offset, p.label, free, sv,
+                   p.keep_mask | kmask, why, saved=sv, **kw)
         if p.reg.rule != R.BAR:
-            other = R.changed_fields(p.reg, (cur & ~m) | (sv & m), sv)
+            other = R.changed_fields(p.reg, (cur & ~free) | (sv & free), sv)
             if other:
                 s.why += "; left alone: " + R.show_changes(other)
         steps.append(s)
@@ -158,28 +167,14 @@ def _header(addr: str, img: bytearray, saved: bytes, htype: int, by_label: dict[
     appends there too)."""
     bars = [p for p in by_label.values() if p.reg.rule == R.BAR]
     bars.sort(key=lambda p: -p.offset)  # pci_restore_config_space_range() walks downwards
-    moving = any(_get(img, p.offset, 4) & p.rw_mask != _get(saved, p.offset, 4) & p.rw_mask
-                 for p in bars)
-    if htype == 1:
-        moving = moving or _windows_differ(img, saved)
-    cmd = _get(img, R.PCI_COMMAND, 2)
-    decode = R.CMD_IO | R.CMD_MEMORY | R.CMD_MASTER
-    if moving and cmd & decode:
-        # pci_std_update_resource(): a half-updated BAR must not decode; stop mastering too.
-        out.append(_write(addr, RESTORE_PHASE, img, R.COMMAND_REG, R.PCI_COMMAND, "COMMAND",
-                          decode, 0, R.COMMAND_REG.full & ~decode,
-                          "decoding and Bus Master off while base addresses change "
-                          "(pci_std_update_resource()); COMMAND is restored last",
-                          transient=True))
     if htype == 1:
         if "Bus Numbers" in by_label:
-            restore(by_label["Bus Numbers"], "bus numbers before windows and devices below "
-                    "(pci_scan_bridge() assigns buses before resources)")
-        out.extend(_windows(addr, img, saved, handled))
+            restore(by_label["Bus Numbers"], "bus numbers")
+        for p in sorted((p for p in by_label.values() if p.reg.rule == R.WINDOW),
+                        key=lambda p: p.offset):
+            restore(p, "bridge window")
     for p in bars:
-        retries = BAR_RETRIES if p.reg.name.startswith("BAR") else 0
-        restore(p, "base address: written and read back (pci_restore_config_dword())",
-                retries=retries)
+        restore(p, "base address")
     for name in ("Bridge Control", "Interrupt Line", "Latency Timer", "Cache Line Size"):
         if name in by_label:
             restore(by_label[name], "pci_restore_config_space()")
@@ -239,11 +234,30 @@ def _windows(addr: str, img: bytearray, saved: bytes, handled: set[int]) -> list
     return out
 
 
+def kernel_owned(addr: str, p: R.Placed, cur: int, sv: int, bits: int) -> Step:
+    """A difference in fields a kernel component owns: reported, never written here."""
+    owned = O.owners_of(p, bits)
+    names = {n for n, _ in owned}
+    changes = [c for c in R.changed_fields(p.reg, cur, sv, bar_name=p.label)
+               if p.reg.rule == R.BAR or not p.reg.fields or c[0] in names]
+    why = "; ".join(dict.fromkeys(o.why() for _, o in owned))
+    resource = any(o.kind == O.RESOURCE for _, o in owned)
+    if resource:
+        why += ("; only remove + rescan moves it (policy kernel_owned = \"rescan\", "
+                "docs/policy.md)")
+    return Step(addr, RESTORE_PHASE, p.label, p.offset, p.reg.width, SKIP_OP, why, cur, sv,
+                detail=R.show_changes(changes, "now-saved"), status="skipped",
+                owner=owned[0][1].who if owned else O.CORE, resource=resource)
+
+
 def _left_alone(addr: str, p: R.Placed, cur: int, sv: int) -> Step:
     changes = R.changed_fields(p.reg, cur, sv, bar_name=p.label)
     kinds = {k for _, _, _, k in changes}
+    owner = O.owner(p.label)
     if p.reg.rule == R.DRIVER:
         why = p.reg.why or "left for the driver"
+        if owner is not None and owner.kernel:
+            why = f"{owner.why()}: {why}"
     elif p.reg.rule in (R.NEVER, R.NORULE):
         why = p.reg.why or "never written"
     elif kinds <= {R.W1C}:
@@ -255,7 +269,9 @@ def _left_alone(addr: str, p: R.Placed, cur: int, sv: int) -> Step:
         whys = sorted({f.why for f in p.reg.fields if f.why and f.name in names})
         why = "not restored: " + ("; ".join(whys) or "by rule")
     return Step(addr, RESTORE_PHASE, p.label, p.offset, p.reg.width, SKIP_OP, why, cur, sv,
-                detail=R.show_changes(changes, "now-saved"), status="skipped")
+                detail=R.show_changes(changes, "now-saved"), status="skipped",
+                owner=owner.who if owner is not None and owner.kernel and
+                p.reg.rule == R.DRIVER else None)
 
 
 def _left_alone_all(addr: str, img: bytearray, saved: bytes, placed: list[R.Placed],

@@ -69,6 +69,7 @@ class Fallback(Slots):
     """Per device: what was wanted, what the kernel refused, and what is done instead."""
 
     __slots__ = (
+        "also",
         "chain",
         "chain_from",
         "instead",
@@ -88,6 +89,7 @@ class Fallback(Slots):
     method: str | None
     passed: list[str]  # why earlier choices were not possible
     permitted: list[str]  # what the kernel still does here
+    also: list[str]  # operations planned besides ``instead`` ("disable": sysfs enable 1, 0)
 
     def __init__(self, wanted: str, refused: list[str], chain: tuple[str, ...], chain_from: str,
                  instead: str, why: str, method: str | None = None,
@@ -101,6 +103,7 @@ class Fallback(Slots):
         self.method = method
         self.passed = [] if passed is None else passed
         self.permitted = [] if permitted is None else permitted
+        self.also: list[str] = []
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"wanted": self.wanted, "refused": self.refused,
@@ -110,11 +113,14 @@ class Fallback(Slots):
             d["method"] = self.method
         if self.passed:
             d["passed"] = self.passed
+        if self.also:
+            d["also"] = self.also
         d["why"] = self.why
         return d
 
     def line(self) -> str:
         what = f"{self.instead} ({self.method})" if self.method else self.instead
+        what += "".join(f" + {x}" for x in self.also)
         return (f"wanted {self.wanted}; refused: {'; '.join(self.refused)}; kernel permits: "
                 f"{', '.join(self.permitted) or 'nothing here'}; instead: {what}")
 

@@ -40,6 +40,7 @@ from handoff.restore.match import (
 from handoff.restore.policy import (
     DEFAULT_POLICY,
     QUIESCE,
+    RESCAN_OWNED,
     RESET,
     RESTORE_EARLY,
     RESTORE_LIVE,
@@ -70,7 +71,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from handoff.plugins import Registry
     from handoff.plugins.registry import Selection
 
-_WINDOW_OFFSETS = (0x1C, 0x20, 0x24, 0x28, 0x2C, 0x30)
 
 
 class DevicePlan(Slots):
@@ -262,7 +262,7 @@ def make_plan(rec: Any, current: dict[str, PciDevice], *, policy: Policy = DEFAU
     check = check_identity(rec, identity, force=force)
     saved = devices_from_payload(rec.payload)
     matches, appeared = match_all(saved, current)
-    plans = [_plan_device(m, policy, check, env, registry) for m in matches]
+    plans = [_plan_device(m, policy, check, env, registry, current) for m in matches]
     seen: dict[str, int] = {}
     for d in saved:
         seen[d.addr] = seen.get(d.addr, 0) + 1
@@ -274,7 +274,8 @@ def make_plan(rec: Any, current: dict[str, PciDevice], *, policy: Policy = DEFAU
 
 
 def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Environment,
-                 registry: Registry | None) -> DevicePlan:
+                 registry: Registry | None,
+                 current: dict[str, PciDevice] | None = None) -> DevicePlan:
     dec = policy.decide(m.saved, m.saved.policy)
     if not check.ok:
         return DevicePlan(m.saved, m, dec, "refused",
@@ -288,7 +289,16 @@ def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Envi
     dp = DevicePlan(m.saved, m, dec, "planned", dec.why)
     img = bytearray(m.current.live.data)
     if dec.action in (QUIESCE, RESET):
-        dp.steps.append(quiesce_step(dp.addr, img))
+        if m.current.driver:
+            # Nothing is turned off under a driver the capture kernel has bound (pcieport on
+            # root ports): it believes Bus Master is on (is_busmaster), and
+            # pci_enable_bridge() would never set it again. quiesce is for unbound functions.
+            dp.steps.append(Step(dp.addr, QUIESCE_PHASE, "COMMAND", R.PCI_COMMAND, 2, SKIP_OP,
+                                 f"{m.current.driver} is bound in the capture kernel: "
+                                 "nothing is turned off under it (quiesce is for unbound "
+                                 "functions)", status="skipped", owner="driver"))
+        else:
+            dp.steps.append(quiesce_step(dp.addr, img))
     if dec.action == RESET:
         dp.steps.append(_reset(dp.addr, m.current, dec, env))
     if dec.action in (RESTORE_EARLY, RESTORE_LIVE):
@@ -300,6 +310,10 @@ def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Envi
             return dp
         assert snap is not None
         dp.steps.extend(restore_steps(dp.addr, img, snap, dp.notes))
+        if dec.kernel_owned == RESCAN_OWNED:
+            from handoff.restore.resources import plan_rescan
+
+            plan_rescan(dp, snap, current or {}, env)
     refused_cfg = _refuse_config_writes(dp, env)
     if registry is not None:
         from handoff.restore.pluginpass import plan_device
@@ -355,8 +369,7 @@ def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[Plug
     if ops:
         labels = ", ".join(dict.fromkeys(o.label for o in ops))
         refused.append(f"{len(ops)} plugin step(s) ({labels}): BAR mapping refused")
-    bars = any(s.phase == RESTORE_PHASE and (s.reg.startswith("BAR") or s.reg == "ROM"
-                                             or s.offset in _WINDOW_OFFSETS) for s in cfg)
+    bars = any(s.resource for s in dp.steps)  # lost BARs/windows the kernel owns
     fb = choose(dp.decision, dp.match.current, env, refused, touches_bars=bars,
                 reset_planned=any(s.op == DO_RESET for s in dp.steps))
     dp.fallback = fb
@@ -375,6 +388,9 @@ def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[Plug
                      default=0)
             dp.steps.insert(at, Step(dp.addr, QUIESCE_PHASE, "COMMAND", 0, 0, DO_DISABLE,
                                      f"{wanted}: {DISABLE_DOES}", instead=True))
+            # A side effect of its own (COMMAND changes, INTx Disable included): the
+            # report names it beside whatever the chain chose, never "skip" alone.
+            fb.also.append("disable")
         else:
             fb.passed.append(f"Bus Master off through sysfs enable: {problem}")
     if fb.instead == RESET and fb.method is not None:

@@ -43,6 +43,11 @@ _set = object.__setattr__
 RESET_METHODS = ("device_specific", "acpi", "flr", "af_flr", "pm", "bus", "cxl_bus")
 # What restore may do instead when the kernel refuses what the action needs (docs/lockdown.md).
 FALLBACKS = ("reset", "rescan", "skip")
+# What restore does with a difference in a resource the kernel placed (a BAR, the ROM, bus
+# numbers, a window; restore/owners.py): report it (the default: never move a resource), or
+# write the saved value and remove + rescan so the kernel reads it again (docs/policy.md).
+REPORT, RESCAN_OWNED = "report", "rescan"
+KERNEL_OWNED = (REPORT, RESCAN_OWNED)
 POLICY_VERSION = 1
 _PLUGIN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # handoff.plugins.api.NAME_RE
 
@@ -61,6 +66,7 @@ class Rule(Frozen):
         "fallback",
         "id",
         "index",
+        "kernel_owned",
         "line",
         "plugins",
         "reset_method",
@@ -77,12 +83,14 @@ class Rule(Frozen):
     why: str | None
     plugins: Plugins | None  # None: the policy's top-level setting
     fallback: tuple[str, ...] | None
+    kernel_owned: str | None  # None: the policy's top-level setting
 
     def __init__(self, index: int, line: int, action: str, address: str | None = None,
                  id: IdPattern | None = None, cls: ClassPattern | None = None,
                  driver: str | None = None, reset_method: str | None = None,
                  why: str | None = None, plugins: Plugins | None = None,
-                 fallback: tuple[str, ...] | None = None) -> None:
+                 fallback: tuple[str, ...] | None = None,
+                 kernel_owned: str | None = None) -> None:
         _set(self, "index", index)
         _set(self, "line", line)
         _set(self, "action", action)
@@ -94,6 +102,7 @@ class Rule(Frozen):
         _set(self, "why", why)
         _set(self, "plugins", plugins)
         _set(self, "fallback", fallback)
+        _set(self, "kernel_owned", kernel_owned)
 
     def matches(self, dev: PciDevice) -> bool:
         if self.address is not None and not fnmatch.fnmatchcase(dev.addr, self.address):
@@ -117,6 +126,7 @@ class Decision(Frozen):
         "action",
         "fallback",
         "fallback_source",
+        "kernel_owned",
         "plugins",
         "reset_method",
         "rule",
@@ -131,11 +141,12 @@ class Decision(Frozen):
     plugins: Plugins
     fallback: tuple[str, ...] | None  # None: the built-in default for the device kind
     fallback_source: str | None  # "rule 2 (line 9)", "policy fallback"
+    kernel_owned: str  # report or rescan
 
     def __init__(self, action: str, why: str, rule: Rule | None = None,
                  reset_method: str | None = None, source: str = "default", plugins: Plugins = True,
                  fallback: tuple[str, ...] | None = None,
-                 fallback_source: str | None = None) -> None:
+                 fallback_source: str | None = None, kernel_owned: str = REPORT) -> None:
         _set(self, "action", action)
         _set(self, "why", why)
         _set(self, "rule", rule)
@@ -144,26 +155,31 @@ class Decision(Frozen):
         _set(self, "plugins", plugins)
         _set(self, "fallback", fallback)
         _set(self, "fallback_source", fallback_source)
+        _set(self, "kernel_owned", kernel_owned)
 
 
 class Policy(Frozen):
-    __slots__ = ("blacklist", "default", "fallback", "plugins", "rules", "source")
+    __slots__ = ("blacklist", "default", "fallback", "kernel_owned", "plugins", "rules",
+                 "source")
     rules: tuple[Rule, ...]
     blacklist: tuple[str, ...]
     default: str | None  # action for devices no rule matches (None: record, defaults)
     source: str
     plugins: Plugins  # top-level ``plugins``
     fallback: tuple[str, ...] | None  # top-level ``fallback`` (never for bridges)
+    kernel_owned: str  # top-level ``kernel_owned`` (never for bridges)
 
     def __init__(self, rules: tuple[Rule, ...] = (), blacklist: tuple[str, ...] = (),
                  default: str | None = None, source: str = "built-in defaults",
-                 plugins: Plugins = True, fallback: tuple[str, ...] | None = None) -> None:
+                 plugins: Plugins = True, fallback: tuple[str, ...] | None = None,
+                 kernel_owned: str = REPORT) -> None:
         _set(self, "rules", rules)
         _set(self, "blacklist", blacklist)
         _set(self, "default", default)
         _set(self, "source", source)
         _set(self, "plugins", plugins)
         _set(self, "fallback", fallback)
+        _set(self, "kernel_owned", kernel_owned)
 
     def check_plugins(self, known: Iterable[str]) -> None:
         """Refuse a plugin name that no installed plugin has: a typo ("nvmee") would silently
@@ -185,7 +201,22 @@ class Policy(Frozen):
 
     def decide(self, dev: PciDevice, recorded: str | None = None) -> Decision:
         """Rule, then the policy's ``default``, then the record's action, then defaults.
-        A rule's ``plugins`` and ``fallback`` win over the top-level ones."""
+        A rule's ``plugins``, ``fallback`` and ``kernel_owned`` win over the top-level ones."""
+        d = self._decide(dev, recorded)
+        ko = self._kernel_owned(dev, d.rule)
+        if ko == d.kernel_owned:
+            return d
+        return Decision(d.action, d.why, d.rule, d.reset_method, d.source, d.plugins,
+                        d.fallback, d.fallback_source, ko)
+
+    def _kernel_owned(self, dev: PciDevice, rule: Rule | None) -> str:
+        if rule is not None and rule.kernel_owned is not None:
+            return rule.kernel_owned
+        # As with fallback: removing a bridge removes everything behind it, so only a rule
+        # that matches the bridge itself can ask for that.
+        return REPORT if is_bridge(dev) else self.kernel_owned
+
+    def _decide(self, dev: PciDevice, recorded: str | None) -> Decision:
         for r in self.rules:
             if r.matches(dev):
                 why = r.why or f"policy {r.describe()}"
@@ -221,7 +252,8 @@ class Policy(Frozen):
                 "blacklist": list(self.blacklist), "default": self.default,
                 "plugins": self.plugins if isinstance(self.plugins, bool)
                 else list(self.plugins),
-                "fallback": list(self.fallback) if self.fallback else None}
+                "fallback": list(self.fallback) if self.fallback else None,
+                "kernel_owned": self.kernel_owned}
 
 
 def default_decision(dev: PciDevice, *, blacklist: Iterable[str] = ()) -> Decision:
@@ -232,9 +264,9 @@ def default_decision(dev: PciDevice, *, blacklist: Iterable[str] = ()) -> Decisi
 
 # --- the file ------------------------------------------------------------------------------
 
-_TOP_KEYS = ("version", "blacklist", "default", "plugins", "fallback", "rule")
+_TOP_KEYS = ("version", "blacklist", "default", "plugins", "fallback", "kernel_owned", "rule")
 _RULE_KEYS = ("address", "id", "class", "driver", "action", "reset_method", "plugins",
-              "fallback", "why")
+              "fallback", "kernel_owned", "why")
 _LIST_KEYS = ("plugins", "fallback")  # the rule keys that are not strings
 
 
@@ -288,8 +320,15 @@ def parse_policy(text: str, name: str = "<policy>") -> Policy:
     rules = tuple(_rule(i, r, loc) for i, r in enumerate(raw_rules))
     plugins = _plugins(doc["plugins"], loc, None) if "plugins" in doc else True
     fallback = _fallback(doc["fallback"], loc, None) if "fallback" in doc else None
+    ko = _kernel_owned(doc["kernel_owned"], loc, None) if "kernel_owned" in doc else REPORT
     return Policy(rules, tuple(bl), None if default in (None, "auto") else default, name,
-                  plugins, fallback)
+                  plugins, fallback, ko)
+
+
+def _kernel_owned(v: Any, loc: _Locator, rule: int | None) -> str:
+    if v not in KERNEL_OWNED:
+        raise loc.error(rule, "kernel_owned", f"expected \"report\" or \"rescan\", got {v!r}")
+    return str(v)
 
 
 def _plugins(v: Any, loc: _Locator, rule: int | None) -> Plugins:
@@ -354,6 +393,8 @@ def _rule(i: int, r: dict[str, Any], loc: _Locator) -> Rule:
         kw["plugins"] = _plugins(r["plugins"], loc, i)
     if "fallback" in r:
         kw["fallback"] = _fallback(r["fallback"], loc, i)
+    if "kernel_owned" in r:
+        kw["kernel_owned"] = _kernel_owned(r["kernel_owned"], loc, i)
     return Rule(i + 1, loc.rule_line(i), action, reset_method=rm,
                 why=r.get("why"), **kw)
 

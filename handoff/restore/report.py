@@ -21,6 +21,7 @@ from typing import Any
 from handoff.restore import pciregs as R
 from handoff.restore.plan import DevicePlan, Plan
 from handoff.restore.steps import (
+    DO_DISABLE,
     DO_RESCAN,
     DO_RESET,
     PASSES,
@@ -46,7 +47,9 @@ def _by(dev: DevicePlan) -> str:
 
 
 def _op(s: Step) -> str:
-    if s.op == DO_RESCAN:
+    if s.op == DO_DISABLE:
+        text = "enable 1,0"
+    elif s.op == DO_RESCAN or (s.op == REFUSE and s.phase == "rescan"):
         text = "remove+rescan"
     elif s.op == DO_RESET or (s.op == REFUSE and s.phase == "reset"):
         text = f"reset {s.method or ''}".rstrip()
@@ -55,6 +58,8 @@ def _op(s: Step) -> str:
         text = f"{s.reg}={val:#0{2 + 2 * s.width}x}"
     if s.instead:
         text += " (instead)"
+    if s.before is not None or s.after is not None:  # a side effect: what it changed
+        text += f" {s.before or '?'} -> {s.after or '?'}"
     if s.status not in _NORM:  # the norm goes unsaid
         text += f" {s.status}"
     if s.status not in _NORM and (s.result or s.why):
@@ -104,7 +109,9 @@ def _device(dev: DevicePlan, dry_run: bool, max_ops: int | None) -> dict[str, An
         d["refused"] = fb.refused
         d["permitted"] = fb.permitted
         d["instead"] = f"{fb.instead} {fb.method}" if fb.method else fb.instead
-    ops = [s for s in dev.steps if s.op in (WRITE, DO_RESET, DO_RESCAN, REFUSE)]
+        if fb.also:
+            d["instead"] += "".join(f" + {x}" for x in fb.also)
+    ops = [s for s in dev.steps if s.op in (WRITE, DO_RESET, DO_RESCAN, DO_DISABLE, REFUSE)]
     if ops and max_ops != 0:
         shown = ops if max_ops is None else ops[:max_ops]
         d["ops"] = [_op(s) for s in shown]
@@ -113,6 +120,9 @@ def _device(dev: DevicePlan, dry_run: bool, max_ops: int | None) -> dict[str, An
     if dev.plugin_ops:
         ordered = sorted(dev.plugin_ops, key=lambda o: _PHASE_RANK.get(o.phase, 99))
         d["plugins"] = [_plugin(o, max_ops) for o in ordered]
+    owned = [s.reg for s in dev.steps if s.owner is not None and s.op == "skip"]
+    if owned:  # differences the capture kernel owns: reported, not written (owners.py)
+        d["kernel_owns"] = owned
     left = sum(1 for s in dev.steps if s.op == "skip")
     if left:
         d["left_alone"] = left
@@ -128,7 +138,7 @@ def _first_failure(dev: DevicePlan) -> str:
         if s.status in ("refused", "unverified"):
             return f"{s.reg}: {s.result or s.why}"
     for o in dev.plugin_ops:
-        if o.status in ("failed", "timeout", "refused"):
+        if o.status in ("failed", "timeout", "no-response", "refused"):
             return f"{o.label}: {o.result or o.status}"
     return dev.why
 
@@ -157,8 +167,9 @@ def totals(plan: Plan, dry_run: bool) -> dict[str, int]:
          "writes": 0, "verified": 0, "unverified": 0, "resets": 0, "rescans": 0,
          "refused_ops": 0, "registers_planned": 0, "registers_applied": 0,
          "plugin_steps": 0, "plugin_ok": 0, "plugin_refused": 0, "plugin_failed": 0,
-         "plugin_timeout": 0, "fallbacks": 0, "restored_fully": 0, "restored_partially": 0,
-         "not_restored": 0}
+         "plugin_timeout": 0, "plugin_no_response": 0, "fallbacks": 0, "restored_fully": 0,
+         "restored_partially": 0,
+         "not_restored": 0, "kernel_owned": 0, "disables": 0}
     for dev in plan.devices:
         out = _device(dev, dry_run, 0)["outcome"]
         t[out] = t.get(out, 0) + 1
@@ -177,17 +188,23 @@ def totals(plan: Plan, dry_run: bool) -> dict[str, int]:
                 t["resets"] += 1
             if s.op == DO_RESCAN:
                 t["rescans"] += 1
+            if s.op == DO_DISABLE:
+                t["disables"] += 1
+            if s.owner is not None and s.op == "skip":
+                t["kernel_owned"] += 1
             if s.status == "verified":
                 t["verified"] += 1
                 t["registers_applied"] += 1
             elif s.status == "unverified":
                 t["unverified"] += 1
-            elif s.status == "refused" and s.op in (WRITE, DO_RESET, DO_RESCAN, REFUSE):
+            elif s.status == "refused" and s.op in (WRITE, DO_RESET, DO_RESCAN, DO_DISABLE,
+                                                    REFUSE):
                 t["refused_ops"] += 1
         for o in dev.plugin_ops:
             t["plugin_steps"] += 1
             key = {"ok": "plugin_ok", "refused": "plugin_refused", "failed": "plugin_failed",
-                   "timeout": "plugin_timeout"}.get(o.status)
+                   "timeout": "plugin_timeout",
+                   "no-response": "plugin_no_response"}.get(o.status)
             if key:
                 t[key] += 1
     return t

@@ -48,6 +48,8 @@ class Step(Slots):
 
     __slots__ = (
         "addr",
+        "after",
+        "before",
         "current",
         "delay_ms",
         "detail",
@@ -57,9 +59,11 @@ class Step(Slots):
         "method",
         "offset",
         "op",
+        "owner",
         "phase",
         "readback",
         "reg",
+        "resource",
         "result",
         "retries",
         "saved",
@@ -89,6 +93,10 @@ class Step(Slots):
     method: str | None  # reset method; None with op reset: the kernel's choice
     detail: str  # decoded change: "Bus Master 1 -> 0, INTx Disable 0 -> 1"
     instead: bool  # a fallback for something the kernel refused
+    owner: str | None  # a difference a kernel component owns (restore.owners): not written
+    before: str | None  # a side effect's state before and after it ran (apply fills them):
+    after: str | None  # COMMAND around sysfs enable 1/0 or a reset, BARs around a rescan
+    resource: bool  # ... and it places a resource (BAR, ROM, bus numbers, window)
     # filled in by apply
     status: str  # planned, verified, unverified, done, refused, skipped
     result: str | None
@@ -99,7 +107,8 @@ class Step(Slots):
                  mask: int = 0, target: int = 0, keep: int = 0, retries: int = 0,
                  delay_ms: int = 0, transient: bool = False, method: str | None = None,
                  detail: str = "", instead: bool = False, status: str = "planned",
-                 result: str | None = None, readback: int | None = None) -> None:
+                 result: str | None = None, readback: int | None = None,
+                 owner: str | None = None, resource: bool = False) -> None:
         self.addr = addr
         self.phase = phase
         self.reg = reg
@@ -122,6 +131,10 @@ class Step(Slots):
         self.status = status
         self.result = result
         self.readback = readback
+        self.owner = owner
+        self.resource = resource
+        self.before: str | None = None
+        self.after: str | None = None
 
     @property
     def acts(self) -> bool:
@@ -149,10 +162,18 @@ class Step(Slots):
             d["transient"] = True
         if self.instead:
             d["instead"] = True
+        if self.owner:
+            d["owner"] = self.owner
+        if self.resource:
+            d["resource"] = True
         d["why"] = self.why
         if self.detail:
             d["detail"] = self.detail
         d["status"] = self.status
+        if self.before is not None:
+            d["before"] = self.before
+        if self.after is not None:
+            d["after"] = self.after
         if self.result:
             d["result"] = self.result
         return d

@@ -474,25 +474,68 @@ __all__ = [
 
 
 def kernel_like_access() -> type:
-    """A SysfsAccess whose sysfs ``enable`` behaves as the kernel's does on a fake tree.
+    """A SysfsAccess whose sysfs ``enable``, ``remove`` and ``rescan`` behave as the kernel's
+    do on a fake tree.
 
     Writing 0 to ``enable`` of an unbound device makes the kernel call pci_disable_device(),
-    which clears Bus Master in COMMAND (do_pci_disable_device()); a copy of a tree holds only
-    files, so this stands in for that one kernel action. Config writes by userspace still go
-    through the ConfigSpace seam (and are refused there under a simulated lockdown).
+    which clears Bus Master in COMMAND (do_pci_disable_device()); writing 1 first runs
+    pci_enable_device(), which clears INTx Disable on a function without MSI (measured:
+    COMMAND 0x0507 -> 0x0103). A rescan re-reads the BARs of every removed device and keeps
+    them (pci_read_bases() on a valid address): its ``resource`` lines then start where
+    config space says. A copy of a tree holds only files, so this stands in for those
+    kernel actions. Config writes by userspace still go through the ConfigSpace seam (and
+    are refused there under a simulated lockdown).
     """
     from handoff.restore.apply import SysfsAccess
 
     class KernelLikeAccess(SysfsAccess):
+        removed: list[str]
+
         def write_attr(self, addr: str, name: str, text: str) -> None:
             super().write_attr(addr, name, text)
-            if name == "enable" and text.strip() == "0":
+            if name == "enable":
                 cfg = self.tree.device_dir(addr) / "config"
                 data = bytearray(cfg.read_bytes())
-                data[4] &= ~0x04 & 0xFF  # PCI_COMMAND_MASTER
+                if text.strip() == "1":
+                    data[5] &= ~0x04 & 0xFF  # PCI_COMMAND_INTX_DISABLE
+                if text.strip() == "0":
+                    data[4] &= ~0x04 & 0xFF  # PCI_COMMAND_MASTER
                 cfg.write_bytes(bytes(data))
 
+        def remove(self, addr: str) -> None:
+            super().remove(addr)
+            self.__dict__.setdefault("removed", []).append(addr)
+
+        def rescan(self) -> None:
+            super().rescan()
+            for addr in self.__dict__.pop("removed", []):
+                reread_resources(self.tree.device_dir(addr))
+
     return KernelLikeAccess
+
+
+def add_remove_files(root: Path | str) -> Path:
+    """What real sysfs has and a built tree lacks: ``remove`` on every device and
+    ``bus/pci/rescan`` (empty files a test reads back to see what was written)."""
+    root = Path(root)
+    for link in (root / "bus" / "pci" / "devices").iterdir():
+        (link / "remove").write_text("")
+    (root / "bus" / "pci" / "rescan").write_text("")
+    return root
+
+
+def reread_resources(ddir: Path) -> None:
+    """What the kernel does at enumeration for a BAR it keeps: ``resource`` line i starts at
+    BAR i's address in ``config`` (sizes kept)."""
+    from handoff.sysfs.resource import config_bars
+
+    cfg = (ddir / "config").read_bytes()
+    lines = (ddir / "resource").read_text().splitlines()
+    for i, _, addr, _ in config_bars(cfg):
+        start, end, flags = (int(x, 16) for x in lines[i].split())
+        size = end - start
+        lines[i] = f"0x{addr:016x} 0x{addr + size:016x} 0x{flags:016x}"
+    (ddir / "resource").write_text("\n".join(lines) + "\n")
 
 
 def q35_tree(tmp: Path, **kw: object) -> SysfsTree:

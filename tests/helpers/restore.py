@@ -108,13 +108,15 @@ def dev(plan: Plan, addr: str) -> Any:
 
 
 def firmware_less_tree(tmp: Path) -> SysfsTree:
-    """The capture tree, but the nvme's BARs and COMMAND and root port 1's bus numbers and
-    windows lost (RW bits cleared, hardwired bits kept), as after a power cycle."""
+    """The capture tree, but the nvme's BARs and COMMAND and root port 1's bus numbers,
+    windows and SERR# Enable lost (RW bits cleared, hardwired bits kept), as after a power
+    cycle."""
     nvme = fixture(NVME, F.Q35_CAPTURE)
     put(nvme, 0x10, 4, get(nvme, 0x10, 4) & 0xF)
     put(nvme, 0x14, 4, 0)
     put(nvme, 0x04, 2, 0x0403)  # decoding on, Bus Master off
     port = fixture(PORT1, F.Q35_CAPTURE)
+    put(port, 0x04, 2, get(port, 4, 2) & ~0x100)
     put(port, 0x18, 4, 0)
     put(port, 0x1C, 2, get(port, 0x1C, 2) & 0x0F0F)
     put(port, 0x20, 4, 0)

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from handoff.devices.model import PciDevice
-from handoff.plugins.api import Match, Plugin, PluginStep, StepFailed, StepTimeout
+from handoff.plugins.api import Match, NoResponse, Plugin, PluginStep, StepFailed, StepTimeout
 from handoff.plugins.context import StepContext
 
 BAR = 0
@@ -120,7 +120,9 @@ class E1000(Plugin):
 
 
 def _alive(ctx: StepContext) -> None:
+    """STATUS cannot read 0 from a MAC that answers (a decoding e1000 reads 0x80080783, and
+    QEMU returns 0 when Memory Space is off), nor all ones (a device that is gone)."""
     status = ctx.read(BAR, STATUS, 4, name="STATUS")
-    if status == 0xFFFFFFFF:
-        raise StepFailed("STATUS reads all-ones: the device does not answer (memory decoding "
-                         "off, or the device is gone)")
+    if status in (0, 0xFFFFFFFF):
+        raise NoResponse(f"STATUS reads {status:#010x}: the device does not answer (memory "
+                         "decoding off, or the device is gone)")

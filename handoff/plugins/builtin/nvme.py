@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from handoff.devices.model import PciDevice
-from handoff.plugins.api import Match, Plugin, PluginStep, StepFailed, StepTimeout
+from handoff.plugins.api import Match, NoResponse, Plugin, PluginStep, StepFailed, StepTimeout
 from handoff.plugins.context import StepContext
 
 BAR = 0  # NVMe registers are in BAR0 (MLBAR/MUBAR, NVMe 1.4 §2.1.10-2.1.11)
@@ -36,13 +36,24 @@ TO_UNIT_S = 0.5
 # and a controller reporting TO = 0 still gets 500 ms.
 MAX_WAIT_S = (CAP_TO_MASK + 1) * TO_UNIT_S
 ALL_ONES_32 = 0xFFFFFFFF
+# What a dry run assumes a controller answers (no register is read then): CSS = NVM,
+# TO = 0 (the shortest bound, 0.5 s), MQES = 2047; version 1.4.
+DRY_CAP = (1 << 37) | 0x7FF
+DRY_VS = 0x00010400
+_DRY = {(BAR, CAP): DRY_CAP & 0xFFFFFFFF, (BAR, CAP + 4): DRY_CAP >> 32, (BAR, VS): DRY_VS}
 
 
 def read_cap(ctx: StepContext) -> int:
     """CAP as two dword reads, low then high, as Linux does (drivers/nvme/host/pci.c
-    nvme_pci_reg_read64(): lo_hi_readq()): not every controller answers a 64-bit read."""
+    nvme_pci_reg_read64(): lo_hi_readq()): not every controller answers a 64-bit read.
+    CAP cannot read 0 (MQES, CSS and TO are never all zero) nor all ones from a controller
+    that answers: either is "no response" (Memory Space off, or the device is gone)."""
     lo = ctx.read(BAR, CAP, 4, name="CAP")
-    return lo | ctx.read(BAR, CAP + 4, 4, name="CAP+4") << 32
+    cap = lo | ctx.read(BAR, CAP + 4, 4, name="CAP+4") << 32
+    if cap in (0, (1 << 64) - 1):
+        raise NoResponse(f"CAP reads {cap:#018x}: the controller does not answer (memory "
+                         "decoding off, or the device is gone)")
+    return cap
 
 
 def ready_bound(cap: int) -> float:
@@ -61,6 +72,8 @@ class Nvme(Plugin):
         def body(ctx: StepContext) -> str:
             cap = read_cap(ctx)
             vs = ctx.read(BAR, VS, 4, name="VS")
+            if vs in (0, ALL_ONES_32):  # NVMe 1.0 and later: the major version is >= 1
+                raise NoResponse(f"VS reads {vs:#010x}: the controller does not answer")
             cc = ctx.read(BAR, CC, 4, name="CC")
             csts = ctx.read(BAR, CSTS, 4, name="CSTS")
             for key, v in (("cap", cap), ("vs", vs), ("cc", cc), ("csts", csts)):
@@ -68,12 +81,13 @@ class Nvme(Plugin):
             return (f"NVMe {vs >> 16}.{(vs >> 8) & 0xFF}.{vs & 0xFF}; CC.EN={cc & CC_EN} "
                     f"CSTS.RDY={csts & CSTS_RDY} CSTS.CFS={(csts & CSTS_CFS) >> 1}")
 
-        return [PluginStep("read-registers", "record CAP, VS, CC and CSTS", body)]
+        return [PluginStep("read-registers", "record CAP, VS, CC and CSTS", body,
+                           assume=dict(_DRY))]
 
     def quiesce(self, device: PciDevice,
                 state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
         # A dry run shows the case the step exists for: a controller left enabled and ready.
-        cap = state.get("cap", 0) if state else 0
+        cap = (state.get("cap", 0) if state else 0) or DRY_CAP
         cc = (state.get("cc", 0) if state else 0) | CC_EN
         assume = {(BAR, CAP): cap & 0xFFFFFFFF, (BAR, CAP + 4): cap >> 32, (BAR, CC): cc,
                   (BAR, CSTS): CSTS_RDY}
@@ -85,6 +99,7 @@ class Nvme(Plugin):
     def verify(self, device: PciDevice,
                state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
         def body(ctx: StepContext) -> str:
+            read_cap(ctx)  # CC = CSTS = 0 is also what a controller that does not answer reads
             cc = ctx.read(BAR, CC, 4, name="CC")
             csts = ctx.read(BAR, CSTS, 4, name="CSTS")
             if csts == ALL_ONES_32:
@@ -94,7 +109,7 @@ class Nvme(Plugin):
             return "CC.EN = 0, CSTS.RDY = 0" + _cfs(csts)
 
         return [PluginStep("controller-disabled", "CC.EN and CSTS.RDY both read 0", body,
-                           assume={(BAR, CC): 0, (BAR, CSTS): 0})]
+                           assume={**_DRY, (BAR, CC): 0, (BAR, CSTS): 0})]
 
 
 def _cfs(csts: int) -> str:
@@ -104,9 +119,6 @@ def _cfs(csts: int) -> str:
 
 def _disable(ctx: StepContext) -> str:
     cap = read_cap(ctx)
-    if cap == (1 << 64) - 1:
-        raise StepFailed("CAP reads all-ones: the controller does not answer (memory decoding "
-                         "off, or the device is gone)")
     to = (cap >> CAP_TO_SHIFT) & CAP_TO_MASK
     bound = ready_bound(cap)
     cc = ctx.read(BAR, CC, 4, name="CC")

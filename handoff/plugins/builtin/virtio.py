@@ -27,7 +27,7 @@ from typing import Any
 from handoff._slots import Frozen
 from handoff.devices import capabilities as caps
 from handoff.devices.model import PciDevice
-from handoff.plugins.api import Match, Plugin, PluginStep, StepFailed, StepTimeout
+from handoff.plugins.api import Match, NoResponse, Plugin, PluginStep, StepFailed, StepTimeout
 from handoff.plugins.context import StepContext
 
 _set = object.__setattr__
@@ -91,6 +91,16 @@ def _common_cfg(config: bytes) -> VirtioCap | None:
 _common_cfg_cached = functools.lru_cache(maxsize=64)(_common_cfg)
 
 
+def _answers(ctx: StepContext, c: VirtioCap) -> int:
+    """num_queues, which a device that answers never reads as 0 (every virtio device has a
+    queue) nor 0xffff; device_status 0 alone cannot tell a reset device from a silent one."""
+    nq = ctx.read(c.bar, c.offset + NUM_QUEUES, 2, name="num_queues")
+    if nq in (0, 0xFFFF):
+        raise NoResponse(f"num_queues reads {nq:#06x}: the device does not answer (memory "
+                         "decoding off, or the device is gone)")
+    return nq
+
+
 class Virtio(Plugin):
     name = "virtio"
     version = "1.0"
@@ -119,14 +129,15 @@ class Virtio(Plugin):
         c = self._common(device)
 
         def body(ctx: StepContext) -> str:
+            nq = _answers(ctx, c)
             status = ctx.read(c.bar, c.offset + DEVICE_STATUS, 1, name="device_status")
-            nq = ctx.read(c.bar, c.offset + NUM_QUEUES, 2, name="num_queues")
             ctx.record("common", [c.bar, c.offset, c.length])
             ctx.record("device_status", status)
             ctx.record("num_queues", nq)
             return f"device_status {status:#04x}, {nq} queue(s)"
 
-        return [PluginStep("read-status", "record device_status and num_queues", body)]
+        return [PluginStep("read-status", "record device_status and num_queues", body,
+                           assume={(c.bar, c.offset + NUM_QUEUES): 1})]
 
     def quiesce(self, device: PciDevice,
                 state: Mapping[str, Any] | None) -> Sequence[PluginStep]:
@@ -134,6 +145,7 @@ class Virtio(Plugin):
         where = c.offset + DEVICE_STATUS
 
         def body(ctx: StepContext) -> str:
+            _answers(ctx, c)
             before = ctx.read(c.bar, where, 1, name="device_status")
             if before == 0xFF:
                 raise StepFailed("device_status reads 0xff: the device does not answer "
@@ -148,7 +160,8 @@ class Virtio(Plugin):
             return (f"device_status {before:#04x} -> 0; read 0 after {res.reads} read(s)")
 
         # A dry run shows the case the step exists for: a device left DRIVER_OK (0x0f).
-        assume = {(c.bar, where): (state or {}).get("device_status", 0x0F) or 0x0F}
+        assume = {(c.bar, where): (state or {}).get("device_status", 0x0F) or 0x0F,
+                  (c.bar, c.offset + NUM_QUEUES): (state or {}).get("num_queues", 1) or 1}
         return [PluginStep("reset-device", f"write 0 to device_status (BAR{c.bar}+{where:#x}) "
                            "and wait for it to read 0 (virtio §2.1, §4.1.4.3.2)", body,
                            assume=assume)]
@@ -159,9 +172,11 @@ class Virtio(Plugin):
         where = c.offset + DEVICE_STATUS
 
         def body(ctx: StepContext) -> str:
+            _answers(ctx, c)
             status = ctx.read(c.bar, where, 1, name="device_status")
             if status != 0:
                 raise StepFailed(f"device_status reads {status:#04x}, not 0: not reset")
             return "device_status reads 0"
 
-        return [PluginStep("status-zero", "device_status reads 0 (reset)", body)]
+        return [PluginStep("status-zero", "device_status reads 0 (reset)", body,
+                           assume={(c.bar, c.offset + NUM_QUEUES): 1})]
