@@ -295,7 +295,7 @@ def _memory_on_op(dev: dict[str, Any]) -> bool:
     one that leaves COMMAND with bit 1 set."""
     texts = list(dev.get("ops", []))
     for p in dev.get("plugins", []):
-        texts += [p.get("msg", ""), *p.get("io", [])]
+        texts += [p.get("msg", ""), *p.get("io", []), *p.get("notes", [])]
     for op in texts:
         if re.search(r"(?i)memory space", op) and not re.search(r"(?i)refused", op):
             return True
