@@ -504,6 +504,27 @@ def test_virtio_reset_writes_zero_and_waits_for_zero(tree: Path) -> None:
     assert B.peek(vnet_regs(tree), 0x14, 1) == 0
 
 
+def test_virtio_without_driver_ok_is_left_alone_and_verifies(tree: Path) -> None:
+    """Bus Master off made the device drop DRIVER_OK (QEMU: 0x0f -> 0x0b): it uses no queue
+    (virtio §2.1.2), and a reset would complete in-flight buffers into old memory (issue 15)."""
+    B.poke(vnet_regs(tree), 0x14, 1, 0x0B)
+    r = run(tree, VNET, QUIESCE, (Virtio(),), {4: B.VirtioModel(clears_after=2)}).results[0]
+    assert (r.outcome, r.message) == (OK, ("device_status 0x0b: DRIVER_OK clear, the device uses "
+                                      "no virtqueue (virtio §2.1.2); not reset, the next "
+                                      "driver resets it"))
+    assert [a.as_tuple()[:5] for a in r.accesses] == [(4, 0x14, 1, "read", 0x0B)]
+    assert B.peek(vnet_regs(tree), 0x14, 1) == 0x0B
+    v = run(tree, VNET, VERIFY, (Virtio(),)).results[0]
+    assert (v.outcome, v.message) == (OK, ("device_status reads 0x0b: DRIVER_OK clear "
+                                      "(stopped, not reset)"))
+
+
+def test_virtio_verify_fails_while_driver_ok_is_set(tree: Path) -> None:
+    v = run(tree, VNET, VERIFY, (Virtio(),)).results[0]
+    assert (v.outcome, v.message) == (FAILED, ("device_status reads 0x0f: DRIVER_OK still set, "
+                                      "not reset"))
+
+
 def test_virtio_status_never_reading_zero_times_out(tree: Path) -> None:
     clock = B.FakeClock()
     r = run(tree, VNET, QUIESCE, (Virtio(),), {4: B.VirtioModel(clears_after=None)},

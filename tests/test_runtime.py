@@ -223,7 +223,12 @@ def test_runtime_size_and_manifest(machine: Machine, tmp_path: Path) -> None:
     assert landmark.read_bytes() == runtime.LANDMARK
     for load_side in ("load", "runtime", "checks", "config"):  # never imported by capture
         assert f"handoff/kexec/{load_side}.pyc" not in zipped
-    assert sum((dest / f).stat().st_size for f in files
+    # handoff-quiesce comes with the handoff cpio (with the record), not the runtime.
+    from handoff.kexec import quiescer
+
+    quiesce = "handoff/bin/handoff-quiesce"
+    assert (quiesce in files) == (quiescer.binary()[0] is not None)
+    assert sum((dest / f).stat().st_size for f in files - {quiesce}
                if f.startswith(("handoff/python", "handoff/site", "handoff/lib", "handoff/bin"))
                ) <= rt["unpacked_size"]
 
@@ -301,6 +306,22 @@ def test_dracut_only_initrd_gets_no_initramfs_tools_scripts() -> None:
     names = [n for n, _, _ in hooks.hook_files(hooks.CaptureConf(1, BOOT_ID, capture=False),
                                                 listing({}))]
     assert names == [hooks.CONF, hooks.DRACUT_RESTORE]
+
+
+def test_the_quiescer_is_the_first_hook_in_both_flavours() -> None:
+    files = {n: d for n, d, _ in hooks.hook_files(
+        hooks.CaptureConf(1, BOOT_ID), listing({"scripts/init-top/ORDER": b"/scripts/init-top/udev\n",
+                                                "scripts/init-top/udev": b""}), quiescer=True)}
+    dracut = files[hooks.DRACUT_QUIESCE].decode()
+    assert hooks.DRACUT_QUIESCE.rsplit("/", 1)[1] < hooks.DRACUT_RESTORE.rsplit("/", 1)[1]
+    assert "/handoff/bin/handoff-quiesce --record /handoff/record.note " \
+        "--log /handoff/quiesce.log" in dracut
+    assert not [ln for ln in dracut.splitlines() if ln.split()[:1] == ["exit"]]  # sourced
+    itools = files[hooks.ITOOLS_RESTORE].decode()
+    assert itools.index("handoff-quiesce") < itools.index("handoff restore")
+    assert files["scripts/init-top/ORDER"].startswith(b"/scripts/init-top/handoff ")
+    without = {n for n, _, _ in hooks.hook_files(hooks.CaptureConf(1, BOOT_ID), listing({}))}
+    assert hooks.DRACUT_QUIESCE not in without
 
 
 def test_capture_conf_is_a_shell_fragment(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.core import Ctx
 from bench.env import ROOT
-from bench.table import CONTEXT, Figure, Row, not_available, ratio_at_most
+from bench.table import CONTEXT, Figure, Goal, Row, not_available, ratio_at_most
 
 GROUP = "QEMU round trip (e2e)"
 E2E_DIR = ROOT / "tests" / "e2e"
@@ -29,6 +29,13 @@ CACHE = Path(os.environ.get("HANDOFF_E2E_CACHE", E2E_DIR / "cache"))  # as the h
 IDS = ["e2e.crash-to-dump-saved", "e2e.crash-to-dump-saved.less-checks",
        "e2e.capture-memory-added"]
 MEMORY_LIMIT = 20 << 20  # issue 16: what handoff may add at Debian's crashkernel=128M
+# The DMA scenarios (issue 15; tests/e2e/test_dma_e2e.py): dma-<name>.json, written by the
+# harness after each run of dma-baseline and dma-handoff.
+DMA_IDS = ["e2e.dma.pages-changed-after-hooks", "e2e.dma.pages-changed-at-arrival",
+           "e2e.dma.post-crash-frames-in-dump", "e2e.dma.frames-after-first-hook-0.2s",
+           "e2e.dma.hook-start-to-dma-stopped"]
+IDS += DMA_IDS
+DMA_SCENARIOS = ["dma-baseline", "dma-handoff"]
 # Stages that are the harness's own checks, not handoff's work, in PRIMARY's capture kernel:
 # `after-restore` reads every register back after `handoff restore` (hook 31), and
 # `drivers-checked` exercises the bound drivers (hook 50). The baseline runs neither.
@@ -65,7 +72,7 @@ def run_qemu(ctx: Ctx) -> str:
 
     others = handoff_scenarios() if os.environ.get("BENCH_E2E_SCENARIOS") == "all" else \
         [n for n in handoff_scenarios() if n == PRIMARY]
-    names = ["baseline", *others]
+    names = ["baseline", *others, *DMA_SCENARIOS]
     ctx.log(f"e2e: running QEMU scenarios {', '.join(names)} (one to two minutes each)")
     r = subprocess.run([sys.executable, "-m", "e2e_harness", *names], cwd=E2E_DIR,
                        capture_output=True, text=True, check=False)
@@ -130,6 +137,10 @@ def memory_row() -> Row:
 
 def run(ctx: Ctx) -> list[Row]:
     problem = run_qemu(ctx) if ctx.e2e else ""
+    return _round_trip(problem) + _dma_rows(problem)
+
+
+def _round_trip(problem: str) -> list[Row]:
     base_file = CACHE / "timings-baseline.json"
     ours_files = sorted(CACHE.glob("timings-handoff*.json"))
     if not base_file.exists() or not ours_files:
@@ -249,3 +260,61 @@ def _stages(doc: dict[str, Any], base: dict[str, Any], name: str, suffix: str) -
                             CONTEXT))
     return rows
 
+
+
+def _dma_rows(problem: str) -> list[Row]:
+    """Old memory the NIC changed during the capture, and its frames in the dump, without and
+    with handoff; how long handoff-quiesce took from its start to the last Bus Master."""
+    docs = {}
+    for name in DMA_SCENARIOS:
+        try:
+            docs[name] = json.loads((CACHE / f"dma-{name}.json").read_text())
+        except (OSError, ValueError):
+            pass
+    base, ours = docs.get("dma-baseline"), docs.get("dma-handoff")
+    if base is None or ours is None:
+        why = "no DMA scenario figures yet" + (f" ({problem})" if problem else
+                                                " (run `bench/run --e2e` or test_dma_e2e.py)")
+        return [not_available(i, GROUP, i.split(".", 2)[2], "—", why) for i in DMA_IDS]
+    inp = (f"e1000e, 4096 RX descriptors, 50 frames/s; dma-handoff (run {_when('dma-handoff')}) "
+           f"vs dma-baseline (run {_when('dma-baseline')}), kernel {ours.get('kernel')}")
+    zero = Goal("0 with handoff", lambda r: r.ours is not None and r.ours.value == 0)
+
+    def pages(doc: dict[str, Any], window: str) -> float | None:
+        v = doc.get("pages", {}).get(window)
+        return None if v is None else float(v)
+
+    def frames(doc: dict[str, Any], key: str) -> float | None:
+        v = doc.get("frames", {}).get(key)
+        return None if v is None else float(v)
+
+    rows = [
+        Row("e2e.dma.pages-changed-after-hooks", GROUP,
+            "old-memory pages changed in 1 s after handoff's hooks (after restore)", inp,
+            Figure(pages(ours, "after-hooks"), "pages"),
+            Figure(pages(base, "after-hooks"), "pages", label="no handoff (baseline)"), zero),
+        Row("e2e.dma.pages-changed-at-arrival", GROUP,
+            "old-memory pages changed in 1 s at the capture kernel's first hooks", inp,
+            Figure(pages(ours, "arrival"), "pages",
+                   detail="after handoff-quiesce, which runs first"),
+            Figure(pages(base, "arrival"), "pages", label="no handoff (baseline)"), CONTEXT),
+        Row("e2e.dma.post-crash-frames-in-dump", GROUP,
+            "frames sent > 1 s after the crash, found in the saved dump", inp,
+            Figure(frames(ours, "sent_after_crash"), "frames"),
+            Figure(frames(base, "sent_after_crash"), "frames", label="no handoff (baseline)"),
+            CONTEXT),
+        Row("e2e.dma.frames-after-first-hook-0.2s", GROUP,
+            "frames sent > 0.2 s after the first capture hook started, in the dump", inp,
+            Figure(frames(ours, "sent_after_first_hook_plus_0.2s"), "frames"),
+            Figure(frames(base, "sent_after_first_hook_plus_0.2s"), "frames",
+                   label="no handoff (baseline)"), zero),
+    ]
+    q = ours.get("quiescer_ms")
+    rows.append(Row("e2e.dma.hook-start-to-dma-stopped", GROUP,
+                    "hook start to the last Bus Master cleared (handoff-quiesce)", inp,
+                    Figure(None if q is None else q / 1000, "s",
+                           detail=f"cleared {', '.join(ours.get('quiescer_cleared', []))}"),
+                    Figure(ours.get("restore_s"), "s", label="handoff restore (Python), whole"),
+                    Goal("≤ 0.2 s", lambda r: r.ours is not None and r.ours.value is not None
+                         and r.ours.value <= 0.2)))
+    return rows

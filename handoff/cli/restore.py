@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from handoff.restore.plan import Plan
 
 from handoff.cli import Formatter
+from handoff.paths import CAPTURE_QUIESCE_LOG
 from handoff.paths import CAPTURE_RECORD as DEFAULT_RECORD
 
 TEXT_ACCESSES = 12  # register accesses shown per plugin step in the text plan
@@ -91,6 +92,10 @@ def register(sub: Any) -> None:
                    help="with --dry-run: also ask the kernel whether config writes and BAR "
                         "mapping work (writes back one Interrupt Line byte; maps one BAR "
                         "without reading it). A real restore always probes")
+    p.add_argument("--quiesce-log", metavar="FILE", default=CAPTURE_QUIESCE_LOG,
+                   help="the log of handoff-quiesce, the capture kernel's first hook, to "
+                        f"carry into the report (default {CAPTURE_QUIESCE_LOG}; "
+                        "ignored when absent; '' reads none)")
     from handoff.cli._select import add_selection
 
     add_selection(p)
@@ -216,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
                    plugin_budget=args.plugin_budget,
                    allow_running_system=args.allow_running_system, report_path=args.report,
                    force_report=args.force_report, notify=notify,
-                   select=selection(args))
+                   select=selection(args), quiesce_log=args.quiesce_log or None)
     if args.json:
         from handoff.cli._output import emit_json
 

@@ -23,8 +23,10 @@ assert paths.CAPTURE_PREFIX == f"/{PREFIX}"
 RECORD = paths.CAPTURE_RECORD.lstrip("/")  # cpio member names have no leading slash
 REPORT = paths.CAPTURE_REPORT.lstrip("/")  # written by restore, for capture to keep
 
+QUIESCER = paths.CAPTURE_QUIESCER.lstrip("/")
 CONF = f"{PREFIX}/etc/capture.conf"
 POLICY = f"{PREFIX}/etc/policy.toml"
+DRACUT_QUIESCE = "lib/dracut/hooks/pre-udev/00-handoff-quiesce.sh"
 DRACUT_RESTORE = "lib/dracut/hooks/pre-udev/30-handoff.sh"
 DRACUT_CAPTURE = "lib/dracut/hooks/pre-pivot/90-handoff-capture.sh"
 ITOOLS_RESTORE = "scripts/init-top/handoff"
@@ -72,6 +74,15 @@ if [ -x /handoff/bin/handoff ] && [ -f /handoff/etc/capture.conf ]; then
     if mkdir -p {paths.KEPT_DIR} && cp "$HANDOFF_RECORD" {paths.KEPT_RECORD}; then
         [ ! -f "$HANDOFF_REPORT" ] || cp "$HANDOFF_REPORT" {paths.KEPT_REPORT}
     fi
+fi
+"""
+
+# The first hook: handoff-quiesce clears Bus Master of the record's unbound endpoints in
+# milliseconds, before any runtime starts (csrc/quiesce/quiesce.c); restore reads its log.
+_QUIESCE = f"""\
+if [ -x {paths.CAPTURE_QUIESCER} ]; then
+    {paths.CAPTURE_QUIESCER} --record /{RECORD} --log {paths.CAPTURE_QUIESCE_LOG}
+    echo "handoff: quiesce exited $?"
 fi
 """
 
@@ -124,17 +135,22 @@ def order_with(original: bytes | None, script: str, *, first: bool) -> bytes:
 
 
 def hook_files(conf: CaptureConf, listing: Any | None, policy: bytes | None = None,
-               warnings: list[str] | None = None) -> list[tuple[str, bytes, int]]:
+               warnings: list[str] | None = None,
+               quiescer: bool = False) -> list[tuple[str, bytes, int]]:
     """(name, data, mode) of the hooks, the configuration and ORDER files for this initrd.
 
     An initramfs-tools ORDER file is rewritten only from the original's contents: an ORDER
     holding only handoff's entry would stop every other boot script from running.
+    With ``quiescer`` (the binary ships at QUIESCER), dracut gets it as pre-udev's first hook
+    and initramfs-tools runs it at the start of the restore script, first in init-top.
     """
     warn = warnings if warnings is not None else []
     files: list[tuple[str, bytes, int]] = [
         (CONF, conf.render(), 0o644),
         (DRACUT_RESTORE, (_DRACUT_HEAD + _RESTORE).encode(), 0o755),
     ]
+    if quiescer:
+        files.append((DRACUT_QUIESCE, (_DRACUT_HEAD + _QUIESCE).encode(), 0o755))
     if conf.capture:
         files.append((DRACUT_CAPTURE, (_DRACUT_HEAD + _CAPTURE % "${NEWROOT:-/sysroot}")
                       .encode(), 0o755))
@@ -142,7 +158,8 @@ def hook_files(conf: CaptureConf, listing: Any | None, policy: bytes | None = No
         files.append((POLICY, policy, 0o644))
     if listing is None:
         return files
-    scripts = [(ITOOLS_RESTORE, _RESTORE.rstrip(), True)]
+    restore = (_QUIESCE if quiescer else "") + _RESTORE
+    scripts = [(ITOOLS_RESTORE, restore.rstrip(), True)]
     if conf.capture:
         scripts.append((ITOOLS_CAPTURE, (_CAPTURE % "${rootmnt:-/root}").rstrip(), False))
     for script, body, first in scripts:

@@ -166,7 +166,15 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
     made: set[str] = set()
     listing.writes_safely(w, hooks.RECORD, note, 0o644, made)
     policy_text = Path(opts.policy).read_bytes() if opts.policy else None
-    for name, data, fmode in hooks.hook_files(conf, listing, policy_text, warnings):
+    from handoff.kexec import quiescer
+
+    qbin, qsrc = quiescer.binary()
+    if qbin is None:
+        warnings.append(qsrc)
+    else:
+        listing.writes_safely(w, hooks.QUIESCER, qbin, 0o755, made)
+    for name, data, fmode in hooks.hook_files(conf, listing, policy_text, warnings,
+                                              quiescer=qbin is not None):
         listing.writes_safely(w, name, data, fmode, made)
     handoff_cpio = w.finish()
     # 4. a copy of the initrd with both appended

@@ -144,6 +144,7 @@ def run(
     force_report: bool = False,
     notify: Notify | None = None,
     select: Any = None,
+    quiesce_log: str | None = None,
 ) -> Report:
     """Restore the devices under ``sysfs_root`` from the newest record in ``record``.
 
@@ -155,6 +156,8 @@ def run(
     ``policy`` is a Policy or the path of a policy file (docs/policy.md); None: the defaults.
     ``select`` (a :class:`handoff.devices.patterns.Selection`, lspci's ``-s``/``-d``) limits
     the plan, and so every write, to the devices it matches.
+    ``quiesce_log``: the log of handoff-quiesce, the capture kernel's first hook
+    (csrc/quiesce), carried into the report as ``quiescer`` when the file exists.
     """
     from handoff import outfile
     from handoff.errors import HandoffError
@@ -181,8 +184,11 @@ def run(
     registry, warnings = _plugins(policy, notify) if plugins else (None, [])
     plan = _plan_and_apply(rec, tree, env, identity, policy, registry, force=force,
                            dry_run=dry_run, plugin_budget=plugin_budget, select=select)
-    return Report(rec, plan, _report(plan, dry_run, report_path, force_report), dry_run,
-                  notes, warnings)
+    from handoff.restore import quiesce_log as qlog
+
+    quiesced = qlog.read(quiesce_log) if quiesce_log else None
+    return Report(rec, plan, _report(plan, dry_run, report_path, force_report, quiesced),
+                  dry_run, notes, warnings)
 
 
 def _capture_kernel(sysfs_root: str, proc_root: str, *, dry_run: bool, probe: bool,
@@ -259,13 +265,15 @@ def _plan_and_apply(rec: Record, tree: Any, env: Any, identity: Any, policy: Pol
     return plan
 
 
-def _report(plan: Plan, dry_run: bool, path: str | None, force: bool) -> dict[str, Any]:
+def _report(plan: Plan, dry_run: bool, path: str | None, force: bool,
+            quiescer: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report document; written compact to ``path`` (a note's worth) when given."""
     from handoff import outfile
     from handoff.restore import report
 
-    doc = report.build(plan, dry_run=dry_run)
+    doc = report.build(plan, dry_run=dry_run, quiescer=quiescer)
     if path:
-        outfile.write_file(path, report.encode(plan, dry_run=dry_run), outfile.REPORT,
+        outfile.write_file(path, report.encode(plan, dry_run=dry_run, quiescer=quiescer),
+                           outfile.REPORT,
                            force=force, special_ok=True, flag="--force-report")
     return doc

@@ -223,8 +223,10 @@ def environment(plan: Plan) -> dict[str, Any]:
     return d
 
 
-def build(plan: Plan, *, dry_run: bool = False, max_ops: int | None = None) -> dict[str, Any]:
-    """The report document (a dict ready for JSON)."""
+def build(plan: Plan, *, dry_run: bool = False, max_ops: int | None = None,
+          quiescer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report document (a dict ready for JSON); ``quiescer`` is handoff-quiesce's log
+    (quiesce_log.read), which ran before restore."""
     doc = {
         "kind": REPORT_KIND, "v": REPORT_VERSION, "dry_run": dry_run,
         "record": {k: plan.record.get(k) for k in ("generation", "kernel_release", "boot_id")},
@@ -238,15 +240,18 @@ def build(plan: Plan, *, dry_run: bool = False, max_ops: int | None = None) -> d
         "devices": [_device(d, dry_run, max_ops) for d in plan.topo()],
         "appeared": [f"{d.addr} {d.ids.short()}" for d in plan.appeared],
     }
+    if quiescer is not None:
+        doc["quiescer"] = quiescer
     return doc
 
 
-def encode(plan: Plan, *, dry_run: bool = False, limit: int = MAX_REPORT_BYTES) -> bytes:
+def encode(plan: Plan, *, dry_run: bool = False, limit: int = MAX_REPORT_BYTES,
+           quiescer: dict[str, Any] | None = None) -> bytes:
     """Compact JSON under ``limit`` bytes: per-device operation lists shrink until it fits."""
     import json  # only when a report is written: the text output does not need it
 
     for max_ops in (None, 16, 8, 4, 2, 1, 0):
-        doc = build(plan, dry_run=dry_run, max_ops=max_ops)
+        doc = build(plan, dry_run=dry_run, max_ops=max_ops, quiescer=quiescer)
         if max_ops is not None:
             doc["truncated"] = f"at most {max_ops} operation(s) listed per device"
         data = json.dumps(doc, separators=(",", ":"), sort_keys=False).encode()

@@ -93,7 +93,11 @@ def _assert_ahci_restored(result: Result, record: Path) -> None:
     dev = C.report_device(report, AHCI)
     assert dev["outcome"] == "done", dev
     saved = _saved_registers(result, record, dev["action"])
-    before = C.config_dir(result, "capture/config-before-restore")[AHCI]
+    # As the crash left it: before handoff-quiesce (pre-udev/00), where a scenario reads it.
+    arrival = "capture/config-at-arrival"
+    if not any(k.startswith(arrival + "/") for k in result.files):
+        arrival = "capture/config-before-restore"
+    before = C.config_dir(result, arrival)[AHCI]
     after = C.config_dir(result, "capture/config-after-restore")[AHCI]
     first = result.read("first/perturbed-before.bin")  # read in the first kernel, by cat
     for name, (was, now) in C.perturbed(result).items():
@@ -210,6 +214,24 @@ def test_kdump_restore_left_skipped_devices_alone_and_quiesced_the_others(kdump:
     assert bound <= {"pcieport"}
 
 
+def test_kdump_quiescer_cleared_bus_master_before_restore(kdump: Result) -> None:
+    """handoff-quiesce, the first hook, cleared Bus Master (and set INTx Disable) of the
+    record's unbound bus-mastering endpoints, and restore's report carries its log."""
+    q = _report(kdump).get("quiescer")
+    assert q and not q.get("refused_record") and not q["refused"], q
+    arrival = C.config_dir(kdump, "capture/config-at-arrival")
+    want = {a for a in (E1000, NVME, VNET) if C.u16(arrival[a], C.COMMAND) & C.BUS_MASTER}
+    assert want == {E1000, NVME, VNET}, "the crash left these three bus mastering"
+    cleared = {c["addr"]: c for c in q["cleared"]}
+    assert want <= set(cleared), q
+    for addr in want:
+        before, after = (int(x, 16) for x in cleared[addr]["command"].split(" -> "))
+        assert after == (before & ~C.BUS_MASTER) | 0x0400, cleared[addr]
+    assert "0000:00:01.0" not in cleared  # a root port (bridge, bound to pcieport)
+    assert q["start_to_last_cleared_ms"] is not None
+    assert C.console_lines(kdump, r"^handoff: quiesce exited 0$")
+
+
 def test_kdump_dump_holds_the_record_and_report(kdump: Result) -> None:
     dump = C.dump_dir(kdump) / "vmcore"
     meta = json.loads((dump.parent / "handoff-capture.json").read_text())
@@ -317,7 +339,8 @@ def test_kdump_dump_opens_in_crash(kdump: Result, tmp_path: Path) -> None:
 
 
 def test_kdump_crash_left_nvme_and_virtio_running(kdump: Result) -> None:
-    bars = C.bar_state(kdump, "capture/bars-before-restore")
+    # Read by pre-udev/00-e2e-at-arrival.sh, before handoff-quiesce clears Bus Master.
+    bars = C.bar_state(kdump, "capture/bars-at-arrival")
     cc, csts, status = (bars[k] for k in ("nvme-cc", "nvme-csts", "virtio-net-status"))
     assert int(cc, 16) & 1 == 1, f"NVMe CC {cc}: expected EN=1 as the crashed kernel left it"
     assert int(csts, 16) & 1 == 1, f"NVMe CSTS {csts}: expected RDY=1"
@@ -331,7 +354,9 @@ def test_kdump_plugins_quiesced_nvme_and_virtio_before_drivers(kdump: Result) ->
     detail = f"restore report plugins: {plugins}; registers after restore: {bars}"
     assert int(bars["nvme-cc"], 16) & 1 == 0, f"NVMe CC.EN still 1 after restore; {detail}"
     assert int(bars["nvme-csts"], 16) & 1 == 0, f"NVMe CSTS.RDY still 1 after restore; {detail}"
-    assert int(bars["virtio-net-status"], 16) == 0, f"virtio-net not reset; {detail}"
+    # DRIVER_OK off: reset, or stopped by itself when Bus Master went off (QEMU), which the
+    # plugin then leaves alone (virtio.py: a reset would write the crashed kernel's rings).
+    assert int(bars["virtio-net-status"], 16) & 0x04 == 0, f"virtio-net still runs; {detail}"
 
 
 def test_kdump_capture_drivers_bind_and_work_after_restore(kdump: Result) -> None:
@@ -396,6 +421,8 @@ def test_corrupt_record_still_gives_a_dump(corrupt: Result) -> None:
 
 
 def test_corrupt_record_is_refused_and_the_report_says_why(corrupt: Result) -> None:
+    # handoff-quiesce validates the record with the C core first, and writes nothing either.
+    assert C.console_lines(corrupt, r"^handoff: quiesce exited 1$")
     code = _restore_exit(corrupt)
     console = "\n".join(C.console_lines(corrupt, r"^handoff"))
     assert code != 0, console
@@ -449,6 +476,10 @@ def test_lockdown_restore_reports_refused_writes_and_fallbacks(lockdown: Result)
     assert report["totals"].get("fallbacks", 0) > 0
     # The dump still carries the report, and restore said it could not do everything.
     assert _restore_exit(lockdown) == 1
+    # handoff-quiesce's config writes were refused too, and its log says so.
+    q = report["quiescer"]
+    assert q["cleared"] == [] and q["refused"], q
+    assert all("Operation not permitted" in r for r in q["refused"]), q
 
 
 def test_lockdown_perturbed_device_ends_with_bus_master_off(lockdown: Result) -> None:

@@ -338,3 +338,85 @@ def test_pciview_finds_a_bar_the_kernel_did_not_enumerate_and_a_closed_window() 
     assert V.disagreements(closed) == [
         "0000:00:01.0 window 13: config closed, sysfs resource 0x1000-0x1fff"
     ]
+
+def _core_with_loads(path: Path, loads: list[tuple[int, bytes]]) -> None:
+    """An ELF64 core with one PT_LOAD per (physical address, bytes), data page-aligned."""
+    import struct
+
+    phoff, phsize = 64, 56
+    off = 4096
+    ehdr = b"\x7fELF\x02\x01\x01" + b"\0" * 9
+    ehdr += struct.pack("<HHIQQQIHHHHHH", 4, 62, 1, 0, phoff, 0, 0, 64, phsize, len(loads), 0, 0, 0)
+    phdrs, blobs = b"", b""
+    for pa, blob in loads:
+        phdrs += struct.pack("<IIQQQQQQ", 1, 7, off + len(blobs), pa, pa, len(blob), len(blob), 0)
+        blobs += blob
+    path.write_bytes((ehdr + phdrs).ljust(off, b"\0") + blobs)
+
+
+def test_dmaprobe_hashes_each_physical_page_once_and_the_host_finds_the_changes(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from e2e_harness import dma, tools
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (bash .ci/e2e-deps installs it)")
+    probe = tools.build("dmaprobe")
+    ram = bytearray(b"\x11" * 4096 * 4)
+    core = tmp_path / "core"
+    # The second segment maps RAM pages 1-2 again (as x86_64 cores map the kernel image).
+    _core_with_loads(core, [(0x100000, bytes(ram)), (0x101000, bytes(ram[4096:12288]))])
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    out = subprocess.run([probe, "hash", core, a], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("pages 4 ms ")
+    frame = dma.frame(b"N" * 8, 7, 12.5)
+    ram[0x2100 : 0x2100 + len(frame)] = frame  # "DMA" into the third page
+    _core_with_loads(core, [(0x100000, bytes(ram)), (0x101000, bytes(ram[4096:12288]))])
+    subprocess.run([probe, "hash", core, b], capture_output=True, check=True)
+    ha, hb = dma.read_hashes(a.read_bytes()), dma.read_hashes(b.read_bytes())
+    assert sorted(ha) == [0x100000, 0x101000, 0x102000, 0x103000]
+    assert dma.changed(ha, hb) == [0x102000]
+    assert dma.frame(b"N" * 8, 7, 12.5)[14:46] in dma.page_bytes(core, 0x102000)
+    assert dma.frames_in(core, b"N" * 8) == {7} and dma.frames_in(core, b"M" * 8) == set()
+    with pytest.raises(ValueError, match="different pages"):
+        dma.changed(ha, {0x100000: 1})
+    with pytest.raises(ValueError, match="no DMAH header"):
+        dma.read_hashes(b"XXXX\0\0\0\0")
+    proc = subprocess.run([probe, "ring"], capture_output=True, check=False)
+    assert proc.returncode == 2 and b"usage" in proc.stderr
+
+
+def test_dma_sender_is_bounded_and_its_frames_carry_nonce_seq_and_time() -> None:
+    import socket
+    import struct
+    import time
+
+    from e2e_harness import dma
+
+    sender = dma.Sender(rate=500)
+    netdev = sender.netdev("n3")
+    assert netdev == (
+        f"socket,id=n3,udp=127.0.0.1:{sender.own_port},localaddr=127.0.0.1:{sender.qemu_port}"
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as qemu:  # stands in for QEMU
+        qemu.bind(("127.0.0.1", sender.qemu_port))
+        qemu.settimeout(5)
+        sender.start()
+        got = [qemu.recv(2048) for _ in range(5)]
+        sender.stop()
+    log = sender.log()
+    assert len(log["sent"]) >= 5 and log["sent"] == sorted(log["sent"])
+    for seq, raw in enumerate(got):
+        assert raw[:6] == bytes.fromhex("525400000003") and raw[12:14] == b"\x88\xb5"
+        magic, nonce, n, sent = struct.unpack_from("<8s8sQd", raw, 14)
+        assert (magic, nonce, n) == (dma.MAGIC, sender.nonce, seq)
+        assert sent == log["sent"][seq] <= time.monotonic()
+    with pytest.raises(ValueError, match="expected 0 < rate <= 1000"):
+        bad = dma.Sender(rate=5000)
+        bad.netdev("n3")
+        try:
+            bad.start()
+        finally:
+            bad.stop()

@@ -65,13 +65,23 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     exit_code: int | None = None
+    started: float = 0.0  # time.monotonic() when QEMU started: stage host_s counts from it
 
 
 def argv(
-    kernel: Path, initrd: Path, append: str, disks: dict[str, Path], memory: str = GUEST_MEMORY
+    kernel: Path,
+    initrd: Path,
+    append: str,
+    disks: dict[str, Path],
+    memory: str = GUEST_MEMORY,
+    dma_netdev: str = "",
 ) -> list[str]:
     """The QEMU command line: q35 under TCG with nvme, virtio-net and two virtio-blk disks
-    behind PCIe root ports, and an e1000 on the root bus (BDFs stable across runs)."""
+    behind PCIe root ports, and an e1000 on the root bus (BDFs stable across runs).
+
+    dma_netdev (a -netdev value with id=n3) adds a fifth root port at 00:06.0 with an e1000e
+    at 05:00.0 on it (dma.NIC_MAC), fed from the host (the DMA scenarios); the other BDFs
+    stay the same."""
     machine = "-accel tcg,thread=multi -M q35 -smp 2 -nodefaults -display none -monitor none"
     cmd = [QEMU, *machine.split(), "-m", memory, "-serial", "stdio", "-no-reboot"]
     cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
@@ -91,6 +101,12 @@ def argv(
         f"virtio-blk-pci,drive=res,serial={RESULTS_SERIAL},bus=rp4",
         "e1000,netdev=n0,mac=52:54:00:00:00:01,bus=pcie.0,addr=0x5",
     ]
+    if dma_netdev:
+        cmd += ["-netdev", dma_netdev]
+        devices += [
+            "pcie-root-port,id=rp5,chassis=5,slot=5,bus=pcie.0,addr=0x6",
+            "e1000e,netdev=n3,bus=rp5,mac=52:54:00:00:00:03",
+        ]
     for device in devices:
         cmd += ["-device", device]
     return cmd
@@ -115,7 +131,7 @@ def run(
     are recorded too. The serial console is written to `log` as it arrives."""
     out = Outcome()
     pending = list(stages)
-    start = time.monotonic()
+    start = out.started = time.monotonic()
     last = start
     buf = b""
     stderr_path = log.with_name("qemu-stderr.log")

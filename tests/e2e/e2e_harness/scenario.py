@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import bootinitrd, pyinstall, qemu, results, rootfs, runtimecache, tools
+from . import bootinitrd, dma, pyinstall, qemu, results, rootfs, runtimecache, tools
 from .config import (
     CACHE_DIR,
     CAPTURE_APPEND,
@@ -77,6 +77,9 @@ class Scenario:
     transition: the stage the first script marks when it leaves the first kernel: "crash"
         (lib.sh `crash`), e.g. "kexec-exec" (lib.sh `kexec_exec`, for `kexec -e`), or
         "poweroff" (lib.sh `power_off`: the run ends in the first kernel, no capture stages).
+    dma_rate: frames per second a host-side sender (dma.Sender) feeds a second e1000e with
+        while QEMU runs, over loopback UDP (0: no such NIC). The NIC is at dma.NIC_BDF; the
+        sender's log is Result.dma and <run>/dma-sender.json.
     first_initrd: "" boots the first kernel with the harness's own small initramfs;
         "initramfs-tools" or "dracut" with a real Debian 12 initrd built by that generator
         with the early collector's hooks installed as contrib/README.md says (bootinitrd.py);
@@ -113,6 +116,7 @@ class Scenario:
     first_initrd: str = ""
     nvme_ext4_mb: int = 0
     qemu_args: tuple[str, ...] = ()
+    dma_rate: float = 0.0
 
     @classmethod
     def from_dir(cls, path: Path | str, **overrides: Any) -> Scenario:
@@ -182,6 +186,8 @@ class Result:
     phases: dict[str, float] = field(default_factory=dict)  # host seconds per phase
     runtime_seeded: bool = False  # the root disk started with a packed capture runtime
     first_initrd: bootinitrd.BootInitrd | None = None  # the real initrd the first kernel used
+    qemu_started: float = 0.0  # time.monotonic() at QEMU's start; stage host_s count from it
+    dma: dict[str, Any] | None = None  # the DMA sender's log (dma.Sender.log)
 
     def __repr__(self) -> str:  # short, for pytest's failure reports
         return f"Result({self.scenario!r}, {len(self.stages)} stages, out={self.out_dir})"
@@ -330,14 +336,29 @@ def run(sc: Scenario) -> Result:
             with disks["nvme"].open("wb") as f:
                 f.truncate(64 << 20)
         cmdline = sc.cmdline()
-        argv = qemu.argv(kernel, initrd, cmdline, disks, memory=sc.memory) + list(sc.qemu_args)
+        sender = dma.Sender(sc.dma_rate) if sc.dma_rate else None
+        argv = qemu.argv(
+            kernel,
+            initrd,
+            cmdline,
+            disks,
+            memory=sc.memory,
+            dma_netdev=sender.netdev("n3") if sender else "",
+        ) + list(sc.qemu_args)
         (run_dir / "qemu-argv.txt").write_text(shlex.join(argv) + "\n")  # copy-pasteable
         phase("run-images")
         prepare_s = time.monotonic() - t0
         try:
-            outcome = qemu.run(
-                argv, sc.stages(), run_dir / "serial.log", sc.overall_timeout * timeout_scale()
-            )
+            if sender:
+                sender.start()
+            try:
+                outcome = qemu.run(
+                    argv, sc.stages(), run_dir / "serial.log", sc.overall_timeout * timeout_scale()
+                )
+            finally:
+                if sender:
+                    sender.stop()
+                    (run_dir / "dma-sender.json").write_text(json.dumps(sender.log()) + "\n")
         except qemu.StageError as e:
             _salvage(disks["results"], run_dir)
             if sc.nvme_ext4_mb:
@@ -375,9 +396,14 @@ def run(sc: Scenario) -> Result:
         phases,
         seeded,
         boot,
+        qemu_started=outcome.started,
+        dma=sender.log() if sender else None,
     )
     timings = CACHE_DIR / f"timings-{sc.name}.json"
     timings.write_text(json.dumps(result.timings(), indent=1) + "\n")
+    if sender:  # the DMA scenarios' figures, for the bench
+        figures = CACHE_DIR / f"dma-{sc.name}.json"
+        figures.write_text(json.dumps(dma.summary(result), indent=1) + "\n")
     return result
 
 

@@ -418,4 +418,52 @@ dump_disk_done() {
 	dmesg > "$E2E_OUT/dmesg-final"
 	sync
 	umount /dump || fail captured "cannot unmount /dump"
+
+# The DMA scenarios (dma-*, scenario dma_rate): a second e1000e at $DMA_NIC that the host
+# feeds with frames over loopback UDP. Needs the dmaprobe and pcimem tools.
+DMA_NIC=0000:05:00.0
+DMA_MAC=52:54:00:00:00:03
+
+# First kernel: give the DMA NIC an RX ring of $1 descriptors, bring it up and wait until it
+# receives the host's frames. The virtio-net goes up too, so it has sent frames (a NIC in use).
+dma_nic_up() {
+	_if=
+	for _n in /sys/class/net/*; do
+		[ "$(cat "$_n/address" 2> /dev/null)" = "$DMA_MAC" ] && _if=${_n##*/}
+		[ "$(cat "$_n/address" 2> /dev/null)" = 52:54:00:00:00:02 ] && ip link set "${_n##*/}" up
+	done
+	[ -n "$_if" ] || fail dma-receiving "no interface with MAC $DMA_MAC"
+	dmaprobe ring "$_if" "$1" > "$E2E_OUT/dma-ring" ||
+		fail dma-receiving "setting the RX ring of $_if to $1 failed"
+	ip link set "$_if" up
+	_s=/sys/class/net/$_if/statistics/rx_packets
+	_i=0
+	while [ "$(cat $_s)" -lt 20 ]; do
+		[ $_i -lt 300 ] || fail dma-receiving "$_if received $(cat $_s) frames in 30 s"
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	echo "$_if $(cat "$E2E_OUT/dma-ring") rx_packets $(cat $_s)" > "$E2E_OUT/dma-nic"
+}
+
+# Capture kernel: hash every page of old memory (/proc/vmcore) twice, $2 s apart, into
+# $E2E_OUT/hash-$1-1.bin and -2.bin, with the NIC's RX registers before and after.
+dma_hash() {
+	dma_rx_regs > "$E2E_OUT/rx-$1-1"
+	dmaprobe hash /proc/vmcore "$E2E_OUT/hash-$1-1.bin" > "$E2E_OUT/hash-$1-1.txt" ||
+		fail "$1" "dmaprobe hash failed"
+	sleep "$2"
+	dmaprobe hash /proc/vmcore "$E2E_OUT/hash-$1-2.bin" > "$E2E_OUT/hash-$1-2.txt" ||
+		fail "$1" "dmaprobe hash failed"
+	dma_rx_regs > "$E2E_OUT/rx-$1-2"
+	info "dma-hash $1 $(cat "$E2E_OUT/hash-$1-1.txt") / $(cat "$E2E_OUT/hash-$1-2.txt")"
+}
+
+# The DMA NIC's receive registers (82574 datasheet §10.2: RCTL 0x100, RDBAL/RDBAH/RDLEN
+# 0x2800/0x2804/0x2808, RDH 0x2810, RDT 0x2818) and COMMAND, as "NAME VALUE" lines.
+dma_rx_regs() {
+	echo "COMMAND 0x$(pci_command $DMA_NIC)"
+	for _r in RCTL:0x100 RDBAL:0x2800 RDBAH:0x2804 RDLEN:0x2808 RDH:0x2810 RDT:0x2818; do
+		bar_reg "${_r%%:*}" $DMA_NIC 0 "${_r#*:}" 4
+	done
 }
