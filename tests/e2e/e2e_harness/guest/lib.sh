@@ -418,6 +418,7 @@ dump_disk_done() {
 	dmesg > "$E2E_OUT/dmesg-final"
 	sync
 	umount /dump || fail captured "cannot unmount /dump"
+}
 
 # The DMA scenarios (dma-*, scenario dma_rate): a second e1000e at $DMA_NIC that the host
 # feeds with frames over loopback UDP. Needs the dmaprobe and pcimem tools.
