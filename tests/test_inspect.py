@@ -15,6 +15,7 @@ from helpers import recordgen as G
 
 from handoff import record as R
 from handoff.cli import main
+from handoff.devices.pciids import PciIds
 
 ROOT = Path(__file__).resolve().parents[1]
 REC = G.make_record()
@@ -53,6 +54,8 @@ def test_valid_vmcore_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
             "0123456789abcdef0123456789abcdef01234567") in lines
     assert f"  restore report at offset {rep_at}: restored 2 of 2 devices; 2 devices" in lines
     i = lines.index(f"record 1 of 1 at offset {rec_at}: valid")
+    # names as lspci spells them from this system's pci.ids (numeric without one)
+    n41, n42 = (PciIds().vendor_device(0x1AF4, d) for d in (0x1041, 0x1042))
     assert lines[i + 1 : i + 12] == [
         "  format      1.0 (header 256 bytes, payload 609 bytes)",
         "  checks      header CRC-32C ok, payload SHA-256 ok",
@@ -62,9 +65,9 @@ def test_valid_vmcore_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "  created     2023-11-14T22:13:20.123456789Z",
         "  generation  1",
         "  devices (2):",
-        "    ADDR          IDS        CLASS   DRIVER      EARLY      LIVE  POLICY",
-        "    0000:00:03.0  1af4:1041  020000  virtio-pci  collector  256   quiesce",
-        "    0000:00:04.0  1af4:1042  020000  virtio-pci  collector  256   quiesce",
+        "    ADDR          IDS        CLASS   DRIVER      EARLY      LIVE  POLICY   NAME",
+        f"    0000:00:03.0  1af4:1041  020000  virtio-pci  collector  256   quiesce  {n41}",
+        f"    0000:00:04.0  1af4:1042  020000  virtio-pci  collector  256   quiesce  {n42}",
     ]
 
 
@@ -156,7 +159,8 @@ def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
                              "machine_id": "0123456789abcdef0123456789abcdef"}
     assert r["devices"][0] == {"addr": "0000:00:03.0", "ids": "1af4:1041", "class": "020000",
                                "driver": "virtio-pci", "early": "collector", "live": "256",
-                               "policy": "quiesce"}
+                               "policy": "quiesce",
+                               "name": PciIds().vendor_device(0x1AF4, 0x1041)}
 
 
 def test_corrupt_record_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,11 +3,13 @@ lspci's -s and -d, the latter checked against pciutils' own lspci on a dump file
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers.asserts import raises_exactly
 
 from handoff.devices import patterns
 from handoff.devices.patterns import (
@@ -110,7 +112,7 @@ def test_device_filter_class_is_lspcis() -> None:
     f = parse_device_filter("1af4::0108:02")
     assert f.matches(0x1AF4, 1, 0x010802) and not f.matches(0x1AF4, 1, 0x010801)
     for bad in ("8086", "8086:1:2:3:4", "10000:", ":1:10000", "::1:100"):
-        with pytest.raises(ValueError):
+        with raises_exactly(ValueError, match=f"^(device filter )?{re.escape(repr(bad))}"):
             parse_device_filter(bad)
 
 
@@ -169,5 +171,5 @@ def test_lspci_refuses_what_we_refuse(tmp_path: Path, args: list[str]) -> None:
     r = subprocess.run([lspci, "-F", str(dump), *args], check=False, capture_output=True,
                        text=True)
     assert r.returncode != 0
-    with pytest.raises(ValueError):
+    with raises_exactly(ValueError):
         (parse_slot if args[0] == "-s" else parse_device_filter)(args[1])

@@ -512,8 +512,7 @@ def test_virtio_without_driver_ok_is_left_alone_and_verifies(tree: Path) -> None
     assert (r.outcome, r.message) == (OK, ("device_status 0x0b: DRIVER_OK clear, the device uses "
                                       "no virtqueue (virtio §2.1.2); not reset, the next "
                                       "driver resets it"))
-    # num_queues first: a device that reads no queue at all did not answer (restore's check
-    # before touching); then only device_status is read, nothing written.
+    # num_queues first: a device that answers never reads it 0 (issue 12)
     assert [a.as_tuple()[:5] for a in r.accesses] == [(4, 0x12, 2, "read", 3),
                                                       (4, 0x14, 1, "read", 0x0B)]
     assert B.peek(vnet_regs(tree), 0x14, 1) == 0x0B

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import fakesysfs as F
+from helpers.asserts import raises_exactly
 
 from handoff.devices.model import PciDevice, Snapshot
 from handoff.devices.pci import collect
@@ -50,7 +51,7 @@ def test_class_patterns(text: str, code: int, ok: bool) -> None:
 
 @pytest.mark.parametrize("bad", ["0x1", "01:8", "zz", "01:08:02:00", "0x01080", ""])
 def test_bad_class_patterns(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with raises_exactly(ValueError, match=rf"^class {re.escape(repr(bad))} is not "):
         parse_class(bad)
 
 
@@ -59,12 +60,12 @@ def test_id_and_address_patterns() -> None:
     assert parse_id("8086:*").matches(0x8086, 0x1234)
     assert not parse_id("*:10d3").matches(0x8086, 0x10D4)
     for bad in ("8086", "8086:10d3:1", "808g:1234", "8086:123"):
-        with pytest.raises(ValueError):
+        with raises_exactly(ValueError, match=rf"^id {re.escape(repr(bad))}"):
             parse_id(bad)
     assert parse_address("03:00.0") == "0000:03:00.0"
     assert parse_address("0000:03:*") == "0000:03:*"
     for bad in ("3:00.0", "0000:03:00.8", "0000:03:00", "/sys/../x"):
-        with pytest.raises(ValueError):
+        with raises_exactly(ValueError, match=rf"^address {re.escape(repr(bad))} is not "):
             parse_address(bad)
 
 

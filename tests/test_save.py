@@ -19,6 +19,7 @@ from handoff import record
 from handoff.devices import capabilities as caps
 from handoff.devices.model import devices_from_payload
 from handoff.devices.pci import NOT_ROOT, collect
+from handoff.devices.pciids import PciIds
 from handoff.errors import UsageError
 from handoff.identity import IdentitySource
 from handoff.save import (
@@ -367,11 +368,14 @@ def test_cli_table_columns(tmp_path: Path) -> None:
                             "--early-log", str(EARLY_LOG)])
     assert rc == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["ADDR", "IDS", "DRIVER", "CLASS", "CONFIG", "EARLY", "POLICY"]
+    assert lines[0].split() == ["ADDR", "IDS", "DRIVER", "CLASS", "CONFIG", "EARLY", "POLICY",
+                                "NAME"]
     row = next(ln for ln in lines if ln.startswith("0000:01:00.0"))
     assert row.split()[:6] == ["0000:01:00.0", "1b36:0010", "nvme", "010802", "4096",
                                "earlydump"]
     assert "(256/4096)" in row
+    # lspci's name for it, from this system's pci.ids (numeric without one)
+    assert row.endswith(" " + PciIds().vendor_device(0x1B36, 0x0010))
     assert lines[-1].startswith("13 device(s)")
 
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fakesysfs as F
 import pytest
+from helpers import fakesysfs as F
 
 from handoff.sysfs import SysfsTree
 from handoff.sysfs.ops import OutsideTree, SysfsAccess

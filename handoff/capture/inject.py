@@ -37,8 +37,19 @@ from handoff import errors as E
 from handoff._slots import Frozen
 from handoff.formats import kdump
 from handoff.formats.blob import read_exact
-from handoff.formats.dumpformat import dump_format
-from handoff.formats.elfcore import MAX_NOTE_BYTES, NOTE_ALIGN, Note, iter_notes
+from handoff.formats.dumpformat import dump_format  # re-exported: handoff.capture
+from handoff.formats.elfcore import (
+    _PHDR32,
+    _PHDR64,
+    ET_CORE,
+    MAX_NOTE_BYTES,
+    MAX_PHNUM,
+    NOTE_ALIGN,
+    PN_XNUM,
+    PT_NOTE,
+    Note,
+    iter_notes,
+)
 from handoff.record import NOTE_NAME, NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
 
 __all__ = [
@@ -55,22 +66,11 @@ __all__ = [
     "read_note_area",
 ]
 
-ELF_MAGIC = b"\x7fELF"
-ET_CORE = 4
-PT_NOTE = 4
-PN_XNUM = 0xFFFF
-MAX_PHNUM = 1 << 20
 MAX_DESC = 32 << 20  # one new descriptor; a record is at most 16 MiB + 4 KiB (R8, R9)
 AREA_ALIGN = 8  # where the appended note area starts
 
-# ELF program headers, in file order of their fields.
-_PHDR64 = "IIQQQQQQ"  # type, flags, offset, vaddr, paddr, filesz, memsz, align
-_PHDR32 = "IIIIIIII"  # type, offset, vaddr, paddr, filesz, memsz, flags, align
-
-# struct kdump_sub_header (makedumpfile diskdump_mng.h, LP64) (at offset block_size): phys_base, dump_level, split, start_pfn,
-# end_pfn (v2), offset_vmcoreinfo, size_vmcoreinfo (v3), offset_note, size_note (v4),
-# offset_eraseinfo, size_eraseinfo (v5), start_pfn_64, end_pfn_64, max_mapnr_64 (v6).
-_KDUMP_SUB = "QiiQQqQqQqQQQQ"
+# The ELF program header and kdump sub-header layouts are handoff.formats' (defined once).
+_KDUMP_SUB = kdump._SUB
 _SUB_OFFSET_NOTE = 48  # offsetof(struct kdump_sub_header, offset_note); size_note follows
 _SUB_SIZE_BY_VERSION = {4: 64, 5: 80}  # bytes of the sub-header that exist in that version
 _SUB_SIZE_V6 = 104

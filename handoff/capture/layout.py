@@ -30,7 +30,7 @@ PN_XNUM = 0xFFFF
 EHDR64_SIZE = 64
 PHDR64_SIZE = 56
 MAX_PHNUM = 1 << 20
-MAX_NOTES_COPIED = 64 << 20  # what handoff.elfcore reads (MAX_NOTE_BYTES)
+MAX_NOTES_COPIED = 64 << 20  # what handoff.formats.elfcore reads (MAX_NOTE_BYTES)
 # Room kept beyond the notes a copy is made for: a later `inject-notes` of a newer restore
 # report fits in place. Zero bytes of a sparse file: no disk, and crash reads them once.
 SPARE_ROOM = 64 << 10

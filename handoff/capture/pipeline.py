@@ -211,16 +211,64 @@ def capture(
     Raises only before the dump exists (bad arguments, no vmcore, unwritable directory) or
     when saving itself fails (a full disk); everything later is reported in the result.
     """
+    mdf_args = _check_inputs(fmt, makedumpfile_args, vmcore)
+    method = "sparse-copy" if mdf_args is None else "makedumpfile"
+    rec, rec_info = load_record(record)
+    report_path = (
+        report
+        if report is not None
+        else (DEFAULT_REPORT if os.path.exists(DEFAULT_REPORT) else None)
+    )
+    rep_bytes, rep_info = load_report(report_path) if report_path else (None, None)
+    notes: list[tuple[int, bytes]] = []
+    if rec is not None:
+        notes.append((NT_HANDOFF_RECORD, rec.raw))
+    if rep_bytes is not None:
+        notes.append((NT_HANDOFF_REPORT, rep_bytes))
+    started = clock()
+    if dry_run:
+        return _dry_run(dump_dir, subdir, started, vmcore, fmt, mdf_args, method, rec_info,
+                        rep_info)
+
+    directory = _make_dir(dump_dir, subdir, started)
+    final = os.path.join(directory, DUMP_NAME)
+    work = final + INCOMPLETE_SUFFIX
+    result = CaptureResult(directory, final, method, record=rec_info, report=rep_info,
+                           warnings=[])
+    saved, fallback, mdf_version = _save(result, vmcore, work, fmt, mdf_args, notes, progress,
+                                         show_tool_output, started, clock, force)
+    saved, inject_failed = _inject(result, work, notes, saved)
+    if rec is None:
+        result.warnings.append(f"no record injected: {rec_info.get('error')}")
+    if rep_info is not None and rep_bytes is None:
+        result.warnings.append(f"no report injected: {rep_info.get('error')}")
+    try:  # never over a file that appeared meanwhile (--no-subdir), never through a symlink
+        outfile.rename_noreplace(work, final)
+    except FileExistsError:
+        raise E.UsageError(f"{final} appeared while the dump was saved; the dump is kept as "
+                           f"{work}", hint="move one of them away") from None
+    M.fsync_dir(directory)
+    result.save = cast("S.SaveResult", saved.replace(path=final))
+    if result.inject:
+        result.inject = cast(InjectResult, result.inject.replace(path=final))
+    result.exit_code = _exit_code(rec_info, rep_info, report, fallback, inject_failed)
+    _write_meta(result, started, clock(), mdf_version, status="saved", force=force)
+    return result
+
+
+def _check_inputs(fmt: str, makedumpfile_args: Sequence[str] | None,
+                  vmcore: str) -> list[str] | None:
+    """makedumpfile's arguments (None: a sparse copy), after refusing bad options and a
+    missing or unreadable vmcore, before anything is written."""
     if fmt not in ("elf", "kdump"):
         raise E.UsageError(f"--format must be elf or kdump, not {fmt!r}")
-    use_mdf = fmt == "kdump" or makedumpfile_args is not None
-    mdf_args = list(
-        makedumpfile_args
-        if makedumpfile_args is not None
-        else (DEFAULT_MAKEDUMPFILE_ARGS if fmt == "kdump" else ())
-    )
-    method = "makedumpfile" if use_mdf else "sparse-copy"
-    if use_mdf:  # refuse bad options before anything is written
+    mdf_args: list[str] | None = None
+    if fmt == "kdump" or makedumpfile_args is not None:
+        mdf_args = list(
+            makedumpfile_args
+            if makedumpfile_args is not None
+            else (DEFAULT_MAKEDUMPFILE_ARGS if fmt == "kdump" else ())
+        )
         S.makedumpfile_argv("makedumpfile", mdf_args, vmcore, "DUMP", fmt=fmt)
     if not os.path.exists(vmcore):
         raise E.EnvironmentProblem(
@@ -229,63 +277,55 @@ def capture(
         )
     if not os.access(vmcore, os.R_OK):
         raise E.EnvironmentProblem(f"cannot read {vmcore} (permission denied)", hint="run as root")
+    return mdf_args
 
-    rec, rec_info = load_record(record)
-    report_path = (
-        report
-        if report is not None
-        else (DEFAULT_REPORT if os.path.exists(DEFAULT_REPORT) else None)
+
+def _dry_run(dump_dir: str, subdir: bool, started: float, vmcore: str, fmt: str,
+             mdf_args: list[str] | None, method: str, rec_info: dict[str, Any],
+             rep_info: dict[str, Any] | None) -> CaptureResult:
+    """Where the dump would go and the makedumpfile argv that would save it; nothing written."""
+    d = (
+        os.path.join(dump_dir, time.strftime("%Y%m%d-%H%M%S", time.gmtime(started)))
+        if subdir
+        else dump_dir
     )
-    rep_bytes, rep_info = load_report(report_path) if report_path else (None, None)
-
-    notes: list[tuple[int, bytes]] = []
-    if rec is not None:
-        notes.append((NT_HANDOFF_RECORD, rec.raw))
-    if rep_bytes is not None:
-        notes.append((NT_HANDOFF_REPORT, rep_bytes))
-    started = clock()
-    warnings: list[str] = []
-    if dry_run:
-        d = (
-            os.path.join(dump_dir, time.strftime("%Y%m%d-%H%M%S", time.gmtime(started)))
-            if subdir
-            else dump_dir
-        )
-        dump = os.path.join(d, DUMP_NAME)
-        argv: tuple[str, ...] = ()
-        if use_mdf:
-            argv = tuple(
-                S.makedumpfile_argv(
-                    S.find_makedumpfile() or "makedumpfile",
-                    mdf_args,
-                    vmcore,
-                    dump + INCOMPLETE_SUFFIX,
-                    fmt=fmt,
-                )
+    dump = os.path.join(d, DUMP_NAME)
+    argv: tuple[str, ...] = ()
+    if mdf_args is not None:
+        argv = tuple(
+            S.makedumpfile_argv(
+                S.find_makedumpfile() or "makedumpfile",
+                mdf_args,
+                vmcore,
+                dump + INCOMPLETE_SUFFIX,
+                fmt=fmt,
             )
-        return CaptureResult(
-            d,
-            dump,
-            method,
-            argv,
-            record=rec_info,
-            report=rep_info,
-            exit_code=_exit_code(rec_info, rep_info, None, False, False),
-            dry_run=True,
         )
+    return CaptureResult(
+        d,
+        dump,
+        method,
+        argv,
+        record=rec_info,
+        report=rep_info,
+        exit_code=_exit_code(rec_info, rep_info, None, False, False),
+        dry_run=True,
+    )
 
-    directory = _make_dir(dump_dir, subdir, started)
-    final = os.path.join(directory, DUMP_NAME)
-    work = final + INCOMPLETE_SUFFIX
+
+def _save(result: CaptureResult, vmcore: str, work: str, fmt: str,
+          mdf_args: list[str] | None, notes: list[tuple[int, bytes]],
+          progress: S.ProgressFn | None, show_tool_output: bool, started: float,
+          clock: Callable[[], float], force: bool) -> tuple[S.SaveResult, bool, str | None]:
+    """Save the dump to ``work`` with makedumpfile, or as a sparse ELF copy when it is not
+    wanted or fails: (what was saved, whether that was a fallback, makedumpfile's version).
+    A failure to save at all is written to the metadata file and raised."""
     fallback = False
     saved: S.SaveResult | None = None
     mdf_version: str | None = None
-    argv = ()
-    result = CaptureResult(
-        directory, final, method, record=rec_info, report=rep_info, warnings=warnings
-    )
+    warnings = result.warnings
     try:
-        if use_mdf:
+        if mdf_args is not None:
             tool = S.find_makedumpfile()
             if tool is None:
                 warnings.append("makedumpfile not found on PATH: saved an ELF dump instead")
@@ -313,38 +353,29 @@ def capture(
         # The caller prints these with the error: a missing metadata file must be said.
         e.warnings = [w for w in result.warnings if w != str(e)]  # type: ignore[attr-defined]
         raise
+    return saved, fallback, mdf_version
 
-    inject_failed = False
-    if notes:
+
+def _inject(result: CaptureResult, work: str, notes: list[tuple[int, bytes]],
+            saved: S.SaveResult) -> tuple[S.SaveResult, bool]:
+    """Add the notes to the saved dump; (the saved dump as it is now, whether that failed).
+    A failure is a warning: the dump is saved either way."""
+    if not notes:
+        return saved, False
+    try:
         try:
-            try:
-                result.inject = inject_notes(work, notes)
-            except NoNoteRoom:
-                # makedumpfile -E puts the memory data right after the notes: lay the dump
-                # out again with room for them, so that crash still reads it.
-                result.inject = _inject_relaid(work, notes, warnings)
-                st = os.stat(work)
-                saved = cast("S.SaveResult", saved.replace(
-                    size=st.st_size, allocated=st.st_blocks * 512))
-        except (E.HandoffError, OSError) as e:
-            warnings.append(f"could not add the notes to the dump: {e}")
-            inject_failed = True
-    if rec is None:
-        warnings.append(f"no record injected: {rec_info.get('error')}")
-    if rep_info is not None and rep_bytes is None:
-        warnings.append(f"no report injected: {rep_info.get('error')}")
-    try:  # never over a file that appeared meanwhile (--no-subdir), never through a symlink
-        outfile.rename_noreplace(work, final)
-    except FileExistsError:
-        raise E.UsageError(f"{final} appeared while the dump was saved; the dump is kept as "
-                           f"{work}", hint="move one of them away") from None
-    M.fsync_dir(directory)
-    result.save = cast("S.SaveResult", saved.replace(path=final))
-    if result.inject:
-        result.inject = cast(InjectResult, result.inject.replace(path=final))
-    result.exit_code = _exit_code(rec_info, rep_info, report, fallback, inject_failed)
-    _write_meta(result, started, clock(), mdf_version, status="saved", force=force)
-    return result
+            result.inject = inject_notes(work, notes)
+        except NoNoteRoom:
+            # makedumpfile -E puts the memory data right after the notes: lay the dump
+            # out again with room for them, so that crash still reads it.
+            result.inject = _inject_relaid(work, notes, result.warnings)
+            st = os.stat(work)
+            saved = cast("S.SaveResult", saved.replace(
+                size=st.st_size, allocated=st.st_blocks * 512))
+    except (E.HandoffError, OSError) as e:
+        result.warnings.append(f"could not add the notes to the dump: {e}")
+        return saved, True
+    return saved, False
 
 
 def _inject_relaid(work: str, notes: list[tuple[int, bytes]],

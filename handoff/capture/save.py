@@ -320,14 +320,7 @@ def copy_sparse(
     first PT_LOAD's data (:mod:`handoff.capture.layout`), so that notes added later stay in
     the header area crash reads; the segments' data then moves by whole pages."""
     t0 = time.monotonic()
-    try:
-        sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise E.EnvironmentProblem(
-            f"no vmcore at {src}", hint="run this in the kdump capture kernel, or pass --vmcore"
-        ) from None
-    except PermissionError:
-        raise E.EnvironmentProblem(f"cannot read {src} (permission denied)", hint="run as root")
+    sfd = _open_source(src)
     try:
         size = source_size(sfd)
         plan, kept = (L.plan_copy(sfd, size, note_room) if note_room else (None, ""))
@@ -336,7 +329,6 @@ def copy_sparse(
         else:
             ranges, why = copy_ranges(sfd, size)
         shift = plan.delta if plan is not None else 0
-        total = sum(b - a for a, b in ranges)
         mapper = _Mapper(sfd, size, max(window, chunk + mmap.ALLOCATIONGRANULARITY)) \
             if map_source and size else None
         dfd = _create(dst)
@@ -344,40 +336,7 @@ def copy_sparse(
             sink = _Sink(dfd, chunk, page)
             if plan is not None:  # headers and notes, in the new layout
                 sink.put(memoryview(plan.head), 0)
-            buf: memoryview | None = None
-            done = 0
-            bad: list[tuple[int, int]] = []
-            bad_bytes = 0
-            for a, b in ranges:
-                off = a
-                while off < b:
-                    want = min(chunk, b - off)
-                    view = mapper.view(off, want) if mapper else None
-                    if view is None:
-                        if buf is None:
-                            # Page-aligned (anonymous mmap): the kernel copies into it at
-                            # memory speed, where a bytearray's malloc'd, 16-byte-offset
-                            # buffer made reads 5x slower (measured).
-                            buf = memoryview(mmap.mmap(-1, chunk))
-                            _advise_sequential(sfd)
-                        try:
-                            n = _read_into(sfd, buf[:want], off)
-                        except OSError as ex:
-                            if ex.errno not in (errno.EIO, errno.EFAULT, errno.ENXIO,
-                                                errno.EINVAL):
-                                raise
-                            n, lost = _read_pagewise(sfd, buf, want, off, page, bad)
-                            bad_bytes += lost
-                        if n < want:  # the source ended early: keep what there is
-                            bad_bytes += _note_bad(bad, off + n, want - n)
-                        view = buf[:n]
-                    if len(view):
-                        sink.put(view, off + shift)
-                    del view
-                    off += want
-                    done += want
-                    if progress:
-                        progress(done, total)
+            bad, bad_bytes = _copy(sfd, ranges, shift, sink, mapper, chunk, page, progress)
             if mapper:
                 mapper.close()
             # trailing zero pages become a hole too
@@ -421,6 +380,61 @@ def copy_sparse(
         note_room=plan.room if plan is not None else None,
         data_shift=shift,
     )
+
+
+def _open_source(src: str) -> int:
+    try:
+        return os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise E.EnvironmentProblem(
+            f"no vmcore at {src}", hint="run this in the kdump capture kernel, or pass --vmcore"
+        ) from None
+    except PermissionError:
+        raise E.EnvironmentProblem(f"cannot read {src} (permission denied)", hint="run as root")
+
+
+def _copy(sfd: int, ranges: list[tuple[int, int]], shift: int, sink: _Sink,
+          mapper: _Mapper | None, chunk: int, page: int,
+          progress: ProgressFn | None) -> tuple[list[tuple[int, int]], int]:
+    """Copy ``ranges`` of the source into ``sink``, ``shift`` bytes later, a chunk at a time:
+    through the mapping where it maps, else read; a range that cannot be read (a poisoned
+    page) is copied page by page and what stays unreadable is zeros. Returns the unreadable
+    ranges and their byte count."""
+    total = sum(b - a for a, b in ranges)
+    buf: memoryview | None = None
+    done = 0
+    bad: list[tuple[int, int]] = []
+    bad_bytes = 0
+    for a, b in ranges:
+        off = a
+        while off < b:
+            want = min(chunk, b - off)
+            view = mapper.view(off, want) if mapper else None
+            if view is None:
+                if buf is None:
+                    # Page-aligned (anonymous mmap): the kernel copies into it at memory
+                    # speed, where a bytearray's malloc'd, 16-byte-offset buffer made reads
+                    # 5x slower (measured).
+                    buf = memoryview(mmap.mmap(-1, chunk))
+                    _advise_sequential(sfd)
+                try:
+                    n = _read_into(sfd, buf[:want], off)
+                except OSError as ex:
+                    if ex.errno not in (errno.EIO, errno.EFAULT, errno.ENXIO, errno.EINVAL):
+                        raise
+                    n, lost = _read_pagewise(sfd, buf, want, off, page, bad)
+                    bad_bytes += lost
+                if n < want:  # the source ended early: keep what there is
+                    bad_bytes += _note_bad(bad, off + n, want - n)
+                view = buf[:n]
+            if len(view):
+                sink.put(view, off + shift)
+            del view
+            off += want
+            done += want
+            if progress:
+                progress(done, total)
+    return bad, bad_bytes
 
 
 def _advise_sequential(fd: int) -> None:

@@ -72,101 +72,27 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import errno
-    import os
-
-    from handoff.capture.inject import inject_notes, inject_notes_copy
-    from handoff.capture.pipeline import load_record, load_report
+    from handoff.capture.addnotes import add_notes
     from handoff.cli._output import emit_json
-    from handoff.errors import (
-        BadContainer,
-        EnvironmentProblem,
-        InvalidRecord,
-        NoRecordFound,
-        UsageError,
-    )
     from handoff.record import NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
-    from handoff.sources.crosscheck import osrelease, release_mismatch
 
-    for what, path in (("dump", args.dump), ("record source", args.record)):
-        if not os.path.isfile(path):
-            raise UsageError(f"{what} {path}: no such file")
-    if args.output is not None and os.path.lexists(args.output):
-        raise UsageError(f"{args.output} already exists; a dump is never overwritten",
-                         hint="name a new file with --output")
-    rec, rec_info = load_record(args.record)
-    if rec is None:
-        msg = f"{args.record}: {rec_info.get('error')}"
-        if rec_info["status"] == "missing":
-            raise NoRecordFound(
-                msg, hint="RECORD must hold a handoff record (see `handoff inspect`)"
-            )
-        raise InvalidRecord(
-            msg, check=rec_info.get("check", "container"), hint="check it with `handoff inspect`"
-        )
-    notes = [(NT_HANDOFF_RECORD, rec.raw)]
-    rep_info = None
-    if args.report is not None:
-        data, rep_info = load_report(args.report)
-        if data is None:
-            if rep_info["status"] == "missing":
-                raise UsageError(f"report {args.report}: no such file")
-            raise BadContainer(
-                str(rep_info.get("error")),
-                hint="REPORT must be the JSON that `handoff restore --report` wrote",
-            )
-        notes.append((NT_HANDOFF_REPORT, data))
-    if args.reassemble and args.output is not None:
-        raise UsageError("--reassemble replaces DUMP and --output writes a copy: give one")
-    warnings = []
-    dump_release = osrelease(args.dump)
-    if dump_release and rec.kernel_release and dump_release != rec.kernel_release:
-        warnings.append(release_mismatch(rec.generation, rec.kernel_release, dump_release))
-    target_name = args.output if args.output is not None else args.dump
-    target, reassembled = args.dump, None
-    if args.reassemble and _is_flattened(args.dump):
-        from handoff.capture import reassemble
-        from handoff.capture.save import find_makedumpfile
-
-        tool = find_makedumpfile()
-        if tool is None:
-            raise EnvironmentProblem("makedumpfile is not installed: it reassembles a "
-                                     "flattened dump", hint="install makedumpfile")
-        reassembled = reassemble.reassemble(args.dump, tool)
-        target = reassemble.pending(args.dump)
-    try:
-        if args.output is not None:
-            res = inject_notes_copy(args.dump, args.output, notes)
-        else:
-            res = inject_notes(target, notes)
-    except OSError as e:  # ENOSPC, EIO: say which file, never a traceback
-        if target != args.dump:
-            os.unlink(target)  # the original flattened dump stays as it was
-        raise EnvironmentProblem(
-            f"cannot write {target_name}: {e.strerror or e}",
-            hint="free space on its file system (the dump's header was not changed)"
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else None) from None
-    except BaseException:
-        if target != args.dump:
-            os.unlink(target)
-        raise
-    if target != args.dump:
-        from handoff.capture import reassemble
-
-        reassemble.replace(args.dump)
-        res = res.renamed(args.dump)
-    for w in warnings:  # after the notes are in: a refusal's own line says what matters
+    done = add_notes(args.dump, args.record, report=args.report, output=args.output,
+                     reassemble=args.reassemble)
+    res, target_name = done.result, done.target
+    for w in done.warnings:  # after the notes are in: a refusal's own line says what matters
         sys.stderr.write(f"handoff: warning: {w}\n")
     if args.json:
-        emit_json("inject-notes", {"result": res.as_dict(), "record": rec_info, "report": rep_info,
-                                   "dump_osrelease": dump_release, "warnings": warnings,
-                                   "reassembled": reassembled})
+        emit_json("inject-notes", {"result": res.as_dict(), "record": done.record_info,
+                                   "report": done.report_info,
+                                   "dump_osrelease": done.dump_osrelease,
+                                   "warnings": done.warnings, "reassembled": done.reassembled})
         return 0
-    if reassembled:
-        print(f"reassembled {args.dump} from makedumpfile's flattened format ({reassembled})")
+    if done.reassembled:
+        print(f"reassembled {args.dump} from makedumpfile's flattened format "
+              f"({done.reassembled})")
     names = {NT_HANDOFF_RECORD: "record", NT_HANDOFF_REPORT: "restore report"}
     for t, size in res.added:
-        extra = f" generation {rec.generation}" if t == NT_HANDOFF_RECORD else ""
+        extra = f" generation {done.record.generation}" if t == NT_HANDOFF_RECORD else ""
         print(f"added {names[t]}{extra} ({size} bytes) to {target_name}")
     for t, size in res.skipped:
         print(f"{names[t]} ({size} bytes) already in {target_name}: not added again")
@@ -183,10 +109,3 @@ def run(args: argparse.Namespace) -> int:
         )
     sys.stdout.flush()
     return 0
-
-
-def _is_flattened(path: str) -> bool:
-    from handoff.capture.inject import dump_format
-
-    with open(path, "rb") as f:
-        return dump_format(f.read(16)) == "flattened"

@@ -112,6 +112,9 @@ def _snap(s: Any) -> str | None:
 
 
 def device_rows(devices: list[Any]) -> list[dict[str, Any]]:
+    from handoff.devices import pciids
+
+    names = pciids.default()
     rows = []
     for d in devices:
         if not isinstance(d, dict):
@@ -128,8 +131,16 @@ def device_rows(devices: list[Any]) -> list[dict[str, Any]]:
             "early": _text(early.get("src")) if isinstance(early, dict) else None,
             "live": _snap(d.get("live")),
             "policy": _text(d.get("policy")),
+            # lspci's name from the system's pci.ids (numeric without one); PCI ids only
+            "name": names.vendor_device(ids["vendor"], ids["device"])
+            if bus == "pci" and _is_id(ids.get("vendor")) and _is_id(ids.get("device"))
+            else None,
         })
     return rows
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF
 
 
 def _hexid(v: Any, width: int) -> str | None:
@@ -321,7 +332,7 @@ def _print_record(i: int, n: int, f: Any, out: Any, sel: Any = None, verbose: in
         str(len(rows))
     w(f"  devices ({shown}):\n")
     if rows:
-        keys = ["addr", "ids", "class", "driver", "early", "live", "policy"]
+        keys = ["addr", "ids", "class", "driver", "early", "live", "policy", "name"]
         txt = table([k.upper() for k in keys], [[row[k] for k in keys] for row in rows])
         for line in txt.splitlines():
             w(f"    {line}\n")

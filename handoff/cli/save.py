@@ -63,8 +63,10 @@ def register(sub: Any) -> None:
 
 
 def _rows(devices: list[Any]) -> list[list[object]]:
+    from handoff.devices import pciids
     from handoff.save import early_source
 
+    names = pciids.default()
     rows: list[list[object]] = []
     for d in devices:
         cfg = str(d.live.size) if not d.live.partial else f"{len(d.live.data)}/{d.live.size}"
@@ -72,7 +74,8 @@ def _rows(devices: list[Any]) -> list[list[object]]:
         if d.early is not None and d.early.partial:
             early += f" ({len(d.early.data)}/{d.early.size})"
         rows.append([d.addr, f"{d.ids.vendor:04x}:{d.ids.device:04x}", d.driver,
-                     f"{d.ids.class_code:06x}", cfg, early, d.policy])
+                     f"{d.ids.class_code:06x}", cfg, early, d.policy,
+                     names.vendor_device(d.ids.vendor, d.ids.device)])
     return rows
 
 
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None:
         from handoff.cli._output import table
 
-        print(table(["ADDR", "IDS", "DRIVER", "CLASS", "CONFIG", "EARLY", "POLICY"],
+        print(table(["ADDR", "IDS", "DRIVER", "CLASS", "CONFIG", "EARLY", "POLICY", "NAME"],
                     _rows(res.devices)))
         size = f", record {len(res.record)} bytes" if res.record else ""
         print(f"{len(res.devices)} device(s){size}; early state from: "

@@ -119,26 +119,13 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
     """Run the pipeline; with ``opts.dry_run`` everything is built and nothing is loaded."""
     warnings: list[str] = []
     mode = "reboot" if opts.reboot else "crash"
-    if opts.compression not in runtime.COMPRESSIONS:
-        raise UsageError(f"unknown compression {opts.compression!r}")
-    if opts.cmdline is not None and opts.append is not None:
-        raise UsageError("--cmdline and --append exclude each other",
-                         hint="--cmdline replaces the base command line, --append adds to it")
-    # 1. preflight: every failure is an EnvironmentProblem (exit 4)
-    checks.check_root(host)
-    kexec = runner.which("kexec", hint=checks.KEXEC_HINT)
-    checks.check_kexec_enabled(host)
-    reserved = checks.crash_size(host) if mode == "crash" else None
-    lock = checks.lockdown(host)
-    cfg = discover(host, opts.kernel, opts.initrd)
+    _check_options(opts)
+    pre = _preflight(opts, host, runner, mode)
+    cfg = pre.cfg
     assert cfg.initrd is not None  # discover() refuses a configuration without one
-    flags = syscall_flags(opts.syscall, lock, cfg.kexec_args)
-    policy = _policy(opts.policy)
-    prev = previous.loaded_by_other(host, mode)
-
     work = _work_dir(opts, host)
     # 2. the record
-    rec, rec_path, generation, rec_boot = _record(opts, host, work, policy)
+    rec, rec_path, generation, rec_boot = _record(opts, host, work, pre.policy)
     # handoff.boot_id= names the kernel that will crash: this boot. restore compares it with
     # the record's producer, so a --record from another boot is caught there.
     boot = state.boot_id(host) or rec_boot
@@ -155,6 +142,95 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
     if not listing.complete:
         warnings.append(f"could not list all of {cfg.initrd}: {listing.problem}")
     rt = _runtime(host, rec, note, opts, listing)
+    handoff_cpio = _handoff_cpio(opts, pre.policy, listing, note, generation, boot, warnings)
+    # 4. a copy of the initrd with both appended
+    copy = work / INITRD_COPY
+    appended = initrd.append_copy(cfg.initrd, copy,
+                                  [("handoff", handoff_cpio), ("runtime", rt.archive)])
+    est = checks.estimate(
+        kernel_mem=checks.kernel_memory(cfg.kernel),
+        initrd_compressed=appended.size,
+        initrd_unpacked=(listing.unpacked_size if listing.complete else 3 * appended.original_size)
+        + rt.unpacked_size + len(handoff_cpio),
+        runtime_peak=rt.peak_private or rt.peak_rss,
+        devices=len(inv),
+        capture=opts.capture,
+    )
+    if pre.reserved is not None:
+        tight = checks.check_memory(est, pre.reserved)
+        if tight:
+            warnings.append(tight)
+    # 5. the command line
+    line = capture_cmdline(opts, host, cfg, generation, boot, pre.policy)
+    argv = kexec_argv(pre.kexec, reboot=opts.reboot, flags=pre.flags, extra=_distro_args(cfg),
+                      kernel=str(cfg.kernel), initrd_copy=str(copy), line=line)
+    result = LoadResult(
+        argv=argv, mode=mode, kernel=str(cfg.kernel), initrd=str(cfg.initrd),
+        initrd_copy=str(copy), cmdline=line, generation=generation, record=rec_path,
+        boot_id=boot, config_source=cfg.source,
+        sizes={"kernel": cfg.kernel.stat().st_size, "initrd": appended.original_size,
+               "handoff_cpio": len(handoff_cpio), "runtime_compressed": len(rt.archive),
+               "runtime_unpacked": rt.unpacked_size, "initrd_copy": appended.size},
+        parts=appended.parts, runtime=rt.summary(), memory=est.as_dict(),
+        crash_size=pre.reserved, lockdown=pre.lock, dry_run=opts.dry_run, loaded=False,
+        warnings=warnings, replaces=pre.prev.to_json() if pre.prev else None,
+    )
+    # 6. kexec
+    _run_kexec(opts, host, runner, argv, mode, pre, est)
+    if opts.dry_run:
+        return result
+    # 7. verify and remember
+    _verify_loaded(host, mode)
+    result.loaded = True
+    state.save_state(host, state.LoadState(
+        generation=generation, record=rec_path, record_sha256=_sha256(rec), boot_id=boot,
+        mode=mode, syscall=opts.syscall, kernel=str(cfg.kernel), initrd=str(cfg.initrd),
+        initrd_copy=str(copy), cmdline=line, argv=argv, inventory=inv,
+        fingerprint=state.fingerprint(inv)))
+    return result
+
+
+def _check_options(opts: LoadOptions) -> None:
+    """Options that contradict each other: a usage error (exit 2) before anything is read."""
+    if opts.compression not in runtime.COMPRESSIONS:
+        raise UsageError(f"unknown compression {opts.compression!r}")
+    if opts.cmdline is not None and opts.append is not None:
+        raise UsageError("--cmdline and --append exclude each other",
+                         hint="--cmdline replaces the base command line, --append adds to it")
+
+
+@dataclass
+class _Preflight:
+    """What the machine offers a load, found before anything is built."""
+
+    kexec: str
+    reserved: int | None  # crashkernel bytes; None for a kexec reboot
+    lock: str | None
+    cfg: CaptureConfig
+    flags: list[str]
+    policy: Any
+    prev: Any
+
+
+def _preflight(opts: LoadOptions, host: Host, runner: Runner, mode: str) -> _Preflight:
+    """1. Root, kexec-tools, kexec enabled, the reservation, lockdown, the kernel and initrd
+    to load, the policy: every failure is an EnvironmentProblem (exit 4) or a usage error."""
+    checks.check_root(host)
+    kexec = runner.which("kexec", hint=checks.KEXEC_HINT)
+    checks.check_kexec_enabled(host)
+    reserved = checks.crash_size(host) if mode == "crash" else None
+    lock = checks.lockdown(host)
+    cfg = discover(host, opts.kernel, opts.initrd)
+    flags = syscall_flags(opts.syscall, lock, cfg.kexec_args)
+    policy = _policy(opts.policy)
+    prev = previous.loaded_by_other(host, mode)
+    return _Preflight(kexec, reserved, lock, cfg, flags, policy, prev)
+
+
+def _handoff_cpio(opts: LoadOptions, policy: Any, listing: Any, note: bytes, generation: int,
+                  boot: str, warnings: list[str]) -> bytes:
+    """The cpio appended to the capture initrd: the record note, the hooks and their
+    configuration, the quiescer (the first hook) when it is built, and the policy file."""
     restore_args: tuple[str, ...] = ("--policy", "/" + hooks.POLICY) if policy else ()
     if opts.reboot:
         # After `kexec -e` there is no /proc/vmcore, and restore refuses to write to a running
@@ -176,46 +252,19 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
     for name, data, fmode in hooks.hook_files(conf, listing, policy_text, warnings,
                                               quiescer=qbin is not None):
         listing.writes_safely(w, name, data, fmode, made)
-    handoff_cpio = w.finish()
-    # 4. a copy of the initrd with both appended
-    copy = work / INITRD_COPY
-    appended = initrd.append_copy(cfg.initrd, copy,
-                                  [("handoff", handoff_cpio), ("runtime", rt.archive)])
-    est = checks.estimate(
-        kernel_mem=checks.kernel_memory(cfg.kernel),
-        initrd_compressed=appended.size,
-        initrd_unpacked=(listing.unpacked_size if listing.complete else 3 * appended.original_size)
-        + rt.unpacked_size + len(handoff_cpio),
-        runtime_peak=rt.peak_private or rt.peak_rss,
-        devices=len(inv),
-        capture=opts.capture,
-    )
-    if reserved is not None:
-        tight = checks.check_memory(est, reserved)
-        if tight:
-            warnings.append(tight)
-    # 5. the command line
-    line = capture_cmdline(opts, host, cfg, generation, boot, policy)
-    argv = kexec_argv(kexec, reboot=opts.reboot, flags=flags, extra=_distro_args(cfg),
-                      kernel=str(cfg.kernel), initrd_copy=str(copy), line=line)
-    result = LoadResult(
-        argv=argv, mode=mode, kernel=str(cfg.kernel), initrd=str(cfg.initrd),
-        initrd_copy=str(copy), cmdline=line, generation=generation, record=rec_path,
-        boot_id=boot, config_source=cfg.source,
-        sizes={"kernel": cfg.kernel.stat().st_size, "initrd": appended.original_size,
-               "handoff_cpio": len(handoff_cpio), "runtime_compressed": len(rt.archive),
-               "runtime_unpacked": rt.unpacked_size, "initrd_copy": appended.size},
-        parts=appended.parts, runtime=rt.summary(), memory=est.as_dict(), crash_size=reserved,
-        lockdown=lock, dry_run=opts.dry_run, loaded=False, warnings=warnings,
-        replaces=prev.to_json() if prev else None,
-    )
-    # 6. kexec
+    return w.finish()
+
+
+def _run_kexec(opts: LoadOptions, host: Host, runner: Runner, argv: list[str], mode: str,
+               pre: _Preflight, est: Any) -> None:
+    """6. Run kexec (a dry run prints the argv); a failure is explained from its output and
+    the kernel log, and says when it left no capture kernel loaded."""
     klog = KernelLog(str(host.p("/dev/kmsg"))) if not opts.dry_run else None
     was_loaded = state.loaded_flag(host, mode)
     res = runner.run(argv)
     if not res.ok:
-        err = explain(res, klog.new_lines() if klog else [], lockdown=lock,
-                      syscall_flag=flags[0] if flags else None,
+        err = explain(res, klog.new_lines() if klog else [], lockdown=pre.lock,
+                      syscall_flag=pre.flags[0] if pre.flags else None,
                       recommended_crashkernel=est.recommended_crashkernel())
         if was_loaded and not state.loaded_flag(host, mode):
             # kexec_load and kexec_file_load free the loaded image before loading the new
@@ -224,9 +273,10 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
                 "; NOTE: no capture kernel is loaded now (the old one is freed before a load): "
                 "restore the distro's with `kdump-config load` or `kdumpctl restart`")
         raise err
-    if opts.dry_run:
-        return result
-    # 7. verify and remember
+
+
+def _verify_loaded(host: Host, mode: str) -> None:
+    """kexec's exit status is not proof: the kernel's loaded flag is."""
     if not state.loaded_flag(host, mode):
         flag = "kexec_crash_loaded" if mode == "crash" else "kexec_loaded"
         raise EnvironmentProblem(
@@ -234,13 +284,6 @@ def load(opts: LoadOptions, host: Host, runner: Runner) -> LoadResult:
             hint="check `dmesg | tail` for kexec messages and run the printed kexec command "
                  "by hand with -d",
         )
-    result.loaded = True
-    state.save_state(host, state.LoadState(
-        generation=generation, record=rec_path, record_sha256=_sha256(rec), boot_id=boot,
-        mode=mode, syscall=opts.syscall, kernel=str(cfg.kernel), initrd=str(cfg.initrd),
-        initrd_copy=str(copy), cmdline=line, argv=argv, inventory=inv,
-        fingerprint=state.fingerprint(inv)))
-    return result
 
 
 def capture_cmdline(opts: LoadOptions, host: Host, cfg: CaptureConfig, generation: int,

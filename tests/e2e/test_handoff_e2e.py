@@ -87,11 +87,16 @@ def _saved_registers(result: Result, record: Path, action: str) -> dict[str, int
 
 
 def _assert_ahci_restored(result: Result, record: Path) -> None:
-    """The perturbation reached the capture kernel, and restore put it back: by the report
-    and by our own read of config space after restore."""
+    """The perturbation reached the capture kernel, and restore left it to the kernel: every
+    register perturbed (BAR5, Memory Space and INTx Disable in COMMAND, Cache Line Size,
+    Interrupt Line) is owned by the capture kernel's PCI core or the driver (issue 12,
+    docs/policy.md "Who owns each register"), so it is reported as kernel-owned and not
+    written: the kernel enumerated BAR5 where the first kernel left it, and writing the saved
+    value back would move the BAR behind its resource. By the report and by our own read of
+    config space after restore."""
     report = _report(result)
     dev = C.report_device(report, AHCI)
-    assert dev["outcome"] == "done", dev
+    assert dev["outcome"] in ("done", "nothing"), dev
     saved = _saved_registers(result, record, dev["action"])
     # As the crash left it: before handoff-quiesce (pre-udev/00), where a scenario reads it.
     arrival = "capture/config-at-arrival"
@@ -108,12 +113,17 @@ def _assert_ahci_restored(result: Result, record: Path) -> None:
         assert C.reg(before, name) == now, (
             f"{name} did not carry the perturbation into the capture kernel"
         )
-        assert C.reg(after, name) == saved[name], (
-            f"{AHCI} {name} reads {C.reg(after, name):#x} after restore, saved {saved[name]:#x}"
+        # Bus Master may go off (handoff-quiesce and quiesce stop an unbound function's
+        # DMA: consistent, the kernel believes it off); nothing else of it may change.
+        keep = ~C.BUS_MASTER if name == "COMMAND" else -1
+        assert C.reg(after, name) & keep == now & keep, (
+            f"{AHCI} {name} reads {C.reg(after, name):#x} after restore: a kernel-owned "
+            f"register was written (the capture kernel had {now:#x})"
         )
-    ops = " ".join(dev.get("ops", []))
-    assert f"BAR5={saved['BASE_ADDRESS_5']:#010x}" in ops
-    assert f"COMMAND={saved['COMMAND']:#06x}" in ops
+    assert {"BAR5", "COMMAND", "Cache Line Size", "Interrupt Line"} <= set(
+        dev.get("kernel_owns", [])), dev
+    assert not any(op.startswith(("BAR5=", "Cache Line Size=", "Interrupt Line="))
+                   for op in dev.get("ops", [])), dev
 
 
 # -- handoff-kdump ---------------------------------------------------------------------------
