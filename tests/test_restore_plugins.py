@@ -433,3 +433,24 @@ def test_phase_budget_ends_later_steps_as_timeouts(tmp_path: Path) -> None:
     assert late and all(o.phase in ("quiesce", "verify") for o in late)
     assert report.build(plan)["totals"]["plugin_timeout"] == len(late) + 1
     assert EXIT_INVALID == 1
+
+
+def test_memory_space_turned_on_for_a_plugin_step_is_an_operation_in_the_report(
+        tmp_path: Path) -> None:
+    """The e1000 left with COMMAND 0 (Memory Space off): its plugin steps turn Memory Space on
+    and off again, and the report (what travels in the dump) lists both with before and
+    after, not only the plan."""
+    e1k = fixture(E1000, F.Q35_CAPTURE)
+    put(e1k, 0x04, 2, 0x0000)
+    tree = with_bars(capture_tree(tmp_path, config_override={E1000: bytes(e1k)}))
+    doc = report.build(run_engine(tmp_path, tree))
+    q = next(p for p in by_addr(doc, E1000)["plugins"]
+             if p["step"] == "quiesce e1000:mask-and-stop")
+    assert q["outcome"] == "ok", q
+    assert q["notes"] == [
+        # config quiesce ran first: INTx Disable on, Bus Master off
+        ("operation: COMMAND 0x0400 -> 0x0402 (Memory Space on for this step: off, the BAR "
+         "reads 0)"),
+        "operation: COMMAND 0x0402 -> 0x0400 (Memory Space restored after the step)"]
+    assert "notes" not in next(p for p in by_addr(doc, NVME)["plugins"]
+                               if p["step"] == "quiesce nvme:disable-controller")

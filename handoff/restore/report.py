@@ -89,6 +89,10 @@ def _plugin(o: PluginOp, max_io: int | None) -> dict[str, Any]:
             d["more_io"] = more
     elif o.dropped or io:
         d["more_io"] = o.dropped + len(io)
+    # What reaching the BARs changed (Memory Space on for the step and off again, from
+    # handoff/plugins/bar.py) is an operation with before and after: the report lists it.
+    if o.notes and max_io != 0:
+        d["notes"] = list(o.notes) if max_io is None else o.notes[:max_io]
     return d
 
 

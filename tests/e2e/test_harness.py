@@ -163,6 +163,10 @@ def test_pcimem_builds_static_and_checks_its_arguments() -> None:
         [str(binary), "0000:ff:1f.7", "0", "0", "4"], capture_output=True, check=False
     )
     assert proc.returncode == 1 and b"No such file" in proc.stderr  # never maps anything here
+    proc = subprocess.run([str(binary), "msix", "0000:ff:1f.7"], capture_output=True, check=False)
+    assert proc.returncode == 1 and b"No such file" in proc.stderr
+    proc = subprocess.run([str(binary), "msix"], capture_output=True, check=False)
+    assert proc.returncode == 2 and b"pcimem msix BDF" in proc.stderr
 
 
 def test_readme_commands_are_what_a_user_types_for_each_generator() -> None:
@@ -280,6 +284,60 @@ def test_checks_read_earlydump_and_module_load_trace_lines() -> None:
         checks.ModuleLoad(9.743283, "(udev-worker)-128", "e1000"),
     ]
 
+
+def _type0(bars: list[int], command: int = 0x0006) -> bytearray:
+    cfg = bytearray(256)
+    cfg[0x04:0x06] = command.to_bytes(2, "little")
+    for i, b in enumerate(bars):
+        cfg[0x10 + 4 * i : 0x14 + 4 * i] = b.to_bytes(4, "little")
+    return cfg
+
+
+def _resources(*lines: tuple[int, int, int]) -> list:
+    from e2e_harness.pciview import Resource
+
+    rows = [Resource(*x) for x in lines]
+    return rows + [Resource(0, 0, 0)] * (17 - len(rows))
+
+
+def test_pciview_finds_a_bar_the_kernel_did_not_enumerate_and_a_closed_window() -> None:
+    from e2e_harness import pciview as V
+
+    # A 64-bit memory BAR0 (type bits 0x4) at 0xfdc04000, an I/O BAR2 at 0xc000.
+    nvme = _type0([0xFDC04004, 0, 0xC001])
+    res = _resources((0xFDC04000, 0xFDC07FFF, 0x140204), (0, 0, 0), (0xC000, 0xC03F, 0x40101))
+    assert V.bars(bytes(nvme)) == {0: (0xFDC04000, False), 2: (0xC000, True), 3: (0, False),
+                                   4: (0, False), 5: (0, False)}
+    iomem = [(0xFDC04000, 0xFDC07FFF, "0000:01:00.0")]
+    agree = V.View({"0000:01:00.0": bytes(nvme)}, {"0000:01:00.0": res}, iomem, {}, "")
+    assert V.disagreements(agree) == []
+    moved = bytearray(nvme)
+    moved[0x10:0x14] = (0xFDC00004).to_bytes(4, "little")  # written behind the kernel's back
+    bad = V.View({"0000:01:00.0": bytes(moved)}, {"0000:01:00.0": res}, iomem, {}, "")
+    assert V.disagreements(bad) == [
+        "0000:01:00.0 BAR0: config 0xfdc00000, sysfs resource 0xfdc04000"
+    ]
+    assert V.changed_registers(bytes(nvme), bytes(moved)) == {"BAR0": (0xFDC04004, 0xFDC00004)}
+    gone = V.View({"0000:01:00.0": bytes(nvme)}, {"0000:01:00.0": res}, [], {}, "")
+    assert V.disagreements(gone) == [
+        "0000:01:00.0 BAR0: 0xfdc04000-0xfdc07fff not in /proc/iomem as 0000:01:00.0"
+    ]
+    # A bridge whose I/O window firmware's state closed while the kernel still lists it.
+    port = bytearray(256)
+    port[0x0E] = 1
+    port[0x1C], port[0x1D] = 0x10, 0x10  # I/O 0x1000-0x1fff
+    port[0x20:0x24] = (0xFDCFFDC0).to_bytes(4, "little")  # memory 0xfdc00000-0xfdcfffff
+    port[0x24:0x28] = (0x0001FFF1).to_bytes(4, "little")  # prefetchable: closed, 64-bit
+    lines = [(0, 0, 0)] * 13 + [(0x1000, 0x1FFF, 0x101), (0xFDC00000, 0xFDCFFFFF, 0x200)]
+    res = _resources(*lines)
+    assert V.windows(bytes(port)) == {13: (0x1000, 0x1FFF), 14: (0xFDC00000, 0xFDCFFFFF)}
+    ok = V.View({"0000:00:01.0": bytes(port)}, {"0000:00:01.0": res}, [], {}, "")
+    assert V.disagreements(ok) == []
+    port[0x1C], port[0x1D] = 0xF0, 0x00
+    closed = V.View({"0000:00:01.0": bytes(port)}, {"0000:00:01.0": res}, [], {}, "")
+    assert V.disagreements(closed) == [
+        "0000:00:01.0 window 13: config closed, sysfs resource 0x1000-0x1fff"
+    ]
 
 def _core_with_loads(path: Path, loads: list[tuple[int, bytes]]) -> None:
     """An ELF64 core with one PT_LOAD per (physical address, bytes), data page-aligned."""

@@ -24,6 +24,7 @@ from .config import (
     CRASHKERNEL,
     GUEST_MEMORY,
     GUEST_SCRIPTS,
+    NVME_SERIAL,
     ROOT_LABEL,
     SCENARIOS_DIR,
     first_cmdline,
@@ -86,6 +87,11 @@ class Scenario:
     seed_runtime: start the root disk with the capture runtime that `handoff load` packed in
         an earlier run (runtimecache.py), so this run does not rebuild it; False proves the
         cold build.
+    nvme_ext4_mb: 0 gives the NVMe namespace 64 MiB of zeros; otherwise it holds an empty ext4
+        file system of that size (label e2envme, so a dump can be written through the NVMe),
+        and its `capture/` directory comes back as "nvme/capture/..." in Result.files.
+    qemu_args: further QEMU arguments (e.g. another root port and the device behind it),
+        appended after the standard topology so that the standard BDFs do not move.
     """
 
     name: str
@@ -108,6 +114,8 @@ class Scenario:
     transition: str = "crash"
     seed_runtime: bool = True
     first_initrd: str = ""
+    nvme_ext4_mb: int = 0
+    qemu_args: tuple[str, ...] = ()
     dma_rate: float = 0.0
 
     @classmethod
@@ -121,7 +129,7 @@ class Scenario:
         toml = path / "scenario.toml"
         if toml.exists():
             opts.update(tomllib.loads(toml.read_text()))
-        for key in ("script_stages", "pre_udev_stages", "pre_pivot_stages", "tools"):
+        for key in ("script_stages", "pre_udev_stages", "pre_pivot_stages", "tools", "qemu_args"):
             if key in opts:
                 opts[key] = tuple(opts[key])
         hooks = {
@@ -322,8 +330,11 @@ def run(sc: Scenario) -> Result:
                 "nvme": run_dir / "nvme.raw",
             }
         rootfs.make_ext4(None, disks["results"], RESULTS_DISK_MB, "e2eres")
-        with disks["nvme"].open("wb") as f:
-            f.truncate(64 << 20)
+        if sc.nvme_ext4_mb:
+            rootfs.make_ext4(None, disks["nvme"], sc.nvme_ext4_mb, NVME_SERIAL)
+        else:
+            with disks["nvme"].open("wb") as f:
+                f.truncate(64 << 20)
         cmdline = sc.cmdline()
         sender = dma.Sender(sc.dma_rate) if sc.dma_rate else None
         argv = qemu.argv(
@@ -333,7 +344,7 @@ def run(sc: Scenario) -> Result:
             disks,
             memory=sc.memory,
             dma_netdev=sender.netdev("n3") if sender else "",
-        )
+        ) + list(sc.qemu_args)
         (run_dir / "qemu-argv.txt").write_text(shlex.join(argv) + "\n")  # copy-pasteable
         phase("run-images")
         prepare_s = time.monotonic() - t0
@@ -350,6 +361,8 @@ def run(sc: Scenario) -> Result:
                     (run_dir / "dma-sender.json").write_text(json.dumps(sender.log()) + "\n")
         except qemu.StageError as e:
             _salvage(disks["results"], run_dir)
+            if sc.nvme_ext4_mb:
+                _salvage(disks["nvme"], run_dir, "nvme-out")
             if rt_key is not None:  # a failure after `handoff load` still packed a runtime
                 with _lock(CACHE_DIR / ".lock"):
                     runtimecache.harvest(disks["root"], rt_key)
@@ -360,6 +373,10 @@ def run(sc: Scenario) -> Result:
             raise
         phase("qemu")
         files = results.extract(disks["results"], ("first", "capture"), run_dir / "out")
+        if sc.nvme_ext4_mb:
+            nvme = results.extract(disks["nvme"], ("capture",), run_dir / "nvme-out")
+            files.update({f"nvme/{k}": p for k, p in nvme.items()})
+            disks["nvme"].unlink()
         if rt_key is not None:
             with _lock(CACHE_DIR / ".lock"):
                 runtimecache.harvest(disks["root"], rt_key)
@@ -390,10 +407,10 @@ def run(sc: Scenario) -> Result:
     return result
 
 
-def _salvage(image: Path, run_dir: Path) -> None:
+def _salvage(image: Path, run_dir: Path, out: str = "out") -> None:
     """Best effort: keep whatever the guest wrote before failing, for the post-mortem."""
     try:
-        results.extract(image, ("first", "capture"), run_dir / "out")
+        results.extract(image, ("first", "capture"), run_dir / out)
     except (results.ResultsError, OSError):
         pass
 

@@ -283,6 +283,143 @@ lockdown_enable_probe() {
 	} > "$E2E_OUT/enable-probe" 2>&1
 }
 
+# -- The restore round trip (scenarios restore-roundtrip*): kernel-owned state perturbed after
+# the save, then judged by what the capture kernel does with it.
+RP_NVME=0000:00:01.0
+NVME=0000:01:00.0
+VNET=0000:02:00.0
+E1000E=0000:05:00.0
+
+# A free address for BAR0 of $NVME inside its root port's memory window: aligned to the BAR's
+# size, not its current address, overlapping no other resource of the function.
+nvme_free_bar0() {
+	_mb=$(setpci -s $RP_NVME MEMORY_BASE)
+	_ml=$(setpci -s $RP_NVME MEMORY_LIMIT)
+	_wbase=$(((0x$_mb & 0xfff0) << 16))
+	_wlim=$((((0x$_ml & 0xfff0) << 16) | 0xfffff))
+	read -r _s _e _f < /sys/bus/pci/devices/$NVME/resource
+	_size=$((_e - _s + 1))
+	_c=$_wbase
+	while [ $((_c + _size - 1)) -le $_wlim ]; do
+		_ok=1
+		[ $_c -eq $((_s)) ] && _ok=0
+		while read -r _rs _re _rf; do
+			[ $((_rs)) -ne 0 ] || continue
+			[ $((_rf & 0x200)) -ne 0 ] || continue # IORESOURCE_MEM only
+			[ $_c -le $((_re)) ] && [ $((_c + _size - 1)) -ge $((_rs)) ] && _ok=0
+		done < /sys/bus/pci/devices/$NVME/resource
+		[ $_ok = 1 ] && { printf '%08x\n' $_c; return 0; }
+		_c=$((_c + _size))
+	done
+	return 1
+}
+
+# What a dying kernel may leave behind in state the capture kernel's PCI core and drivers own
+# (docs/policy.md), after handoff saved and loaded the record:
+# - nvme BAR0 moved inside its bridge window (type bits kept); the capture kernel enumerates
+#   and keeps the new address;
+# - the e1000e's COMMAND cleared (Memory Space off on a device the e1000 plugin handles);
+# - virtio-net's Memory Space off (the virtio plugin);
+# - the nvme's root port with Bus Master off.
+# The drivers bound here leave MSI-X enabled with unmasked vectors on nvme, virtio and e1000e.
+# Writes "NAME BDF REGISTER BEFORE AFTER" lines (hex) to $1; fails if a write did not take.
+perturb_kernel_owned() {
+	: > "$1"
+	_new=$(nvme_free_bar0) || fail perturbed "no free place for $NVME BAR0 in its window"
+	_bar0=$(setpci -s $NVME BASE_ADDRESS_0)
+	_cmd=$(setpci -s $NVME COMMAND)
+	setpci -s $NVME COMMAND="$(printf %04x $((0x$_cmd & ~0x2)))" # no decoding while it moves
+	setpci -s $NVME BASE_ADDRESS_0="$(printf %08x $((0x$_new | (0x$_bar0 & 0xf))))"
+	setpci -s $NVME COMMAND="$_cmd"
+	echo "nvme-bar0 $NVME BASE_ADDRESS_0 $_bar0 $(setpci -s $NVME BASE_ADDRESS_0)" >> "$1"
+	_cmd=$(setpci -s $E1000E COMMAND)
+	setpci -s $E1000E COMMAND=0000
+	echo "e1000e-command $E1000E COMMAND $_cmd $(setpci -s $E1000E COMMAND)" >> "$1"
+	_cmd=$(setpci -s $VNET COMMAND)
+	setpci -s $VNET COMMAND="$(printf %04x $((0x$_cmd & ~0x2)))"
+	echo "virtio-net-memory $VNET COMMAND $_cmd $(setpci -s $VNET COMMAND)" >> "$1"
+	_cmd=$(setpci -s $RP_NVME COMMAND)
+	setpci -s $RP_NVME COMMAND="$(printf %04x $((0x$_cmd & ~0x4)))"
+	echo "root-port-bus-master $RP_NVME COMMAND $_cmd $(setpci -s $RP_NVME COMMAND)" >> "$1"
+	while read -r _what _bdf _reg _old _now; do
+		[ "$_old" != "$_now" ] || fail perturbed "$_what: $_bdf $_reg did not change ($_now)"
+	done < "$1"
+}
+
+# The kernel's view and the hardware's, taken together into directory $1: config space,
+# sysfs resource files, /proc/iomem, bound drivers, and nvme's MSI-X vector masks.
+kernel_view() {
+	mkdir -p "$1/resource"
+	dump_config "$1/config"
+	for _d in /sys/bus/pci/devices/*; do
+		cat "$_d/resource" > "$1/resource/${_d##*/}"
+	done
+	cat /proc/iomem > "$1/iomem"
+	drivers_bound > "$1/drivers"
+	bar_reg nvme-msix msix $NVME > "$1/nvme-msix"
+}
+
+# The PCI function of network interface $1 (a virtio NIC's device is virtioN, below it).
+nic_pci() {
+	_p=$(readlink -f "$1/device")
+	case "${_p##*/}" in virtio*) _p=${_p%/*} ;; esac
+	echo "${_p##*/}"
+}
+
+# After the capture kernel's drivers loaded: every block device is there, the NVMe namespace
+# reads, every NIC comes up with a carrier; the kernel log is kept for probe failures.
+drivers_work_all() {
+	_i=0
+	while [ ! -b /dev/nvme0n1 ] && [ $_i -lt 100 ]; do
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	ls /sys/block > "$E2E_OUT/block-devices"
+	_rc=0
+	dd if=/dev/nvme0n1 of=/dev/null bs=4096 count=256 2> "$E2E_OUT/nvme-read.err" || _rc=$?
+	echo "$_rc" > "$E2E_OUT/nvme-read.rc"
+	for _n in /sys/class/net/*; do
+		_mac=$(cat "$_n/address" 2> /dev/null)
+		case "$_mac" in 52:54:00:00:00:0?) ;; *) continue ;; esac
+		_rc=0
+		ip link set "${_n##*/}" up 2> "$E2E_OUT/ip-link.err" || _rc=$?
+		_i=0
+		while { [ "$(cat "$_n/carrier" 2> /dev/null)" != 1 ] ||
+			[ "$(cat "$_n/operstate")" != up ]; } && [ $_i -lt 100 ]; do
+			sleep 0.1
+			_i=$((_i + 1))
+		done
+		echo "$_mac ${_n##*/} ip-link-rc=$_rc $(cat "$_n/operstate")" \
+			"carrier=$(cat "$_n/carrier" 2> /dev/null)" \
+			"driver=$(basename "$(readlink "$_n/device/driver")")" \
+			"pci=$(nic_pci "$_n")"
+	done > "$E2E_OUT/nics"
+	dmesg > "$E2E_OUT/dmesg-drivers"
+}
+
+# Mount the file system on the NVMe namespace at /dump: `handoff capture` writes the dump
+# through the device restore just handled. When it cannot be mounted (the NVMe did not come
+# back), /dump becomes a read-only tmpfs, so that capture cannot fill the capture kernel's RAM
+# instead; the run goes on and the host tests say what failed.
+mount_dump_disk() {
+	mkdir -p /dump
+	if mount -t ext4 /dev/nvme0n1 /dump 2> "$E2E_OUT/dump-mount.err"; then
+		mkdir -p /dump/capture
+		echo mounted > "$E2E_OUT/dump-mount"
+	else
+		mount -t tmpfs -o ro,size=64k tmpfs /dump
+		echo failed > "$E2E_OUT/dump-mount"
+	fi
+}
+
+# After handoff capture: list the dump directory and unmount it, so the image is complete.
+dump_disk_done() {
+	ls -lR /dump > "$E2E_OUT/dump-listing" 2>&1
+	dmesg > "$E2E_OUT/dmesg-final"
+	sync
+	umount /dump || fail captured "cannot unmount /dump"
+}
+
 # The DMA scenarios (dma-*, scenario dma_rate): a second e1000e at $DMA_NIC that the host
 # feeds with frames over loopback UDP. Needs the dmaprobe and pcimem tools.
 DMA_NIC=0000:05:00.0
