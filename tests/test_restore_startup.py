@@ -76,7 +76,7 @@ def test_an_abandoned_worker_is_replaced_and_ends_when_its_body_returns() -> Non
     run_step(_step(quick), None, Deadline.never())
     t0 = time.monotonic()
     r = run_step(_step(stuck, timeout_s=0.1), None, Deadline.never(), grace_s=0.05)
-    assert r.outcome == "timeout" and time.monotonic() - t0 < 2.0
+    assert r.outcome == "timeout" and time.monotonic() - t0 < 10  # returns, not how fast
     assert "abandoned" in r.message
     r2 = run_step(_step(quick), None, Deadline.never())
     assert r2.outcome == "ok"
