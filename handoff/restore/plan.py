@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from handoff._slots import Slots
 from handoff.devices.model import PciDevice, devices_from_payload
+from handoff.devices.patterns import bus_master, is_bridge
 from handoff.restore import pciregs as R
 from handoff.restore.configplan import quiesce_step, restore_steps, snapshot_problem
 from handoff.restore.fallback import DISABLE_DOES, RESCAN, Fallback, choose, disable_problem
@@ -302,8 +303,7 @@ def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Envi
     if dec.action == RESET:
         dp.steps.append(_reset(dp.addr, m.current, dec, env))
     if (dec.action in (RESTORE_EARLY, RESTORE_LIVE) and not m.current.driver
-            and img[0x0E] & 0x7F == 0  # header type 0: an endpoint, never a bridge
-            and int.from_bytes(img[R.PCI_COMMAND:R.PCI_COMMAND + 2], "little") & R.CMD_MASTER):
+            and not is_bridge(m.current) and bus_master(m.current)):
         # An unbound endpoint the crashed kernel left bus-mastering may still be doing DMA.
         # COMMAND belongs to the PCI core, so restore does not write it back; but Bus Master
         # off on an unbound function agrees with the kernel's view (is_busmaster is false
