@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable
 
 from handoff._slots import Frozen
 
@@ -138,13 +139,18 @@ def plan_copy(fd: int, size: int, room: int) -> tuple[CopyPlan | None, str]:
     struct.pack_into(e + "Q", ehdr, 32, EHDR64_SIZE)  # e_phoff: the table right after
     out = ehdr + out_table
     out += bytes(new_note - len(out)) + notes_bytes
-    ranges = sorted((p[2], p[2] + p[5]) for p in others if p[5])
+    merged = merge_ranges((p[2], p[2] + p[5]) for p in others if p[5])
+    end = max([b + delta for _, b in merged] + [len(out)])
+    return CopyPlan(bytes(out), new_note, n_size, delta, tuple(merged),
+                    first + delta - (new_note + n_size), end), ""
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges sorted, with overlapping or touching ones joined."""
     merged: list[tuple[int, int]] = []
-    for a, b in ranges:
+    for a, b in sorted(ranges):
         if merged and a <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
         else:
             merged.append((a, b))
-    end = max([b + delta for _, b in merged] + [len(out)])
-    return CopyPlan(bytes(out), new_note, n_size, delta, tuple(merged),
-                    first + delta - (new_note + n_size), end), ""
+    return merged

@@ -166,14 +166,7 @@ def copy_ranges(fd: int, size: int) -> tuple[list[tuple[int, int]], str | None]:
         segs.append((off, off + filesz))
     first_load = min((a for a, _ in segs), default=size)
     head_end = max(64, phoff + phnum * phentsize)
-    ranges = sorted([(0, max(head_end, min(first_load, size)))] + segs)
-    merged: list[tuple[int, int]] = []
-    for a, b in ranges:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged, None
+    return L.merge_ranges([(0, max(head_end, min(first_load, size)))] + segs), None
 
 
 class _Sink:
