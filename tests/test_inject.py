@@ -10,7 +10,6 @@ the real-dump cases are skipped, never faked, when there is none.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -130,17 +129,7 @@ def elf_note_phdr(path: Path) -> tuple[int, tuple[int, ...]]:
     raise AssertionError("no PT_NOTE")
 
 
-def sha_range(path: Path, off: int, size: int) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        f.seek(off)
-        left = size
-        while left:
-            b = f.read(min(left, 1 << 20))
-            assert b, "short read"
-            h.update(b)
-            left -= len(b)
-    return h.hexdigest()
+sha_range = D.sha_range
 
 
 def sha_file(path: Path) -> str:
