@@ -18,6 +18,8 @@ CHROOT = shutil.which("chroot")
 APPLETS = ("sh", "find", "sort", "tail", "grep", "mktemp", "rm", "date", "cp", "sync", "mkdir",
            "cat", "printf", "echo", "true")
 STAMP = "202612061530"
+# What systemd gives a service (kdump-tools-dump.service runs the script with it).
+SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or BUSYBOX is None or CHROOT is None
@@ -58,7 +60,8 @@ def capture_root(tmp: Path, *, savecore_rc: int = 0, handoff_rc: int = 0, vmcore
          f"#!/bin/sh\necho \"kdump-config $*\" >> /calls\nmkdir -p /var/crash/{STAMP}\n"
          f"echo flat > /var/crash/{STAMP}/dump.{STAMP}\n"
          f"echo dmesg > /var/crash/{STAMP}/dmesg.{STAMP}\nexit {savecore_rc}\n")
-    _exe(root / "usr/bin/handoff", f"#!/bin/sh\necho \"handoff $*\" >> /calls\nexit {handoff_rc}\n")
+    _exe(root / "usr/local/sbin/handoff",  # README's install
+         f"#!/bin/sh\necho \"handoff $*\" >> /calls\nexit {handoff_rc}\n")
     _exe(root / "bin/reboot", "#!/bin/sh\necho \"reboot $*\" >> /calls\n")
     _exe(root / "etc/init.d/kdump-tools", "#!/bin/sh\necho \"init.d $*\" >> /calls\n")
     _exe(root / "usr/lib/handoff/kdump-tools-dump", SCRIPT.read_text())
@@ -67,7 +70,7 @@ def capture_root(tmp: Path, *, savecore_rc: int = 0, handoff_rc: int = 0, vmcore
 
 def run(root: Path) -> tuple[int, list[str], str]:
     p = subprocess.run([CHROOT, str(root), "/bin/sh", "/usr/lib/handoff/kdump-tools-dump"],
-                       capture_output=True, text=True, env={"PATH": "/bin:/usr/bin:/usr/sbin"},
+                       capture_output=True, text=True, env={"PATH": SYSTEMD_PATH},
                        timeout=60, check=False)
     calls = (root / "calls").read_text().splitlines() if (root / "calls").exists() else []
     return p.returncode, calls, p.stderr
@@ -111,7 +114,7 @@ def test_when_handoff_fails_the_record_and_report_are_kept_beside_the_dump(
 
 def test_a_failed_save_runs_kdump_fail_cmd_as_the_init_script_does(tmp_path: Path) -> None:
     root = capture_root(tmp_path, savecore_rc=1,
-                        defaults="USE_KDUMP=1\nKDUMP_FAIL_CMD=\"/usr/bin/handoff failcmd\"\n")
+                        defaults="USE_KDUMP=1\nKDUMP_FAIL_CMD=\"/usr/local/sbin/handoff failcmd\"\n")
     rc, calls, err = run(root)
     assert rc == 0, err
     assert calls[0] == "kdump-config savecore" and "reboot -f" not in calls
