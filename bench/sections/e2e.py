@@ -35,6 +35,11 @@ DMA_IDS = ["e2e.dma.pages-changed-after-hooks", "e2e.dma.pages-changed-at-arriva
            "e2e.dma.post-crash-frames-in-dump", "e2e.dma.frames-after-first-hook-0.2s",
            "e2e.dma.hook-start-to-dma-stopped"]
 IDS += DMA_IDS
+# The Debian 12 system (issue 16; tests/e2e/test_debian_system_e2e.py): kdump-tools with
+# handoff and without, two boots of one disk; the harness writes debsys-memory.json.
+DEBSYS = "debian-system"
+DEBSYS_IDS = ["e2e.debian.capture-memory-added", "e2e.debian.crash-to-dump-saved"]
+IDS += DEBSYS_IDS
 DMA_SCENARIOS = ["dma-baseline", "dma-handoff"]
 # Stages that are the harness's own checks, not handoff's work, in PRIMARY's capture kernel:
 # `after-restore` reads every register back after `handoff restore` (hook 31), and
@@ -72,7 +77,7 @@ def run_qemu(ctx: Ctx) -> str:
 
     others = handoff_scenarios() if os.environ.get("BENCH_E2E_SCENARIOS") == "all" else \
         [n for n in handoff_scenarios() if n == PRIMARY]
-    names = ["baseline", *others, *DMA_SCENARIOS]
+    names = ["baseline", *others, *DMA_SCENARIOS, DEBSYS]
     ctx.log(f"e2e: running QEMU scenarios {', '.join(names)} (one to two minutes each)")
     r = subprocess.run([sys.executable, "-m", "e2e_harness", *names], cwd=E2E_DIR,
                        capture_output=True, text=True, check=False)
@@ -137,7 +142,47 @@ def memory_row() -> Row:
 
 def run(ctx: Ctx) -> list[Row]:
     problem = run_qemu(ctx) if ctx.e2e else ""
-    return _round_trip(problem) + _dma_rows(problem)
+    return _round_trip(problem) + _dma_rows(problem) + _debian_rows(problem)
+
+
+def _debian_rows(problem: str) -> list[Row]:
+    """The real Debian 12 system at crashkernel=128M: what handoff adds to the capture kernel
+    (runtime unpacked + restore's own peak, and the same measured by MemAvailable at one
+    init-top point of both boots), and crash → dump saved (QEMU's exit at kdump-tools'
+    `reboot -f`) against the same disk booted with kdump-tools alone."""
+    mem_goal = ratio_at_most(1.0, "≤ 20 MiB added (Debian's crashkernel=128M)")
+    time_goal = ratio_at_most(1.10, GOAL)
+    f = CACHE / "debsys-memory.json"
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, ValueError):
+        why = "no Debian system run yet" + (f" ({problem})" if problem else
+                                            " (run `bench/run --e2e` or test_debian_system_e2e.py)")
+        return [not_available(DEBSYS_IDS[0], GROUP, "capture memory handoff adds (Debian 12)",
+                              "—", why, mem_goal),
+                not_available(DEBSYS_IDS[1], GROUP, "crash → dump saved (Debian 12)", "—", why,
+                              time_goal)]
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.stat().st_mtime))
+    inp = (f"Debian 12 + kdump-tools, {doc['memory']} guest, crashkernel={doc['crashkernel']}, "
+           f"kernel {doc['kernel']}, run {when}")
+    top = doc.get("mem_available_init_top", {})
+    measured = doc.get("added_measured")
+    mem = Row(DEBSYS_IDS[0], GROUP, "capture memory handoff adds (Debian 12, kdump-tools)", inp,
+              Figure(doc["added"], "bytes", detail=(
+                  f"runtime unpacked {doc['runtime_unpacked'] / 2**20:.1f} MiB + restore's own "
+                  f"peak in the capture kernel {(doc['peak_private'] or 0) / 2**20:.1f} MiB; "
+                  "by MemAvailable at init-top, "
+                  + ("n/a" if measured is None else
+                     f"{top['baseline'] / 2**20:.1f} - {top['handoff'] / 2**20:.1f} MiB + peak = "
+                     f"{measured / 2**20:.1f} MiB"))),
+              Figure(MEMORY_LIMIT, "bytes", label="limit"), mem_goal, details=doc)
+    t = doc["crash_to_saved_s"]
+    crash = Row(DEBSYS_IDS[1], GROUP, "crash → dump saved, Debian 12 (QEMU exit at reboot -f)",
+                inp, Figure(t["handoff"], "s", detail="restore + kdump-tools' save + notes"),
+                Figure(t["baseline"], "s", label="kdump-tools alone"), time_goal, details=doc)
+    if problem:
+        mem.note = crash.note = problem
+    return [mem, crash]
 
 
 def _round_trip(problem: str) -> list[Row]:

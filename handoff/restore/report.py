@@ -223,6 +223,27 @@ def environment(plan: Plan) -> dict[str, Any]:
     return d
 
 
+def memory() -> dict[str, int] | None:
+    """This process's memory when the report is built, at the end of restore (bytes, from
+    /proc/self/status): the peak resident set so far (VmHWM) and the file pages mapped now
+    (RssFile: the interpreter and its libraries, in the capture kernel the runtime's own
+    unpacked files). Their difference is restore's own addition to the capture kernel's peak
+    (docs/load.md, "Memory"). None without Linux's /proc."""
+    got: dict[str, int] = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "RssFile"):
+                    got[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(got) != 2:
+        return None
+    return {"peak_rss": got["VmHWM"], "rss_file": got["RssFile"],
+            "peak_private": max(0, got["VmHWM"] - got["RssFile"])}
+
+
 def build(plan: Plan, *, dry_run: bool = False, max_ops: int | None = None,
           quiescer: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report document (a dict ready for JSON); ``quiescer`` is handoff-quiesce's log
@@ -240,6 +261,9 @@ def build(plan: Plan, *, dry_run: bool = False, max_ops: int | None = None,
         "devices": [_device(d, dry_run, max_ops) for d in plan.topo()],
         "appeared": [f"{d.addr} {d.ids.short()}" for d in plan.appeared],
     }
+    mem = memory()
+    if mem is not None:
+        doc["memory"] = mem
     if quiescer is not None:
         doc["quiescer"] = quiescer
     return doc

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from . import bootinitrd, rootfs
+from . import bootinitrd, debsys, rootfs
 from .qemu import StageError
 from .scenario import Scenario, run
 
@@ -16,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios",
         nargs="*",
         default=["baseline"],
-        help="directories under tests/e2e/scenarios (default: baseline)",
+        help="directories under tests/e2e/scenarios (default: baseline), or debian-system "
+        "(debsys.py: the Debian 12 system with kdump-tools, with handoff and without)",
     )
     parser.add_argument(
         "--prepare-only",
@@ -38,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     status = 0
     for name in args.scenarios:
+        if name == debsys.NAME:  # not a scenario directory: a whole Debian system, two boots
+            try:
+                print(json.dumps(debsys.figures(debsys.run_pair()), indent=1))
+            except (StageError, debsys.ImageError) as e:
+                print(f"{name}: FAILED\n{e}", file=sys.stderr)
+                status = 1
+            continue
         try:
             result = run(Scenario.from_dir(name))
         except StageError as e:

@@ -37,6 +37,7 @@ from .bootinitrd import MIRROR, SUITE, InitrdError, _in_chroot, _run
 from .config import CACHE_DIR, GUEST_SCRIPTS, NVME_SERIAL, REPO_ROOT
 from .scenario import timeout_scale
 
+NAME = "debian-system"  # for `python -m e2e_harness` and bench/run --e2e
 DIR = CACHE_DIR / "debsys"
 RUNS = CACHE_DIR / "runs" / "debian-system"
 # Bump when the system tree's recipe changes in a way the key does not see.
@@ -440,30 +441,52 @@ def _kb(lines: list[str], pattern: re.Pattern[str]) -> int | None:
     return found[-1] if found else None
 
 
+def restore_report(boot: Boot) -> dict[str, Any] | None:
+    """The restore report in the boot's one saved dump, by `handoff inspect --json` of the
+    working tree (None without one)."""
+    import sys
+
+    dumps = boot.dumps()
+    if len(dumps) != 1:
+        return None
+    proc = subprocess.run([sys.executable, "-m", "handoff", "inspect", "--json", str(dumps[0])],
+                          capture_output=True, text=True, check=False, cwd=REPO_ROOT)
+    try:
+        reports = json.loads(proc.stdout)["container"]["reports"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return reports[0]["report"] if len(reports) == 1 else None
+
+
 def figures(pair: Pair) -> dict[str, Any]:
     """Memory and time of the two boots, for the test and `bench/run --e2e` (FIGURES).
 
     handoff's addition to the capture kernel's peak (issue 16): its runtime as unpacked plus
-    restore's own peak (private, measured by `handoff load` when it packed the runtime: the
-    runtime's file pages are the unpacked runtime); cross-checked by MemAvailable at the same
-    init-top point (after restore, before udev) of both boots, plus that peak."""
+    restore's own peak, measured in the capture kernel (the report's `memory`: VmHWM less the
+    file pages, which are the unpacked runtime). Cross-checked by MemAvailable at one init-top
+    point (after restore, before udev) of both boots, plus that peak."""
     h, b = pair.handoff, pair.baseline
     (rt_json,) = sorted((h.out / "e2e/handoff/runtime-cache").glob("*/runtime.json"))
     rt = json.loads(rt_json.read_text())
+    report = restore_report(h) or {}
+    mem = report.get("memory") or {}
     ours_top = _kb(h.outcome.infos, _MEM_INIT_TOP)
     base_top = _kb(b.outcome.infos, _MEM_INIT_TOP)
-    peak = int(rt["peak_private"])
+    peak = mem.get("peak_private")
+    unpacked = int(rt["unpacked_size"])
     doc = {
         "kernel": pair.release,
         "crashkernel": CRASHKERNEL,
         "memory": MEMORY,
-        "runtime_unpacked": int(rt["unpacked_size"]),
-        "runtime_compressed_cpio": int(rt.get("cpio_size", 0)),
-        "peak_private": peak,
-        "added": int(rt["unpacked_size"]) + peak,
+        "runtime_unpacked": unpacked,
+        "runtime_cpio": int(rt.get("cpio_size", 0)),
+        "peak_private": peak,  # restore in the capture kernel
+        "restore_peak_rss": mem.get("peak_rss"),
+        "load_peak_private": int(rt["peak_private"]),  # measured by `handoff load`
+        "added": None if peak is None else unpacked + peak,
         "mem_available_at_restore": _kb(h.outcome.lines, _MEM_AT_RESTORE),
         "mem_available_init_top": {"handoff": ours_top, "baseline": base_top},
-        "added_measured": None if ours_top is None or base_top is None
+        "added_measured": None if ours_top is None or base_top is None or peak is None
         else base_top - ours_top + peak,
         "crash_to_saved_s": {"handoff": round(h.crash_to_exit_s, 2),
                              "baseline": round(b.crash_to_exit_s, 2)},
