@@ -169,6 +169,15 @@ def test_crash_and_makedumpfile_read_the_dump(pair: debsys.Pair, mode: str,
     proc = subprocess.run(["crash", "--osrelease", str(dump)], capture_output=True, text=True,
                           check=False, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == pair.release, proc
+    if mode == "baseline":
+        # kdump-tools saves makedumpfile's flattened stream (-F), which makedumpfile reads only
+        # through -R; handoff's hook reassembled the other boot's dump to add its notes
+        assert dump.read_bytes()[:12] == b"makedumpfile"
+        flat, dump = dump, tmp_path / "reassembled"
+        with flat.open("rb") as f:
+            proc = subprocess.run(["makedumpfile", "-R", str(dump)], stdin=f,
+                                  capture_output=True, text=True, check=False, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = tmp_path / "dmesg"
     proc = subprocess.run(["makedumpfile", "--dump-dmesg", str(dump), str(out)],
                           capture_output=True, text=True, check=False, timeout=300)
