@@ -245,8 +245,12 @@ def _handoff_cpio(opts: LoadOptions, policy: Any, listing: Any, note: bytes, gen
     from handoff.kexec import quiescer
 
     qbin, qsrc = quiescer.binary()
+    dyn = quiescer.dynamic(listing) if qbin is not None else None
     if qbin is None:
         warnings.append(qsrc)
+    elif dyn is not None:  # the initrd has this system's libc: the small build
+        listing.writes_safely(w, quiescer.DYNAMIC_DEST, dyn[0], 0o755, made)
+        listing.writes_safely(w, hooks.QUIESCER, dyn[1], 0o755, made)
     else:
         listing.writes_safely(w, hooks.QUIESCER, qbin, 0o755, made)
     for name, data, fmode in hooks.hook_files(conf, listing, policy_text, warnings,
