@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import recordgen as G
@@ -197,3 +198,50 @@ def test_log_parser_keeps_unknown_lines_and_bounds_lists() -> None:
     assert doc["other"] == ["mystery line"] and doc["record_generation"] == 7
     many = "\n".join(f"skip 0000:00:{i:02x}.0 absent" for i in range(300))
     assert len(quiesce_log.parse(many)["skipped"]) == quiesce_log.MAX_LINES
+
+
+def _listing_with(files: dict[str, str]) -> Any:
+    """An initrd listing holding these host files (initrd path -> host path), hashed as
+    handoff.kexec.initrd lists a library."""
+    import hashlib
+
+    from handoff.formats import cpio
+    from handoff.kexec.initrd import Listing
+
+    out = Listing()
+    for name, host in files.items():
+        data = Path(host).read_bytes()
+        out.members[name] = cpio.Member(name=name, mode=0o100755, uid=0, gid=0, nlink=1,
+                                        mtime=0, size=len(data), ino=0, rdevmajor=0,
+                                        rdevminor=0, offset=0, data_offset=0)
+        out.digests[name] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def test_the_dynamic_build_is_packed_only_with_the_systems_own_loader_and_libc() -> None:
+    from handoff.kexec import runtime
+    from handoff.kexec.runner import Runner
+
+    dyn = quiescer.PACKAGED_DYNAMIC
+    if not dyn.exists():
+        pytest.skip("no dynamic handoff-quiesce built (pip install -e . builds it)")
+    loader = runtime.elf_interpreter(str(dyn))
+    assert loader is not None
+    libs = runtime.shared_libraries([str(dyn)], loader, Runner())
+    assert set(libs) == {"libc.so.6"}  # the C core needs nothing else
+    libc = os.path.realpath(libs["libc.so.6"])
+    both = _listing_with({"usr/lib64/ld-linux-x86-64.so.2": os.path.realpath(loader),
+                          "usr/lib/x86_64-linux-gnu/libc.so.6": libc})
+    got = quiescer.dynamic(both)
+    assert got is not None
+    data, wrapper = got
+    assert data == dyn.read_bytes() and len(data) < len(quiescer.binary()[0] or b"") // 4
+    assert wrapper.decode().splitlines()[-1] == (
+        "exec /usr/lib64/ld-linux-x86-64.so.2 --library-path /usr/lib/x86_64-linux-gnu "
+        f"/{quiescer.DYNAMIC_DEST} \"$@\"")
+    # without the loader, or with another libc, the static build is packed
+    assert quiescer.dynamic(_listing_with({"usr/lib/x86_64-linux-gnu/libc.so.6": libc})) is None
+    other = _listing_with({"usr/lib64/ld-linux-x86-64.so.2": os.path.realpath(loader),
+                           "usr/lib/x86_64-linux-gnu/libc.so.6": str(dyn)})
+    assert quiescer.dynamic(other) is None
+    assert quiescer.dynamic(None) is None
