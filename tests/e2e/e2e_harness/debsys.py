@@ -93,7 +93,7 @@ DISTRO = REPO_ROOT / "docs" / "distro.md"
 # The anchors of the documented command blocks (the first ```sh block after each).
 WHEEL_ANCHOR = "On a build machine"
 OFFLINE_ANCHOR = "On the offline machine"
-STEPS_ANCHOR = "Steps, as root:"
+STEPS_ANCHOR = "Steps, as root,"
 # (stage, seconds since the previous one) in the first kernel; the handoff boot builds
 # kdump-tools' initrd (before `booted`) and handoff's runtime (before `integrated`) under TCG.
 HANDOFF_STAGES = (("booted", 600), ("integrated", 480), ("loaded", 120), ("perturbed", 120),
