@@ -28,6 +28,7 @@ TOOLS = {
     "debootstrap": "debootstrap",
     "unshare": "util-linux",
     "chroot": "coreutils",
+    "journalctl": "systemd",  # the Debian system scenario reads its guest's journals
 }
 DEPS_SCRIPT = REPO_ROOT / ".ci" / "e2e-deps"
 
