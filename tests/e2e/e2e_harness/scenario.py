@@ -28,6 +28,7 @@ from .config import (
     NVME_SERIAL,
     ROOT_LABEL,
     SCENARIOS_DIR,
+    TCG_THREAD,
     first_cmdline,
 )
 from .qemu import Stage, StageTime
@@ -356,6 +357,7 @@ def run(sc: Scenario) -> Result:
             disks,
             memory=sc.memory,
             dma_netdev=sender.netdev("n3") if sender else "",
+            tcg_thread=TCG_THREAD.get(sc.kernel, "multi"),
         ) + list(sc.qemu_args)
         (run_dir / "qemu-argv.txt").write_text(shlex.join(argv) + "\n")  # copy-pasteable
         phase("run-images")
