@@ -21,6 +21,8 @@ class Slots:
 
     def __init_subclass__(cls, **kw: object) -> None:
         super().__init_subclass__(**kw)
+        if "_fields" in cls.__dict__:  # named by the class (a field read through a property)
+            return
         own = cls.__dict__.get("__slots__", ())
         cls._fields = tuple(dict.fromkeys((*cls._fields, *((own,) if isinstance(own, str)
                                                              else own))))
