@@ -16,7 +16,7 @@ it (pcieport on a capture kernel's root ports, typically), so a bound function i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from handoff.restore import configplan as C
 from handoff.restore import pciregs as R
@@ -24,10 +24,8 @@ from handoff.restore.steps import REFUSE, RESCAN_PHASE, ConfigWrite, Rescan, Ste
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.devices.model import PciDevice, Snapshot
+    from handoff.restore.deviceplan import DevicePlan
     from handoff.sysfs.probe import Environment
-
-# A restore.plan.DevicePlan; not imported even for types, so this module stays below plan.
-DevicePlan = Any
 
 
 def below(bridge: str, dev: PciDevice) -> bool:
