@@ -80,6 +80,10 @@ def as_real_sysfs(tree: SysfsTree, mode: str | None = "integrity") -> SysfsTree:
     return tree
 
 
+# remove + rescan is never a default (it may move a resource); these tests ask for it.
+RESCAN_TOO = parse_policy('fallback = ["reset", "rescan", "skip"]\n')
+
+
 def locked_q35(tmp: Path, *, firmware_less: bool = False, **kw: Any) -> SysfsTree:
     tree = firmware_less_tree(tmp) if firmware_less else capture_tree(tmp, **kw)
     return as_real_sysfs(tree)
@@ -268,8 +272,8 @@ def test_q35_default_policy_under_lockdown(tmp_path: Path) -> None:
         HOST: ("skip", None), LPC: ("skip", None), SMBUS: ("skip", None),
         PORT1: ("skip", None),  # lost bus numbers and windows: writes refused, a bridge
         PORTS[1]: ("nothing", None), PORTS[2]: ("nothing", None), PORTS[3]: ("nothing", None),
-        AHCI: ("rescan", None),  # its Bus Master clear refused; no sysfs reset (measured)
-        E1000: ("rescan", None),  # on the root bus: no reset_method (measured)
+        # no sysfs reset (measured): left in place, Bus Master off through enable 1, 0
+        AHCI: ("skip", None), E1000: ("skip", None),
         NVME: ("reset", "flr"), VNET: ("reset", "flr"),
         VBLK: ("reset", "flr"), VBLK2: ("reset", "flr"),  # plugin steps refused
     }
@@ -282,6 +286,7 @@ def test_q35_default_policy_under_lockdown(tmp_path: Path) -> None:
                          "1 plugin step(s) (e1000:mask-and-stop): BAR mapping refused"]
     assert e.passed == [("reset: no sysfs reset: the kernel has no reset method for this "
                          "function (no `reset` attribute)")]
+    assert e.chain == ("reset", "skip") and e.also == ["disable"]
     assert e.permitted == ["Bus Master off (sysfs enable 1, 0)", "remove + rescan",
                            "config reads"]
     n = dev(plan, NVME).fallback
@@ -304,9 +309,9 @@ def test_q35_every_kind_when_everything_is_to_be_quiesced(tmp_path: Path) -> Non
         # bridges: pcieport is bound, so nothing is turned off under it; no write is
         # planned, none refused, no fallback needed
         **{p: ("nothing", None) for p in PORTS},
-        E1000: ("rescan", None),
+        E1000: ("skip", None),  # no reset: Bus Master off (enable 1, 0), never removed
         LPC: ("skip", None),  # ISA bridge
-        AHCI: ("rescan", None),  # storage without a reset: re-enumerated
+        AHCI: ("skip", None),  # storage without a reset: the same
         SMBUS: ("skip", None),  # other, no reset; a rescan would not stop it
         NVME: ("reset", "flr"), VNET: ("reset", "flr"), VBLK: ("reset", "flr"),
         VBLK2: ("reset", "flr"),
@@ -324,15 +329,13 @@ def test_firecracker_virtio_devices(tmp_path: Path, bound: bool) -> None:
     plan, _ = plan_for(tmp_path, saved=saved, tree=tree, env=probe(tree.root),
                        registry=PLUGINS)
     got = fallbacks(plan)
-    nic = ("skip", None) if bound else ("rescan", None)
-    assert got == {FC["host"]: ("skip", None),
-                   FC["balloon"]: ("skip", None), FC["vsock"]: ("skip", None),
-                   FC["rng"]: ("skip", None),  # no reset on bus 0, unclassified: left alone
-                   FC["blk"]: nic, FC["net"]: nic}
+    # no reset on bus 0: every function is left in place (bound or not)
+    assert got == {a: ("skip", None) for a in FC.values()}
+    fb = dev(plan, FC["net"]).fallback
+    assert fb.passed[0].startswith("reset: no sysfs reset")
+    # unbound: its Bus Master clear was refused, so the kernel's enable 1, 0 does it
+    assert fb.also == ([] if bound else ["disable"])
     if bound:
-        fb = dev(plan, FC["net"]).fallback
-        assert fb.passed[-1].startswith("rescan: virtio-pci is bound: removing the device "
-                                        "would tear the driver down")
         # no quiesce write is planned under a bound driver, so none is refused and no
         # Bus Master fallback is looked for (issue 12: nothing off under a bound driver)
         assert not [p for p in fb.passed if p.startswith("Bus Master off")]
@@ -380,7 +383,7 @@ def test_fallback_policy_keys(tmp_path: Path) -> None:
 def test_apply_resets_and_rescans_and_writes_no_config(tmp_path: Path) -> None:
     tree = locked_q35(tmp_path, firmware_less=True)
     env = probe(tree.root)
-    plan, _ = plan_for(tmp_path, tree=tree, env=env, registry=PLUGINS)
+    plan, _ = plan_for(tmp_path, tree=tree, env=env, registry=PLUGINS, policy=RESCAN_TOO)
     configs = {a: (tree.device_dir(a) / "config").read_bytes() for a in tree.pci_addresses()}
 
     def never(d: Any, writable: bool) -> Any:
@@ -473,7 +476,7 @@ class KernelLike(SysfsAccess):
 @pytest.mark.parametrize("comes_back", [True, False])
 def test_rescan_checks_that_the_device_reappears(tmp_path: Path, comes_back: bool) -> None:
     tree = locked_q35(tmp_path)
-    plan, _ = plan_for(tmp_path, tree=tree, env=probe(tree.root))
+    plan, _ = plan_for(tmp_path, tree=tree, env=probe(tree.root), policy=RESCAN_TOO)
     sleeps: list[float] = []
     apply(plan, KernelLike(tree, comes_back), sleep=sleeps.append)
     (s,) = [s for s in dev(plan, E1000).steps if s.op == DO_RESCAN]
@@ -505,7 +508,7 @@ def test_remove_and_rescan_never_leave_the_tree(tmp_path: Path) -> None:
         access.remove("../../..")
     with pytest.raises(OutsideTree, match="not something restore does"):
         access.write_attr(E1000, "remove", "1")  # only through remove(), which checks
-    plan, _ = plan_for(tmp_path, tree=tree, env=probe(tree.root))
+    plan, _ = plan_for(tmp_path, tree=tree, env=probe(tree.root), policy=RESCAN_TOO)
     apply(plan, SysfsAccess(tree, EpermConfig), sleep=lambda s: None)
     assert (outside / "rescan").read_text() == "untouched"
     (s,) = [s for s in dev(plan, E1000).steps if s.op == DO_RESCAN]
@@ -518,7 +521,7 @@ def test_remove_without_a_remove_file_is_refused_not_created(tmp_path: Path) -> 
     env = probe(tree.root)
     env.devices[E1000].remove = True  # the probe saw it; it is gone when the engine runs
     (tree.device_dir(E1000) / "remove").unlink()
-    plan, _ = plan_for(tmp_path, tree=tree, env=env)
+    plan, _ = plan_for(tmp_path, tree=tree, env=env, policy=RESCAN_TOO)
     apply(plan, SysfsAccess(tree, EpermConfig), sleep=lambda s: None)
     (s,) = [s for s in dev(plan, E1000).steps if s.op == DO_RESCAN]
     assert s.status == "refused" and "cannot open for writing" in s.result
@@ -564,13 +567,13 @@ def test_cli_dry_run_under_lockdown_says_wanted_permitted_instead(tmp_path: Path
         in block
     assert ("  permits:  Bus Master off (sysfs enable 1, 0), remove + rescan, config reads"
             in block)
-    assert "  instead:  rescan, by default for network controllers [reset, rescan, skip]" in block
+    assert "  instead:  skip + disable, by default for endpoints [reset, skip]" in block
     assert "  passed:   reset: no sysfs reset" in block
-    assert "rescan   remove + rescan" in block
+    assert "remove + rescan" not in block.split("permits:")[1].split("\n", 1)[1]
     out, err, rc = run_cli(args + ["--json"])
     doc = json.loads(out)
     e = next(d for d in doc["plan"]["devices"] if d["addr"] == E1000)
-    assert e["fallback"]["instead"] == "rescan" and e["fallback"]["wanted"] == "quiesce"
+    assert e["fallback"]["instead"] == "skip" and e["fallback"]["wanted"] == "quiesce"
     assert doc["plan"]["environment"]["config_writes"]["how"] == "inferred"
     r = next(d for d in doc["report"]["devices"] if d["addr"] == NVME)
     assert r["instead"] == "reset flr + disable" and r["outcome"] == "planned"
@@ -614,9 +617,12 @@ def test_cli_restore_under_lockdown_exits_1_with_the_fallbacks_done(
     assert env["config_check"].startswith(f"probed: Interrupt Line (0x3c) of {HOST}")
     assert env["bar_check"].startswith("inferred: lockdown integrity")
     got = {d["addr"]: (d["outcome"], d.get("instead")) for d in doc["devices"]}
-    assert got[E1000] == ("partial", "rescan + disable")
+    assert got[E1000] == ("partial", "skip + disable")
     # the refused Bus Master clear is done by the kernel's disable (enable 1, 0) instead
     assert got[NVME] == got[VBLK] == ("partial", "reset flr + disable")
-    assert (tree.root / "bus" / "pci" / "rescan").read_text() == "1"
+    # the default removes nothing: no resource can move (docs/lockdown.md, "Defaults")
+    assert (tree.root / "bus" / "pci" / "rescan").read_text() != "1"
+    assert all((tree.device_dir(a) / "remove").read_text() != "1"
+               for a in tree.pci_addresses() if (tree.device_dir(a) / "remove").exists())
     assert (tree.device_dir(NVME) / "reset").read_text() == "1"
-    assert "instead: rescan" in out
+    assert "instead: skip + disable" in out

@@ -311,14 +311,13 @@ def test_lockdown_refuses_config_writes_in_the_plan(tmp_path: Path) -> None:
     assert writes(plan) == []
     q = [s for s in dev(plan, E1000).steps]
     # The quiesce write is refused; the kernel still clears Bus Master on request (sysfs
-    # enable 1, 0), and an e1000 on the root bus has no reset, so the NIC default falls back
-    # to remove + rescan (docs/lockdown.md).
-    assert [(s.op, s.status) for s in q] == [
-        (REFUSE, "refused"), (DO_DISABLE, "planned"), (DO_RESCAN, "planned")]
-    assert "lockdown (integrity)" in q[0].why and q[1].instead and q[2].instead
+    # enable 1, 0), and an e1000 on the root bus has no reset, so it is left in place: the
+    # default never removes a device (a rescan may move its BARs; docs/lockdown.md).
+    assert [(s.op, s.status) for s in q] == [(REFUSE, "refused"), (DO_DISABLE, "planned")]
+    assert "lockdown (integrity)" in q[0].why and q[1].instead
     assert "pci_disable_device()" in q[1].why
     fb = dev(plan, E1000).fallback
-    assert (fb.wanted, fb.instead) == ("quiesce", "rescan")
+    assert (fb.wanted, fb.instead, fb.also) == ("quiesce", "skip", ["disable"])
     assert fb.passed == ["reset: the kernel offers no reset method (no reset_method)"]
     assert [s.op for s in dev(plan, VNET).steps] == [REFUSE, DO_DISABLE, DO_RESET]  # reset stays
     assert dev(plan, VNET).fallback.instead == "reset"

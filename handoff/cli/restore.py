@@ -145,6 +145,7 @@ def render_plan(plan: Plan) -> str:
         fb = dev.fallback
         if fb is not None:
             what = f"{fb.instead} ({fb.method})" if fb.method else fb.instead
+            what += "".join(f" + {x}" for x in fb.also)  # as the report's ``instead``
             lines.append(f"  wanted:   {fb.wanted}")
             lines.extend(f"  refused:  {r}" for r in fb.refused)
             lines.append(f"  permits:  {', '.join(fb.permitted)}")

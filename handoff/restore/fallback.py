@@ -52,17 +52,16 @@ def default_fallback(dev: PciDevice) -> tuple[tuple[str, ...], str]:
     cls = dev.ids.class_code
     if is_bridge(dev):
         return (SKIP,), "default for bridges: " + BRIDGE_WHY
-    if cls >> 16 in (0x01, 0x02):
-        kind = "storage controllers" if cls >> 16 == 0x01 else "network controllers"
-        return (RESET, RESCAN, SKIP), (f"default for {kind}: a reset stops the device; "
-                                       "without one, a re-enumeration hands it to the "
-                                       "capture kernel's driver")
     if cls >> 16 == 0x06:
         return (SKIP,), "default for host, ISA and other chipset bridges: left alone"
     if cls >> 16 == 0x03:
         return (SKIP,), "default for display controllers: may carry the console"
-    return (RESET, SKIP), ("default for other devices: a reset if the kernel has one (a "
-                           "re-enumeration would not stop it)")
+    # Never ``rescan`` by default: a re-enumeration neither resets the device nor clears Bus
+    # Master (Bus Master off comes from the enable toggle, planned beside any choice), and
+    # pci_assign_unassigned_bus_resources() may give a removed device's BARs new addresses.
+    # Only a policy that asks for it may move a resource (docs/lockdown.md, "Defaults").
+    return (RESET, SKIP), ("default for endpoints: a reset if the kernel has one; a "
+                           "re-enumeration would not stop the device and may move its BARs")
 
 
 class Fallback(Slots):

@@ -1,5 +1,5 @@
 # The capture kernel boots with lockdown=integrity: config writes and BAR mappings are refused
-# there, so handoff restore must fall back to what the kernel still does (reset, rescan).
+# there, so handoff restore must fall back to what the kernel still does (reset, enable 1,0).
 # The first kernel is not locked down, but this round trip loads with kexec_file_load
 # (--syscall file: kexec -s), as Secure Boot machines and Fedora do; the others use kexec_load.
 rc=0
