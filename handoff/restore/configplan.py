@@ -80,30 +80,8 @@ def quiesce_step(addr: str, img: bytearray) -> ConfigWrite | LeftAlone:
 
 def restore_steps(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -> list[Step]:
     saved = snap.data
-    now = bytes(img)
-    htype = now[0x0E] & 0x7F
-    # BARs as the saved image lays them out (which dwords are 64-bit upper halves): the
-    # type bits are hardwired, so a device whose type bits changed is caught per BAR below.
-    placed = [p for p in R.layout(now) if p.offset + p.reg.width <= len(saved)
-              and p.reg.rule != R.BAR]
-    placed += [R.Placed(R.Register(name, off, 4, R.BAR, why="base address"), off, None, mask)
-               for off, name, mask in R.bar_layout(saved, htype) if off + 4 <= len(img)]
-    placed.sort(key=lambda p: p.offset)
-    beyond = [p for p in R.layout(now) if p.offset + p.reg.width > len(saved)
-              and p.reg.rule in (R.RESTORE, R.BAR, R.WINDOW)]
-    if beyond:
-        notes.append(f"{len(beyond)} restorable register(s) lie beyond the {len(saved)} saved "
-                     f"bytes ({snap.partial or 'partial snapshot'}) and are left alone")
-    saved_caps = {(c.extended, c.id, c.offset) for c in R.find_caps(saved)}
-    ok: list[R.Placed] = []
-    for p in placed:
-        if p.cap is not None and (p.cap.extended, p.cap.id, p.cap.offset) not in saved_caps:
-            msg = (f"{p.cap.name} at {p.cap.offset:#x} is not in the saved snapshot at the "
-                   "same place: not restored")
-            if msg not in notes:
-                notes.append(msg)
-            continue
-        ok.append(p)
+    htype = img[0x0E] & 0x7F
+    ok = _restorable(bytes(img), snap, htype, notes)
     by_label = {p.label: p for p in ok}
     steps: list[Step] = []
     handled: set[int] = set()
@@ -159,6 +137,35 @@ def restore_steps(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -
     handled.add(R.PCI_COMMAND)
     steps.extend(_left_alone_all(addr, img, saved, ok, handled))
     return steps
+
+
+def _restorable(now: bytes, snap: Snapshot, htype: int, notes: list[str]) -> list[R.Placed]:
+    """The registers restore may write, where the saved snapshot holds them and has the same
+    capability at the same place; what it leaves out for either reason goes into ``notes``."""
+    saved = snap.data
+    # BARs as the saved image lays them out (which dwords are 64-bit upper halves): the
+    # type bits are hardwired, so a device whose type bits changed is caught per BAR below.
+    placed = [p for p in R.layout(now) if p.offset + p.reg.width <= len(saved)
+              and p.reg.rule != R.BAR]
+    placed += [R.Placed(R.Register(name, off, 4, R.BAR, why="base address"), off, None, mask)
+               for off, name, mask in R.bar_layout(saved, htype) if off + 4 <= len(now)]
+    placed.sort(key=lambda p: p.offset)
+    beyond = [p for p in R.layout(now) if p.offset + p.reg.width > len(saved)
+              and p.reg.rule in (R.RESTORE, R.BAR, R.WINDOW)]
+    if beyond:
+        notes.append(f"{len(beyond)} restorable register(s) lie beyond the {len(saved)} saved "
+                     f"bytes ({snap.partial or 'partial snapshot'}) and are left alone")
+    saved_caps = {(c.extended, c.id, c.offset) for c in R.find_caps(saved)}
+    ok: list[R.Placed] = []
+    for p in placed:
+        if p.cap is not None and (p.cap.extended, p.cap.id, p.cap.offset) not in saved_caps:
+            msg = (f"{p.cap.name} at {p.cap.offset:#x} is not in the saved snapshot at the "
+                   "same place: not restored")
+            if msg not in notes:
+                notes.append(msg)
+            continue
+        ok.append(p)
+    return ok
 
 
 def _header(addr: str, img: bytearray, saved: bytes, htype: int, by_label: dict[str, R.Placed],
