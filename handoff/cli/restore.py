@@ -173,7 +173,8 @@ def _config_table(dev: Any, table: Any) -> str:
     rows: list[list[object]] = []
     for s in dev.steps:
         if isinstance(s, (Reset, Rescan)) or s.phase in ("reset", "rescan"):
-            # (the writes ahead of a remove + rescan are shown on its line, as before)
+            # a config write of the rescan pass (ahead of the remove) is shown as a remove +
+            # rescan line too, with its "write: why"
             what = f"reset ({s.method or 'kernel default'})" if isinstance(s, Reset) \
                 else "remove + rescan"
             rows.append([s.phase, what, "", "", None, None, None,
@@ -189,7 +190,7 @@ def _config_table(dev: Any, table: Any) -> str:
                          _hex(s.current, s.width), _hex(s.saved, s.width),
                          _hex(s.value, s.width) if isinstance(s, ConfigWrite) and s.acts
                          else None, act])
-        else:  # sysfs enable 1, 0: COMMAND, written by the kernel (no offset of ours)
+        else:  # sysfs enable 1, 0: the kernel writes COMMAND; shown at offset 0, width 0
             rows.append([s.phase, s.reg, "0x000", 0,
                          _hex(s.current if isinstance(s, Disable) else None, 0), None, None, act])
     return table(["PASS", "REGISTER", "OFFSET", "W", "CURRENT", "SAVED", "WRITE", "ACTION"],
