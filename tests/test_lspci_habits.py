@@ -81,6 +81,10 @@ def test_names_follow_pciids_rules(tmp_path: Path) -> None:
     assert p.line("0000:00:01.0", 0x1234, 0x5678, 0x028000, 0) == \
         "00:01.0 Network controller [0280]: Device 1234:5678"
     assert PciIds(str(tmp_path / "none")).class_name(0x010802) == "Class 0108"
+    # asked again (a record repeats ids), each pair keeps its own name
+    assert [p.vendor_device(v, d) for v, d in ((0x8086, 0x10D3), (0x8086, 0x10D4)) * 2] == [
+        "Intel Corporation 82574L Gigabit Network Connection", "Intel Corporation Device 10d4"
+    ] * 2
 
 
 @pytest.fixture

@@ -6,6 +6,11 @@ handoff), `timings-handoff*.json` are scenarios with handoff. The bench runs QEM
 `--e2e` (a round trip takes about a minute under TCG). The goal compares crash → vmcore saved,
 which is only meaningful when both scenarios save the whole vmcore: a scenario that saves only
 the head of the dump is reported, with the goal marked n/a.
+
+Runs on another kernel line than the default (tests/e2e/e2e_harness/config.py KERNEL_LINES)
+are named `<scenario>-<line>` (e.g. timings-handoff-kdump-6.12.json) and compared with that
+line's baseline (timings-baseline-6.12.json); the DMA rows get one set per line (ids suffixed
+`.6.12`). `--e2e` runs the DMA scenarios on every line.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ DEBSYS = "debian-system"
 DEBSYS_IDS = ["e2e.debian.capture-memory-added", "e2e.debian.crash-to-dump-saved"]
 IDS += DEBSYS_IDS
 DMA_SCENARIOS = ["dma-baseline", "dma-handoff"]
+# The e2e harness's kernel lines (its config.py is not importable from here without its path).
+DEFAULT_LINE = "6.1"
+OTHER_LINES = ["6.12"]
 # Stages that are the harness's own checks, not handoff's work, in PRIMARY's capture kernel:
 # `after-restore` reads every register back after `handoff restore` (hook 31), and
 # `drivers-checked` exercises the bound drivers (hook 50). The baseline runs neither.
@@ -77,18 +85,23 @@ def run_qemu(ctx: Ctx) -> str:
 
     others = handoff_scenarios() if os.environ.get("BENCH_E2E_SCENARIOS") == "all" else \
         [n for n in handoff_scenarios() if n == PRIMARY]
-    names = ["baseline", *others, *DMA_SCENARIOS, DEBSYS]
-    ctx.log(f"e2e: running QEMU scenarios {', '.join(names)} (one to two minutes each)")
-    r = subprocess.run([sys.executable, "-m", "e2e_harness", *names], cwd=E2E_DIR,
-                       capture_output=True, text=True, check=False)
-    log = ctx.work / "e2e-run.log"
-    log.write_text(r.stdout + "\n--- stderr\n" + r.stderr)
-    if r.returncode != 0:
-        failed = [ln for ln in r.stderr.splitlines() if "FAILED" in ln] or \
-            r.stderr.strip().splitlines()[-1:]
-        return (f"the --e2e run exited {r.returncode} ({'; '.join(failed)[:300]}; "
-                f"see {log.relative_to(ROOT)}): figures below come from the last runs that "
-                "completed")
+    names = ["baseline", *others, *DMA_SCENARIOS]
+    # the Debian 12 system runs once, with the default kernel line
+    runs = [[*names, DEBSYS], *(["--kernel", line, *DMA_SCENARIOS] for line in OTHER_LINES)]
+    problems = []
+    for i, argv in enumerate(runs):
+        ctx.log(f"e2e: running QEMU scenarios {' '.join(argv)} (one to two minutes each)")
+        r = subprocess.run([sys.executable, "-m", "e2e_harness", *argv], cwd=E2E_DIR,
+                           capture_output=True, text=True, check=False)
+        log = ctx.work / f"e2e-run{'' if i == 0 else f'-{i}'}.log"
+        log.write_text(r.stdout + "\n--- stderr\n" + r.stderr)
+        if r.returncode != 0:
+            failed = [ln for ln in r.stderr.splitlines() if "FAILED" in ln] or \
+                r.stderr.strip().splitlines()[-1:]
+            problems.append(f"the --e2e run exited {r.returncode} ({'; '.join(failed)[:300]}; "
+                            f"see {log.relative_to(ROOT)})")
+    if problems:
+        return "; ".join(problems) + ": figures below come from the last runs that completed"
     return ""
 
 
@@ -185,6 +198,20 @@ def _debian_rows(problem: str) -> list[Row]:
     return [mem, crash]
 
 
+def _line(doc: dict[str, Any]) -> str:
+    return str(doc.get("kernel_line") or DEFAULT_LINE)
+
+
+def _scenario_dir(doc: dict[str, Any]) -> str:
+    """scenarios/<dir> of a run: a run on another line is named <dir>-<line>."""
+    name, line = doc["scenario"], _line(doc)
+    return name if line == DEFAULT_LINE else name.removesuffix(f"-{line}")
+
+
+def _run_name(scenario: str, line: str) -> str:
+    return scenario if line == DEFAULT_LINE else f"{scenario}-{line}"
+
+
 def _round_trip(problem: str) -> list[Row]:
     base_file = CACHE / "timings-baseline.json"
     ours_files = sorted(CACHE.glob("timings-handoff*.json"))
@@ -193,20 +220,28 @@ def _round_trip(problem: str) -> list[Row]:
                                       " (run `bench/run --e2e` or the e2e tests)")
         return [not_available(i, GROUP, "crash → vmcore saved", "—", why,
                               ratio_at_most(1.10, GOAL)) for i in IDS[:2]] + [memory_row()]
-    base = json.loads(base_file.read_text())
+    bases: dict[str, dict[str, Any]] = {}
+    for line in [DEFAULT_LINE, *OTHER_LINES]:
+        try:
+            bases[line] = json.loads((CACHE / f"timings-{_run_name('baseline', line)}.json")
+                                     .read_text())
+        except (OSError, ValueError):
+            pass
     base_mode = scenario_opts("baseline").get("vmcore", "full")
-    docs = [json.loads(f.read_text()) for f in ours_files]
-    # Scenarios that save the whole dump (as the baseline does) first, PRIMARY before them;
-    # the others get the goal marked n/a. Only the first gets per-stage rows.
-    docs.sort(key=lambda d: (bool(_incomparable(d["scenario"], base_mode)),
+    # Only runs whose line has a baseline run are compared (each with its own line's).
+    docs = [d for d in (json.loads(f.read_text()) for f in ours_files) if _line(d) in bases]
+    # Scenarios that save the whole dump (as the baseline does) first, PRIMARY on the default
+    # line before them; the others get the goal marked n/a. Only the first gets per-stage rows.
+    docs.sort(key=lambda d: (bool(_incomparable(_scenario_dir(d), base_mode)),
                              d["scenario"] != PRIMARY, d["scenario"]))
     rows: list[Row] = []
     for i, doc in enumerate(docs):
-        name = doc["scenario"]
-        mode = scenario_opts(name).get("vmcore", "full")
+        name, sdir, base = doc["scenario"], _scenario_dir(doc), bases[_line(doc)]
+        peer = _run_name("baseline", _line(doc))
+        mode = scenario_opts(sdir).get("vmcore", "full")
         suffix = "" if i == 0 else f".{name}"
-        inp = (f"{name} (vmcore {mode}, run {_when(name)}) vs baseline (vmcore {base_mode}, "
-               f"run {_when('baseline')}), kernel {doc.get('kernel')}")
+        inp = (f"{name} (vmcore {mode}, run {_when(name)}) vs {peer} (vmcore {base_mode}, "
+               f"run {_when(peer)}), kernel {doc.get('kernel')}")
         c_ours = _span(doc, "crash", "vmcore-saved")
         c_base = _span(base, "crash", "vmcore-saved")
         row = Row(f"e2e.crash-to-dump-saved{suffix}", GROUP, "crash → vmcore saved", inp,
@@ -217,7 +252,7 @@ def _round_trip(problem: str) -> list[Row]:
         if c_ours is None or c_base is None:
             row.not_comparable = "the scenario has no `crash` → `vmcore-saved` span"
         else:
-            row.not_comparable = _incomparable(name, base_mode)
+            row.not_comparable = _incomparable(sdir, base_mode)
         row.note = "; ".join(x for x in (row.not_comparable, problem if i == 0 else "") if x)
         rows.append(row)
         if i == 0:
@@ -308,21 +343,33 @@ def _stages(doc: dict[str, Any], base: dict[str, Any], name: str, suffix: str) -
 
 
 def _dma_rows(problem: str) -> list[Row]:
+    """The DMA rows for each kernel line: ids as DMA_IDS on the default line, suffixed with
+    the line (".6.12") on the others."""
+    rows = _dma_line(problem, DEFAULT_LINE)
+    for line in OTHER_LINES:
+        for row in _dma_line(problem, line):
+            row.id += f".{line}"
+            rows.append(row)
+    return rows
+
+
+def _dma_line(problem: str, line: str) -> list[Row]:
     """Old memory the NIC changed during the capture, and its frames in the dump, without and
     with handoff; how long handoff-quiesce took from its start to the last Bus Master."""
     docs = {}
     for name in DMA_SCENARIOS:
         try:
-            docs[name] = json.loads((CACHE / f"dma-{name}.json").read_text())
+            docs[name] = json.loads((CACHE / f"dma-{_run_name(name, line)}.json").read_text())
         except (OSError, ValueError):
             pass
     base, ours = docs.get("dma-baseline"), docs.get("dma-handoff")
     if base is None or ours is None:
-        why = "no DMA scenario figures yet" + (f" ({problem})" if problem else
-                                                " (run `bench/run --e2e` or test_dma_e2e.py)")
+        why = f"no DMA scenario figures on {line} yet" + (
+            f" ({problem})" if problem else " (run `bench/run --e2e` or test_dma_e2e.py)")
         return [not_available(i, GROUP, i.split(".", 2)[2], "—", why) for i in DMA_IDS]
-    inp = (f"e1000e, 4096 RX descriptors, 50 frames/s; dma-handoff (run {_when('dma-handoff')}) "
-           f"vs dma-baseline (run {_when('dma-baseline')}), kernel {ours.get('kernel')}")
+    run_b, run_h = _run_name("dma-baseline", line), _run_name("dma-handoff", line)
+    inp = (f"e1000e, 4096 RX descriptors, 50 frames/s; {run_h} (run {_when(run_h)}) "
+           f"vs {run_b} (run {_when(run_b)}), kernel {ours.get('kernel')}")
     zero = Goal("0 with handoff", lambda r: r.ours is not None and r.ours.value == 0)
 
     def pages(doc: dict[str, Any], window: str) -> float | None:

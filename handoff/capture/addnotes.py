@@ -45,16 +45,7 @@ def add_notes(dump: str, record: str, *, report: str | None = None, output: str 
     """Add the newest valid record in ``record`` (and the report at ``report``) to ``dump``,
     or to a new copy ``output``. Raises UsageError, NoRecordFound, InvalidRecord,
     BadContainer or EnvironmentProblem naming what to fix; the dump is then unchanged."""
-    from handoff.capture.inject import inject_notes, inject_notes_copy
-    from handoff.capture.pipeline import load_record, load_report
-    from handoff.errors import (
-        BadContainer,
-        EnvironmentProblem,
-        InvalidRecord,
-        NoRecordFound,
-        UsageError,
-    )
-    from handoff.record import NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
+    from handoff.errors import UsageError
     from handoff.sources.crosscheck import osrelease, release_mismatch
 
     for what, path in (("dump", dump), ("record source", record)):
@@ -63,6 +54,28 @@ def add_notes(dump: str, record: str, *, report: str | None = None, output: str 
     if output is not None and os.path.lexists(output):
         raise UsageError(f"{output} already exists; a dump is never overwritten",
                          hint="name a new file with --output")
+    rec, rec_info, rep_info, notes = _notes(record, report)
+    if reassemble and output is not None:
+        raise UsageError("--reassemble replaces DUMP and --output writes a copy: give one")
+    warnings = []
+    dump_release = osrelease(dump)
+    if dump_release and rec.kernel_release and dump_release != rec.kernel_release:
+        warnings.append(release_mismatch(rec.generation, rec.kernel_release, dump_release))
+    target_name = output if output is not None else dump
+    target, reassembled = _reassembled(dump) if reassemble and _is_flattened(dump) \
+        else (dump, None)
+    res = _inject(dump, target, output, target_name, notes)
+    return Added(res, rec, rec_info, rep_info, dump_release, warnings, reassembled,
+                 target_name)
+
+
+def _notes(record: str, report: str | None
+           ) -> tuple[Any, dict[str, Any], dict[str, Any] | None, list[tuple[int, bytes]]]:
+    """The record (and report) to add, what loading each said, and the notes they make."""
+    from handoff.capture.pipeline import load_record, load_report
+    from handoff.errors import BadContainer, InvalidRecord, NoRecordFound, UsageError
+    from handoff.record import NT_HANDOFF_RECORD, NT_HANDOFF_REPORT
+
     rec, rec_info = load_record(record)
     if rec is None:
         msg = f"{record}: {rec_info.get('error')}"
@@ -85,24 +98,31 @@ def add_notes(dump: str, record: str, *, report: str | None = None, output: str 
                 hint="REPORT must be the JSON that `handoff restore --report` wrote",
             )
         notes.append((NT_HANDOFF_REPORT, data))
-    if reassemble and output is not None:
-        raise UsageError("--reassemble replaces DUMP and --output writes a copy: give one")
-    warnings = []
-    dump_release = osrelease(dump)
-    if dump_release and rec.kernel_release and dump_release != rec.kernel_release:
-        warnings.append(release_mismatch(rec.generation, rec.kernel_release, dump_release))
-    target_name = output if output is not None else dump
-    target, reassembled = dump, None
-    if reassemble and _is_flattened(dump):
-        from handoff.capture import reassemble as R
-        from handoff.capture.save import find_makedumpfile
+    return rec, rec_info, rep_info, notes
 
-        tool = find_makedumpfile()
-        if tool is None:
-            raise EnvironmentProblem("makedumpfile is not installed: it reassembles a "
-                                     "flattened dump", hint="install makedumpfile")
-        reassembled = R.reassemble(dump, tool)
-        target = R.pending(dump)
+
+def _reassembled(dump: str) -> tuple[str, Any]:
+    """A flattened dump reassembled beside itself by makedumpfile: (the pending file the
+    notes go into, what reassembling did)."""
+    from handoff.capture import reassemble as R
+    from handoff.capture.save import find_makedumpfile
+    from handoff.errors import EnvironmentProblem
+
+    tool = find_makedumpfile()
+    if tool is None:
+        raise EnvironmentProblem("makedumpfile is not installed: it reassembles a "
+                                 "flattened dump", hint="install makedumpfile")
+    reassembled = R.reassemble(dump, tool)
+    return R.pending(dump), reassembled
+
+
+def _inject(dump: str, target: str, output: str | None, target_name: str,
+            notes: list[tuple[int, bytes]]) -> Any:
+    """Inject into ``target`` (or a copy at ``output``); a reassembled ``target`` then
+    replaces ``dump``, and is removed if anything failed."""
+    from handoff.capture.inject import inject_notes, inject_notes_copy
+    from handoff.errors import EnvironmentProblem
+
     try:
         if output is not None:
             res = inject_notes_copy(dump, output, notes)
@@ -124,8 +144,7 @@ def add_notes(dump: str, record: str, *, report: str | None = None, output: str 
 
         R.replace(dump)
         res = res.renamed(dump)
-    return Added(res, rec, rec_info, rep_info, dump_release, warnings, reassembled,
-                 target_name)
+    return res
 
 
 def _is_flattened(path: str) -> bool:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from handoff import errors as E
-from handoff._slots import Frozen
+from handoff._slots import Frozen, Slots
 from handoff.formats import kdump
 from handoff.formats.blob import read_exact
 from handoff.formats.dumpformat import dump_format  # re-exported: handoff.capture
@@ -264,7 +264,72 @@ def _scan(
     return notes, used
 
 
+class _ElfTable(Slots):
+    """An ELF core's program header table, checked: where each segment lies, which are
+    PT_NOTE (the first is the one that may grow)."""
+
+    __slots__ = ("endian", "headers_end", "is64", "note_index", "note_phdrs", "phentsize",
+                 "phoff", "phs", "sections", "segments")
+    endian: str
+    is64: bool
+    phoff: int
+    phentsize: int
+    phs: struct.Struct
+    segments: list[tuple[int, int, int]]  # (index, p_offset, p_filesz)
+    note_phdrs: list[tuple[int, tuple[int, ...]]]  # (index, unpacked program header)
+    note_index: int  # the first PT_NOTE
+    headers_end: int  # the ELF header and program headers end here
+    sections: tuple[int, int] | None  # the section header table (offset, bytes)
+
+    def __init__(self, endian: str, is64: bool, phoff: int, phentsize: int, phs: struct.Struct,
+                 segments: list[tuple[int, int, int]],
+                 note_phdrs: list[tuple[int, tuple[int, ...]]], note_index: int,
+                 headers_end: int, sections: tuple[int, int] | None) -> None:
+        self.endian = endian
+        self.is64 = is64
+        self.phoff = phoff
+        self.phentsize = phentsize
+        self.phs = phs
+        self.segments = segments
+        self.note_phdrs = note_phdrs
+        self.note_index = note_index
+        self.headers_end = headers_end
+        self.sections = sections
+
+    def phdr_at(self, index: int) -> int:
+        return self.phoff + index * self.phentsize
+
+
 def _elf_area(blob: _FileBlob) -> NoteArea:
+    t = _elf_table(blob)
+    notes, (a_off, a_size, a_used, v0, own) = _elf_notes(blob, t)
+    busy = [(o, f) for i, o, f in t.segments if i != t.note_index and f]
+    busy.append((0, t.headers_end))  # the ELF header and the program headers
+    if t.sections is not None:
+        busy.append(t.sections)
+    room_end, no_room = _room(a_off, a_size, a_used,
+                              [o for i, o, _ in t.segments if i != t.note_index], busy,
+                              t.note_index)
+    return NoteArea(
+        format="elf",
+        endian=t.endian,
+        offset=a_off,
+        size=a_size,
+        notes=tuple(notes),
+        own_notes=own,
+        used=a_used,
+        file_size=blob.size,
+        detail={"elf_class": 64 if t.is64 else 32, "phnum": len(t.segments),
+                "pt_note_index": t.note_index},
+        room_end=room_end,
+        no_room=no_room,
+        _patch=_elf_patch(t, v0),
+    )
+
+
+def _elf_table(blob: _FileBlob) -> _ElfTable:
+    """Read and check the ELF header and program header table of a core: every segment must
+    lie inside the file, and one must be PT_NOTE."""
     ident = read_exact(blob, 0, 16, "ELF identification")
     cls, data = ident[4], ident[5]
     if cls not in (1, 2) or data not in (1, 2):
@@ -289,7 +354,7 @@ def _elf_area(blob: _FileBlob) -> NoteArea:
     table = read_exact(blob, phoff, phnum * phentsize, "program header table")
     note_index = -1
     note_phdrs: list[tuple[int, tuple[int, ...]]] = []
-    segments: list[tuple[int, int, int]] = []  # (index, p_offset, p_filesz)
+    segments: list[tuple[int, int, int]] = []
     for i in range(phnum):
         v = phs.unpack_from(table, i * phentsize)
         p_type, p_offset, p_filesz = (v[0], v[2], v[5]) if is64 else (v[0], v[1], v[4])
@@ -313,26 +378,35 @@ def _elf_area(blob: _FileBlob) -> NoteArea:
             offset=phoff,
             hint="a kdump vmcore always has one; is this a process core?",
         )
+    sections = (shoff, max(h[12], 1) * shentsize) if shoff else None
+    return _ElfTable(e, is64, phoff, phentsize, phs, segments, note_phdrs, note_index,
+                     phoff + phnum * phentsize, sections)
+
+
+def _elf_notes(blob: _FileBlob, t: _ElfTable
+               ) -> tuple[list[Note], tuple[int, int, int, tuple[int, ...], tuple[Note, ...]]]:
+    """Every PT_NOTE segment's notes, strictly parsed, and the first one's area: (offset,
+    size, bytes used, its program header, its notes)."""
     notes: list[Note] = []
-    for i, v in note_phdrs:
-        p_offset, p_filesz, p_align = (v[2], v[5], v[7]) if is64 else (v[1], v[4], v[7])
+    area: tuple[int, int, int, tuple[int, ...], tuple[Note, ...]] | None = None
+    for i, v in t.note_phdrs:
+        p_offset, p_filesz, p_align = (v[2], v[5], v[7]) if t.is64 else (v[1], v[4], v[7])
         if p_align > NOTE_ALIGN:
             raise E.BadContainer(
                 f"PT_NOTE {i} uses {p_align}-byte note alignment; kdump notes use 4",
-                offset=phoff + i * phentsize,
+                offset=t.phdr_at(i),
             )
-        got, used = _scan(blob, p_offset, p_filesz, e, "PT_NOTE segment")
+        got, used = _scan(blob, p_offset, p_filesz, t.endian, "PT_NOTE segment")
         notes.extend(got)
-        if i == note_index:
+        if i == t.note_index:
             area = (p_offset, p_filesz, used, v, tuple(got))
-    a_off, a_size, a_used, v0, own = area
-    phdr_at = phoff + note_index * phentsize
-    busy = [(o, f) for i, o, f in segments if i != note_index and f]
-    busy.append((0, phoff + phnum * phentsize))  # the ELF header and the program headers
-    if shoff:
-        busy.append((shoff, max(h[12], 1) * shentsize))
-    room_end, no_room = _room(a_off, a_size, a_used,
-                              [o for i, o, _ in segments if i != note_index], busy, note_index)
+    assert area is not None  # note_index is one of note_phdrs
+    return notes, area
+
+
+def _elf_patch(t: _ElfTable, v0: tuple[int, ...]) -> Callable[[int, int], tuple[int, bytes]]:
+    """How to rewrite the first PT_NOTE program header for a note area at (offset, size)."""
+    phdr_at, is64, phs = t.phdr_at(t.note_index), t.is64, t.phs
 
     def patch(new_offset: int, new_size: int) -> tuple[int, bytes]:
         if not is64 and new_offset + new_size > 0xFFFFFFFF:
@@ -349,20 +423,7 @@ def _elf_area(blob: _FileBlob) -> NoteArea:
             w[4] = new_size
         return phdr_at, phs.pack(*w)
 
-    return NoteArea(
-        format="elf",
-        endian=e,
-        offset=a_off,
-        size=a_size,
-        notes=tuple(notes),
-        own_notes=own,
-        used=a_used,
-        file_size=blob.size,
-        detail={"elf_class": 64 if is64 else 32, "phnum": phnum, "pt_note_index": note_index},
-        room_end=room_end,
-        no_room=no_room,
-        _patch=patch,
-    )
+    return patch
 
 
 def _room(offset: int, size: int, used: int, others: list[int],
@@ -512,16 +573,7 @@ def inject_notes(
     try:
         size = os.fstat(fd).st_size
         area = read_note_area(fd, size, path)
-        # Compare on name and type as well as descriptor: another owner's note may be identical.
-        present = {(n.name + b"\x00", n.type, n.desc) for n in area.notes}
-        add: list[tuple[int, bytes]] = []
-        skipped: list[tuple[int, int]] = []
-        for t, d in notes:
-            if (name, t, bytes(d)) in present:
-                skipped.append((t, len(d)))
-            else:
-                present.add((name, t, bytes(d)))
-                add.append((t, bytes(d)))
+        add, skipped = _new_notes(area, notes, name)
         base: dict[str, Any] = {
             "path": path,
             "format": area.format,
@@ -545,38 +597,9 @@ def inject_notes(
                 f"{MAX_NOTE_BYTES >> 20} MiB readers accept",
                 offset=area.offset,
             )
-        assert area._patch is not None
-        if area.format == "elf":
-            # The note segment grows in place, into the gap before the first PT_LOAD's data,
-            # so it stays in the header area crash reads (layout.py); it never moves.
-            at = area.offset + area.size
-            if area.room_end is None or at + len(added) > area.room_end:
-                raise _no_room(path, area, len(added))
-            new_offset, new_size, write_at, data = area.offset, area.size + len(added), at, added
-            method = "in-place"
-        else:
-            # kdump-compressed: readers (crash, makedumpfile, libkdumpfile) take the note area
-            # from offset_note/size_note wherever it is, so a copy of it goes at the end.
-            old = read_exact(_FileBlob(fd, size), area.offset, area.used, "note area")
-            new_offset = _pad(size, AREA_ALIGN)
-            new_size = area.used + len(added)
-            write_at, data = size, bytes(new_offset - size) + old + added
-            method = "appended"
-        patch_at, patch = area._patch(new_offset, new_size)
-        old_patch = os.pread(fd, len(patch), patch_at)
-        # 1. the new notes, durable before anything points at them
-        before = os.pread(fd, len(data), write_at)  # the gap's bytes (b"" past the end)
-        try:
-            _write_all(fd, data, write_at)
-            if sync:
-                os.fsync(fd)
-        except OSError:
-            _undo(fd, before, write_at, size)
-            raise
-        # 2. the one header field, in one write
-        _write_all(fd, patch, patch_at)
-        if sync:
-            os.fsync(fd)
+        new_offset, new_size, write_at, data, method = _placement(fd, size, path, area, added)
+        patch_at, old_patch = _commit(fd, area, new_offset, new_size, write_at, data, size,
+                                      sync)
         final = os.fstat(fd).st_size
         _verify(fd, final, path, area, add, name, patch_at, old_patch, sync)
         return InjectResult(
@@ -590,6 +613,64 @@ def inject_notes(
         )
     finally:
         os.close(fd)
+
+
+def _new_notes(area: NoteArea, notes: Sequence[tuple[int, bytes]], name: bytes
+               ) -> tuple[list[tuple[int, bytes]], list[tuple[int, int]]]:
+    """The notes to add, and (type, size) of those already present (never added twice)."""
+    # Compare on name and type as well as descriptor: another owner's note may be identical.
+    present = {(n.name + b"\x00", n.type, n.desc) for n in area.notes}
+    add: list[tuple[int, bytes]] = []
+    skipped: list[tuple[int, int]] = []
+    for t, d in notes:
+        if (name, t, bytes(d)) in present:
+            skipped.append((t, len(d)))
+        else:
+            present.add((name, t, bytes(d)))
+            add.append((t, bytes(d)))
+    return add, skipped
+
+
+def _placement(fd: int, size: int, path: str, area: NoteArea, added: bytes
+               ) -> tuple[int, int, int, bytes, str]:
+    """Where the notes go: (new area offset, new area size, write offset, bytes to write,
+    method); an ELF dump without room is refused (:class:`NoNoteRoom`)."""
+    if area.format == "elf":
+        # The note segment grows in place, into the gap before the first PT_LOAD's data,
+        # so it stays in the header area crash reads (layout.py); it never moves.
+        at = area.offset + area.size
+        if area.room_end is None or at + len(added) > area.room_end:
+            raise _no_room(path, area, len(added))
+        return area.offset, area.size + len(added), at, added, "in-place"
+    # kdump-compressed: readers (crash, makedumpfile, libkdumpfile) take the note area
+    # from offset_note/size_note wherever it is, so a copy of it goes at the end.
+    old = read_exact(_FileBlob(fd, size), area.offset, area.used, "note area")
+    new_offset = _pad(size, AREA_ALIGN)
+    return (new_offset, area.used + len(added), size, bytes(new_offset - size) + old + added,
+            "appended")
+
+
+def _commit(fd: int, area: NoteArea, new_offset: int, new_size: int, write_at: int,
+            data: bytes, size: int, sync: bool) -> tuple[int, bytes]:
+    """Write the notes, durable, then the one header field that points at them (the module
+    docstring's order); returns where that field is and its old bytes, for :func:`_verify`."""
+    assert area._patch is not None
+    patch_at, patch = area._patch(new_offset, new_size)
+    old_patch = os.pread(fd, len(patch), patch_at)
+    # 1. the new notes, durable before anything points at them
+    before = os.pread(fd, len(data), write_at)  # the gap's bytes (b"" past the end)
+    try:
+        _write_all(fd, data, write_at)
+        if sync:
+            os.fsync(fd)
+    except OSError:
+        _undo(fd, before, write_at, size)
+        raise
+    # 2. the one header field, in one write
+    _write_all(fd, patch, patch_at)
+    if sync:
+        os.fsync(fd)
+    return patch_at, old_patch
 
 
 class NoNoteRoom(E.BadContainer):

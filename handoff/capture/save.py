@@ -324,28 +324,8 @@ def copy_sparse(
         shift = plan.delta if plan is not None else 0
         mapper = _Mapper(sfd, size, max(window, chunk + mmap.ALLOCATIONGRANULARITY)) \
             if map_source and size else None
-        dfd = _create(dst)
-        try:
-            sink = _Sink(dfd, chunk, page)
-            if plan is not None:  # headers and notes, in the new layout
-                sink.put(memoryview(plan.head), 0)
-            bad, bad_bytes = _copy(sfd, ranges, shift, sink, mapper, chunk, page, progress)
-            if mapper:
-                mapper.close()
-            # trailing zero pages become a hole too
-            os.ftruncate(dfd, plan.size if plan is not None else size)
-            if sync:
-                os.fsync(dfd)
-            st = os.fstat(dfd)
-        except OSError as ex:
-            if ex.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise E.EnvironmentProblem(
-                    f"no space left writing {dst} ({ex.strerror}); the partial dump is kept",
-                    hint="free space in the dump directory or use --format kdump (makedumpfile)",
-                ) from None
-            raise
-        finally:
-            os.close(dfd)
+        sink, bad, bad_bytes, st = _write_copy(
+            dst, sfd, ranges, shift, plan, size, mapper, chunk, page, progress, sync)
     finally:
         os.close(sfd)
     warnings = [why] if why else []
@@ -373,6 +353,37 @@ def copy_sparse(
         note_room=plan.room if plan is not None else None,
         data_shift=shift,
     )
+
+
+def _write_copy(dst: str, sfd: int, ranges: list[tuple[int, int]], shift: int,
+                plan: L.CopyPlan | None, size: int, mapper: _Mapper | None, chunk: int,
+                page: int, progress: ProgressFn | None, sync: bool
+                ) -> tuple[_Sink, list[tuple[int, int]], int, os.stat_result]:
+    """Create ``dst`` and copy ``ranges`` into it (moved by ``shift``; ``plan``'s headers
+    first), zero pages and the tail left as holes. Returns the sink (what was copied and
+    skipped), the unreadable ranges, their bytes and ``dst``'s stat."""
+    dfd = _create(dst)
+    try:
+        sink = _Sink(dfd, chunk, page)
+        if plan is not None:  # headers and notes, in the new layout
+            sink.put(memoryview(plan.head), 0)
+        bad, bad_bytes = _copy(sfd, ranges, shift, sink, mapper, chunk, page, progress)
+        if mapper:
+            mapper.close()
+        # trailing zero pages become a hole too
+        os.ftruncate(dfd, plan.size if plan is not None else size)
+        if sync:
+            os.fsync(dfd)
+        return sink, bad, bad_bytes, os.fstat(dfd)
+    except OSError as ex:
+        if ex.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise E.EnvironmentProblem(
+                f"no space left writing {dst} ({ex.strerror}); the partial dump is kept",
+                hint="free space in the dump directory or use --format kdump (makedumpfile)",
+            ) from None
+        raise
+    finally:
+        os.close(dfd)
 
 
 def _open_source(src: str) -> int:

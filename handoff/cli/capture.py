@@ -164,7 +164,6 @@ def run(args: argparse.Namespace) -> int:
     from handoff.capture.pipeline import capture
     from handoff.cli._output import emit_json
     from handoff.errors import HandoffError, UsageError
-    from handoff.record import NT_HANDOFF_RECORD
 
     mdf_args = None
     if args.makedumpfile_args is not None:
@@ -203,9 +202,21 @@ def run(args: argparse.Namespace) -> int:
             doc.update(error=failure[0], hint=failure[1])
         emit_json("capture", doc)
         return res.exit_code
+    _print_text(res, args.vmcore)
+    for w in res.warnings:
+        sys.stderr.write(f"handoff: warning: {w}\n")
+    if failure:
+        sys.stderr.write(f"handoff: error: {failure[0]}\nhandoff: hint: {failure[1]}\n")
+    return res.exit_code
+
+
+def _print_text(res: Any, vmcore: str) -> None:
+    """What capture did (or would do), for people: the dump, the notes injected."""
+    from handoff.record import NT_HANDOFF_RECORD
+
     out = sys.stdout.write
     if res.dry_run:
-        out(f"would save {args.vmcore} to {res.dump} ({res.method})\n")
+        out(f"would save {vmcore} to {res.dump} ({res.method})\n")
         if res.argv:
             from handoff.kexec.runner import format_argv
 
@@ -239,11 +250,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if res.meta:
         out(f"metadata: {res.meta}\n")
-    for w in res.warnings:
-        sys.stderr.write(f"handoff: warning: {w}\n")
-    if failure:
-        sys.stderr.write(f"handoff: error: {failure[0]}\nhandoff: hint: {failure[1]}\n")
-    return res.exit_code
 
 
 def _failure(res: Any) -> tuple[str, str] | None:

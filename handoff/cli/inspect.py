@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handoff.cli import Formatter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handoff.devices.model import OtherDevice, PciDevice, Snapshot
 
 DESCRIPTION = """\
 Recognise FILE by its content - a raw record, a note file, a two-slot region, an initrd
@@ -104,43 +107,62 @@ def checks(err: Any) -> dict[str, str]:
     return {"header_crc": "ok", "payload_digest": "ok"}
 
 
-def _snap(s: Any) -> str | None:
+def _snap(s: Snapshot | None) -> str | None:
+    if s is None:
+        return None
+    return str(s.size) if s.length == s.size else f"{s.length}/{s.size}"
+
+
+def _opaque_snap(s: Any) -> str | None:
     if not isinstance(s, dict):
         return None
     size, n = s.get("size"), s.get("len")
     return str(size) if n == size else f"{n}/{size}"
 
 
-def device_rows(devices: list[Any]) -> list[dict[str, Any]]:
+def device_rows(devices: list[PciDevice | OtherDevice]) -> list[dict[str, Any]]:
+    """The device table: one row per device, from the typed model (a device of another bus
+    from its opaque map)."""
     from handoff.devices import pciids
+    from handoff.devices.model import PciDevice
 
     names = pciids.default()
     rows = []
     for d in devices:
-        if not isinstance(d, dict):
+        if not isinstance(d, PciDevice):
+            rows.append(_opaque_row(d))
             continue
-        ids: dict[str, Any] = d["ids"] if isinstance(d.get("ids"), dict) else {}
-        bus = d.get("bus")
-        early = d.get("early")
-        vendor, device = _hexid(ids.get("vendor"), 4), _hexid(ids.get("device"), 4)
+        ids = d.ids
         rows.append({
-            "addr": d.get("addr") if bus == "pci" else f"{bus}:{d.get('addr')}",
-            "ids": f"{vendor}:{device}" if vendor is not None and device is not None else None,
-            "class": _hexid(ids.get("class"), 6),
-            "driver": _text(d.get("driver")),
-            "early": _text(early.get("src")) if isinstance(early, dict) else None,
-            "live": _snap(d.get("live")),
-            "policy": _text(d.get("policy")),
-            # lspci's name from the system's pci.ids (numeric without one); PCI ids only
-            "name": names.vendor_device(ids["vendor"], ids["device"])
-            if bus == "pci" and _is_id(ids.get("vendor")) and _is_id(ids.get("device"))
-            else None,
+            "addr": d.addr,
+            "ids": f"{ids.vendor:04x}:{ids.device:04x}",
+            "class": f"{ids.class_code:06x}",
+            "driver": d.driver,
+            "early": d.early.source if d.early is not None else None,
+            "live": _snap(d.live),
+            "policy": d.policy,
+            "name": names.vendor_device(ids.vendor, ids.device),  # lspci's, from pci.ids
         })
     return rows
 
 
-def _is_id(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF
+def _opaque_row(o: OtherDevice) -> dict[str, Any]:
+    """A device of another bus: the schema leaves it opaque (R20), so its map may hold any
+    value where a PCI device has ids; they are shown as text rather than refused."""
+    d = o.fields
+    ids: dict[str, Any] = d["ids"] if isinstance(d.get("ids"), dict) else {}
+    early = d.get("early")
+    vendor, device = _hexid(ids.get("vendor"), 4), _hexid(ids.get("device"), 4)
+    return {
+        "addr": f"{o.bus}:{o.addr}",
+        "ids": f"{vendor}:{device}" if vendor is not None and device is not None else None,
+        "class": _hexid(ids.get("class"), 6),
+        "driver": _text(d.get("driver")),
+        "early": _text(early.get("src")) if isinstance(early, dict) else None,
+        "live": _opaque_snap(d.get("live")),
+        "policy": _text(d.get("policy")),
+        "name": None,  # pci.ids names PCI ids only
+    }
 
 
 def _hexid(v: Any, width: int) -> str | None:
@@ -159,7 +181,9 @@ def _text(v: Any) -> str | None:
     return repr(v)[:80]
 
 
-def record_doc(f: Any, sel: Any = None) -> dict[str, Any]:
+def record_doc(f: Any, sel: Any = None,
+               devices: list[PciDevice | OtherDevice] | None = None) -> dict[str, Any]:
+    """The JSON of one record found; ``devices``: its selected devices, if already read."""
     from handoff.sources.model import error_json
 
     doc: dict[str, Any] = {"kind": f.kind, "location": f.location.to_json(),
@@ -175,17 +199,20 @@ def record_doc(f: Any, sel: Any = None) -> dict[str, Any]:
         "created": _time_ns(r.created_ns),
         "producer": {"kernel_release": r.kernel_release, "hostname": r.hostname,
                      "boot_id": r.boot_id, "machine_id": r.machine_id},
-        "devices": device_rows(_selected(r.devices, sel)),
+        "devices": device_rows(selected(r, sel) if devices is None else devices),
     })
     return doc
 
 
-def _selected(devices: list[Any], sel: Any) -> list[Any]:
+def selected(r: Any, sel: Any) -> list[PciDevice | OtherDevice]:
+    """The devices of record ``r`` that ``sel`` (-s, -d) keeps, typed; a device of another
+    bus is never selected (its ids mean nothing to lspci's patterns)."""
+    from handoff.devices.model import PciDevice, devices_of
+
+    devices = devices_of(r.devices)
     if not sel:
         return devices
-    from handoff.cli._select import filter_payload
-
-    return filter_payload(sel, [d for d in devices if isinstance(d, dict)])
+    return [d for d in devices if isinstance(d, PciDevice) and sel.matches_device(d)]
 
 
 def hex_dump(data: bytes, count: int) -> list[str]:
@@ -198,18 +225,17 @@ def hex_dump(data: bytes, count: int) -> list[str]:
     return out
 
 
-def _device_blocks(devices: list[Any], verbose: int, hexdump: int, w: Any) -> None:
+def _device_blocks(devices: list[PciDevice | OtherDevice], verbose: int, hexdump: int,
+                   w: Any) -> None:
     """-v and -x: a block per device, headed by lspci's line for it (names from pci.ids)."""
     from handoff.devices import pciids
     from handoff.devices.model import PciDevice
     from handoff.diff import decode_config
 
     names = pciids.default()
-    for d in devices:
-        try:
-            dev = PciDevice.from_payload(d)
-        except (KeyError, TypeError, ValueError):
-            continue  # not a PCI device map this reader knows: the table showed it
+    for dev in devices:
+        if not isinstance(dev, PciDevice):
+            continue  # another bus: opaque to this reader, the table showed it
         ids = dev.ids
         w("\n" + names.line(dev.addr, ids.vendor, ids.device, ids.class_code, ids.revision)
           + "\n")
@@ -306,7 +332,10 @@ def _print_container(c: Any, out: Any) -> None:
 
 
 def _print_record(i: int, n: int, f: Any, out: Any, sel: Any = None, verbose: int = 0,
-                  hexdump: int = 0) -> None:
+                  hexdump: int = 0, devices: list[PciDevice | OtherDevice] | None = None,
+                  rows: list[dict[str, Any]] | None = None) -> None:
+    """One record as text; ``devices`` and ``rows``: its selected devices and their table
+    rows, if already made (record_doc made them)."""
     from handoff.cli._output import table
 
     w = out.write
@@ -326,8 +355,10 @@ def _print_record(i: int, n: int, f: Any, out: Any, sel: Any = None, verbose: in
     w(f"  machine id  {r.machine_id or 'unknown'}\n")
     w(f"  created     {_time_ns(r.created_ns)}\n")
     w(f"  generation  {r.generation}\n")
-    devices = _selected(r.devices, sel)
-    rows = device_rows(devices)
+    if devices is None:
+        devices = selected(r, sel)
+    if rows is None:
+        rows = device_rows(devices)
     shown = f"{len(rows)} of {len(r.devices)} selected by {sel.describe()}" if sel else \
         str(len(rows))
     w(f"  devices ({shown}):\n")
@@ -354,68 +385,110 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
+class _Failure(Exception):
+    """Why inspect stops early: exit code, message, hint, and the JSON's error detail."""
+
+    def __init__(self, code: int, msg: str, hint: str | None, err: dict[str, Any]) -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.hint, self.err = code, msg, hint, err
+
+
 def _run(args: argparse.Namespace) -> int:
+    from handoff.cli._output import emit_json
+
+    doc: dict[str, Any] = {"path": args.path}
+    try:
+        c = _open(args.path)
+        _show(c, args, doc)
+        code, summary, hint = _verdict(args.path, c)
+    except _Failure as f:
+        sys.stderr.write(f"handoff: error: {f.msg}\n")
+        if f.hint:
+            sys.stderr.write(f"handoff: hint: {f.hint}\n")
+        if args.json:
+            doc.update({"result": f.err.get("result", "error"), "exit_code": f.code,
+                        "error": f.msg, "hint": f.hint, "error_detail": f.err})
+            emit_json("inspect", doc)
+        return f.code
+    if args.json:
+        doc.update({"result": "invalid" if summary else "ok", "exit_code": code})
+        if summary:
+            doc.update({"error": summary, "hint": hint})
+        emit_json("inspect", doc)
+    else:
+        sys.stdout.flush()
+    if summary:
+        sys.stderr.write(f"handoff: error: {summary}\nhandoff: hint: {hint}\n")
+    return code
+
+
+def _open(path: str) -> Any:
+    """Recognise the file (sources.scan_path); what stops it is a :class:`_Failure`."""
     import os
 
     from handoff import errors as E
-    from handoff.cli._output import emit_json
-
-    path = args.path
-    doc: dict[str, Any] = {"path": path}
-
-    def fail(code: int, msg: str, hint: str | None, err: dict[str, Any]) -> int:
-        sys.stderr.write(f"handoff: error: {msg}\n")
-        if hint:
-            sys.stderr.write(f"handoff: hint: {hint}\n")
-        if args.json:
-            doc.update({"result": err.get("result", "error"), "exit_code": code, "error": msg,
-                        "hint": hint, "error_detail": err})
-            emit_json("inspect", doc)
-        return code
-
-    if not os.path.lexists(path) or (os.path.islink(path) and not os.path.exists(path)):
-        return fail(E.EXIT_USAGE, f"{path}: no such file", "check the path",
-                    {"type": "FileNotFoundError", "message": "no such file", "result": "usage"})
     from handoff import sources
     from handoff.sources.model import error_json
 
+    if not os.path.lexists(path) or (os.path.islink(path) and not os.path.exists(path)):
+        raise _Failure(E.EXIT_USAGE, f"{path}: no such file", "check the path",
+                       {"type": "FileNotFoundError", "message": "no such file",
+                        "result": "usage"})
     try:
-        c = sources.scan_path(path)
+        return sources.scan_path(path)
     except IsADirectoryError:
-        return fail(E.EXIT_USAGE, f"{path}: not a regular file", "give a file, not a directory",
-                    {"type": "IsADirectoryError", "message": "not a file", "result": "usage"})
+        raise _Failure(E.EXIT_USAGE, f"{path}: not a regular file",
+                       "give a file, not a directory",
+                       {"type": "IsADirectoryError", "message": "not a file",
+                        "result": "usage"}) from None
     except PermissionError as e:
-        return fail(E.EXIT_ENVIRONMENT, f"{path}: {E.os_reason(e)}",
-                    "run as root or fix permissions",
-                    {"type": "PermissionError", "message": E.os_reason(e),
-                     "result": "environment"})
+        raise _Failure(E.EXIT_ENVIRONMENT, f"{path}: {E.os_reason(e)}",
+                       "run as root or fix permissions",
+                       {"type": "PermissionError", "message": E.os_reason(e),
+                        "result": "environment"}) from None
     except OSError as e:
-        return fail(E.EXIT_ENVIRONMENT, f"{path}: {E.os_reason(e)}", "check the file",
-                    {"type": type(e).__name__, "message": str(e), "result": "environment"})
+        raise _Failure(E.EXIT_ENVIRONMENT, f"{path}: {E.os_reason(e)}", "check the file",
+                       {"type": type(e).__name__, "message": str(e),
+                        "result": "environment"}) from None
     except E.BadContainer as e:
         where = ""
         if e.offset is not None and f"offset {e.offset}" not in str(e):
             where = f" (offset {e.offset})"
-        return fail(E.EXIT_INVALID, f"{path}: {e}{where}", e.hint,
-                    dict(error_json(e), result="bad-container"))
+        raise _Failure(E.EXIT_INVALID, f"{path}: {e}{where}", e.hint,
+                       dict(error_json(e), result="bad-container")) from None
 
+
+def _show(c: Any, args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """Fill ``doc`` with the container and every record found; without --json print them,
+    then the cross-check warnings."""
+    from handoff.cli._select import selection
     from handoff.sources.crosscheck import warnings as cross_warnings
 
     doc["container"] = container_doc(c)
-    from handoff.cli._select import selection
-
     sel = selection(args)
-    doc["records"] = [record_doc(f, sel) for f in c.found]
+    # Each record's devices are read into the typed model once, for the JSON and the text.
+    devices = [selected(f.record, sel) if f.error is None else [] for f in c.found]
+    doc["records"] = [record_doc(f, sel, devs) for f, devs in zip(c.found, devices)]
     warnings = cross_warnings(c)
     if warnings:
         doc["warnings"] = warnings
     if not args.json:
         _print_container(c, sys.stdout)
-        for i, f in enumerate(c.found, 1):
-            _print_record(i, len(c.found), f, sys.stdout, sel, args.verbose, args.hex)
+        for i, (f, devs, rd) in enumerate(zip(c.found, devices, doc["records"]), 1):
+            _print_record(i, len(c.found), f, sys.stdout, sel, args.verbose, args.hex,
+                          devs, rd.get("devices"))
         sys.stdout.flush()
         for warning in warnings:
             sys.stderr.write(f"handoff: warning: {warning}\n")
+
+
+def _verdict(path: str, c: Any) -> tuple[int, str | None, str | None]:
+    """The exit code, and for corrupt records one line for all of them (the first names its
+    check, the rest are counted) with its hint; no record at all is a :class:`_Failure`."""
+    from handoff import errors as E
+    from handoff import sources
+    from handoff.sources.model import error_json
+
     try:
         found = sources.records_of(c)
     except E.HandoffError as e:
@@ -426,27 +499,14 @@ def _run(args: argparse.Namespace) -> int:
         off = getattr(e, "offset", None)
         if off is not None and f"offset {off}" not in msg:
             msg += f" (offset {off})"
-        if not args.json:
-            sys.stdout.flush()
-        return fail(code, msg, e.hint, dict(error_json(e), result=result))
-    bad = [f for f in found if f.error is not None]
-    code = E.EXIT_INVALID if bad else E.EXIT_OK
-    summary: str | None = None
-    hint: str | None = None
-    if bad:  # one line for all of them: the first names its check, the rest are counted
-        first = bad[0].error
-        assert first is not None
-        more = f" (and {len(bad) - 1} more corrupt record(s))" if len(bad) > 1 else ""
-        summary = (f"{path}: corrupt record at {bad[0].location}: {first} "
-                   f"(check {first.check}, offset {first.offset}){more}")
-        hint = "stdout shows every record's checks"
-    if args.json:
-        doc.update({"result": "invalid" if bad else "ok", "exit_code": code})
-        if bad:
-            doc.update({"error": summary, "hint": hint})
-        emit_json("inspect", doc)
-    else:
         sys.stdout.flush()
-    if summary:
-        sys.stderr.write(f"handoff: error: {summary}\nhandoff: hint: {hint}\n")
-    return code
+        raise _Failure(code, msg, e.hint, dict(error_json(e), result=result)) from None
+    bad = [f for f in found if f.error is not None]
+    if not bad:
+        return E.EXIT_OK, None, None
+    first = bad[0].error
+    assert first is not None
+    more = f" (and {len(bad) - 1} more corrupt record(s))" if len(bad) > 1 else ""
+    summary = (f"{path}: corrupt record at {bad[0].location}: {first} "
+               f"(check {first.check}, offset {first.offset}){more}")
+    return E.EXIT_INVALID, summary, "stdout shows every record's checks"

@@ -168,24 +168,31 @@ def render_plan(plan: Plan) -> str:
 
 
 def _config_table(dev: Any, table: Any) -> str:
-    from handoff.restore.steps import DO_RESCAN, DO_RESET
+    from handoff.restore.steps import ConfigWrite, Disable, RegisterStep, Rescan, Reset
 
     rows: list[list[object]] = []
     for s in dev.steps:
-        if s.op in (DO_RESET, DO_RESCAN) or s.phase in ("reset", "rescan"):
-            what = f"reset ({s.method or 'kernel default'})" if s.phase == "reset" \
+        if isinstance(s, (Reset, Rescan)) or s.phase in ("reset", "rescan"):
+            # a config write of the rescan pass (ahead of the remove) is shown as a remove +
+            # rescan line too, with its "write: why"
+            what = f"reset ({s.method or 'kernel default'})" if isinstance(s, Reset) \
                 else "remove + rescan"
             rows.append([s.phase, what, "", "", None, None, None,
                          f"{s.op}: {s.why}" + (f" [{s.result}]" if s.result else "")])
             continue
         act = f"{s.op}: {s.why}"
-        if s.detail:
+        if isinstance(s, (RegisterStep, Disable)) and s.detail:
             act += f" [{s.detail}]"
-        if s.retries:
+        if isinstance(s, ConfigWrite) and s.retries:
             act += f" (read back, up to {s.retries} retries)"
-        rows.append([s.phase, s.reg, f"{s.offset:#05x}", s.width,
-                     _hex(s.current, s.width), _hex(s.saved, s.width),
-                     _hex(s.value, s.width) if s.op == "write" else None, act])
+        if isinstance(s, RegisterStep):
+            rows.append([s.phase, s.reg, f"{s.offset:#05x}", s.width,
+                         _hex(s.current, s.width), _hex(s.saved, s.width),
+                         _hex(s.value, s.width) if isinstance(s, ConfigWrite) and s.acts
+                         else None, act])
+        else:  # sysfs enable 1, 0: the kernel writes COMMAND; shown at offset 0, width 0
+            rows.append([s.phase, s.reg, "0x000", 0,
+                         _hex(s.current if isinstance(s, Disable) else None, 0), None, None, act])
     return table(["PASS", "REGISTER", "OFFSET", "W", "CURRENT", "SAVED", "WRITE", "ACTION"],
                  rows)
 

@@ -49,35 +49,68 @@ class PciIds(Frozen):
 
 
 class Snapshot(Frozen):
-    """Config space as read from one source. ``data`` holds ``len(data)`` bytes read of ``size``.
+    """Config space as read from one source. ``data`` holds ``length`` bytes read of ``size``.
 
     ``source`` is "collector", "earlydump" or "live"; ``size`` the device's config space size
     (256 or 4096); ``partial`` says why fewer than ``size`` bytes were read.
+
+    One read from a record (:meth:`from_payload`) keeps the sparse runs (§4.1) and decodes
+    them on the first use of ``data``: ``inspect`` lists a 2,000-device record's table
+    without expanding 4,000 config spaces it never shows.
     """
 
-    __slots__ = ("data", "partial", "size", "source")
+    __slots__ = ("_data", "_runs", "partial", "size", "source")
+    _fields = ("data", "partial", "size", "source")  # data: decoded on first use
     _repr_skip = ("data",)
     source: str
     size: int
-    data: bytes
     partial: str | None
+    _data: bytes | None
+    _runs: tuple[bytes, int] | None  # (sparse runs, len) until decoded
 
     def __init__(self, source: str, size: int, data: bytes, partial: str | None = None) -> None:
         _set(self, "source", source)
         _set(self, "size", size)
-        _set(self, "data", data)
+        _set(self, "_data", data)
+        _set(self, "_runs", None)
         _set(self, "partial", partial)
 
     @property
+    def data(self) -> bytes:
+        d = self._data
+        if d is None:
+            assert self._runs is not None
+            d = P.sparse_decode(*self._runs)
+            _set(self, "_data", d)
+            _set(self, "_runs", None)
+        return d
+
+    @property
+    def length(self) -> int:
+        """How many bytes were read (``len(data)``, without decoding them)."""
+        return len(self._data) if self._data is not None else self._runs[1]  # type: ignore[index]
+
+    @property
     def complete(self) -> bool:
-        return len(self.data) >= self.size
+        return self.length >= self.size
 
     def to_payload(self) -> dict[str, Any]:
         return P.snapshot(self.source, self.data, self.size, self.partial)
 
+    def replace(self, **changes: object) -> Snapshot:
+        kw: dict[str, Any] = {**self.as_dict(), **changes}
+        return Snapshot(kw["source"], kw["size"], kw["data"], kw["partial"])
+
     @classmethod
     def from_payload(cls, m: dict[str, Any]) -> Snapshot:
-        return cls(m["src"], m["size"], P.snapshot_bytes(m), m.get("partial"))
+        """From a validated snapshot map (payload.cddl snapshot); ``data`` is decoded later."""
+        s = object.__new__(cls)
+        _set(s, "source", m["src"])
+        _set(s, "size", m["size"])
+        _set(s, "_data", None)
+        _set(s, "_runs", (m["data"], m["len"]))
+        _set(s, "partial", m.get("partial"))
+        return s
 
 
 class Bar(Frozen):
@@ -214,28 +247,56 @@ class PciDevice(Slots):
 
     @classmethod
     def from_payload(cls, d: dict[str, Any]) -> PciDevice:
+        """From a validated payload map. Fields are set directly rather than through
+        ``__init__``'s keywords: ``inspect`` reads every device of a record this way."""
+        self = object.__new__(cls)
+        self.addr = d["addr"]
+        self.ids = PciIds.from_payload(d["ids"])
+        self.path = list(d["path"])
+        self.live = Snapshot.from_payload(d["live"])
+        early = d.get("early")
+        self.early = None if early is None else Snapshot.from_payload(early)
+        self.driver = d.get("driver")
+        self.classes = list(d.get("classes", ()))
+        bars = d.get("bars")
+        self.bars = [Bar(*b) for b in bars] if bars else []
+        self.reset_methods = list(d.get("reset_methods", ()))
         sr = d.get("sriov")
-        return cls(
-            addr=d["addr"],
-            ids=PciIds.from_payload(d["ids"]),
-            path=list(d["path"]),
-            live=Snapshot.from_payload(d["live"]),
-            early=Snapshot.from_payload(d["early"]) if "early" in d else None,
-            driver=d.get("driver"),
-            classes=list(d.get("classes", [])),
-            bars=[Bar(*b) for b in d.get("bars", [])],
-            reset_methods=list(d.get("reset_methods", [])),
-            sriov=(sr["total"], sr["num"]) if sr else None,
-            dsn=d.get("dsn"),
-            policy=d.get("policy", "skip"),
-            ext=dict(d.get("ext", {})),
-        )
+        self.sriov = (sr["total"], sr["num"]) if sr else None
+        self.dsn = d.get("dsn")
+        self.policy = d.get("policy", "skip")
+        ext = d.get("ext")
+        self.ext = dict(ext) if ext else {}
+        return self
 
 
 def _is_pci_addr(s: str) -> bool:
     from handoff.payload import is_pci_addr
 
     return is_pci_addr(s)  # the reader's rule (R20): what it refuses, save never writes
+
+
+class OtherDevice(Frozen):
+    """A device of a bus schema 1 does not define: a reader keeps it opaque (payload.cddl
+    other-device, R20), so ``fields`` is its map as the record holds it."""
+
+    __slots__ = ("addr", "bus", "fields")
+    _repr_skip = ("fields",)
+    bus: str
+    addr: str
+    fields: dict[str, Any]
+
+    def __init__(self, bus: str, addr: str, fields: dict[str, Any]) -> None:
+        _set(self, "bus", bus)
+        _set(self, "addr", addr)
+        _set(self, "fields", fields)
+
+
+def devices_of(devices: list[dict[str, Any]]) -> list[PciDevice | OtherDevice]:
+    """Every device of a validated payload's ``devices``, in record order: PCI ones typed,
+    the others opaque."""
+    return [PciDevice.from_payload(d) if d["bus"] == "pci" else
+            OtherDevice(d["bus"], d["addr"], d) for d in devices]
 
 
 def devices_from_payload(p: dict[str, Any]) -> list[PciDevice]:

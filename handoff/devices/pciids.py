@@ -34,6 +34,9 @@ class PciIds:
         self._classes: dict[int, str] | None = None
         self._subclasses: dict[int, str] = {}
         self._progifs: dict[int, str] = {}
+        # (vendor, device) -> name: a record repeats a few ids many times, and finding a
+        # device in a large vendor block (8086) scans tens of KiB each time
+        self._names: dict[tuple[int, int], str] = {}
 
     def _read(self) -> str:
         if self._text is None:
@@ -93,6 +96,12 @@ class PciIds:
                 continue  # a malformed line names nothing
 
     def vendor_device(self, vendor: int, device: int) -> str:
+        name = self._names.get((vendor, device))
+        if name is None:
+            name = self._names[vendor, device] = self._vendor_device(vendor, device)
+        return name
+
+    def _vendor_device(self, vendor: int, device: int) -> str:
         found = self._vendor(vendor)
         if found is None:
             return f"Device {vendor:04x}:{device:04x}"

@@ -259,6 +259,53 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
     ``budget``; the notes of all PT_NOTE segments together (overlapping ones count each time)
     are at most :data:`MAX_NOTES`.
     """
+    h = _header(blob, hole_ok)
+    t = _Table()
+    _read_table(blob, h, t, hole_ok, budget)
+    notes = _read_notes(blob, t.note_segs, h.endian, budget) if read_notes else []
+    return ElfCore(
+        elf_class=64 if h.is64 else 32,
+        endian=h.endian,
+        e_type=h.e_type,
+        machine=h.machine,
+        phnum=h.phnum,
+        notes=notes,
+        note_segments=t.note_segs,
+        load_count=t.loads,
+        load_memsz=t.load_memsz,
+        data_end=t.data_end,
+        first_type=t.first_type,
+        header_end=t.header_end,
+    )
+
+
+class _Header(Slots):
+    """What the ELF header says about the program header table."""
+
+    __slots__ = ("e_type", "endian", "is64", "machine", "phentsize", "phnum", "phoff", "phs")
+    endian: str  # struct's "<" or ">"
+    is64: bool
+    e_type: int
+    machine: int
+    phoff: int
+    phentsize: int
+    phnum: int  # the real count (PN_XNUM resolved)
+    phs: struct.Struct  # one program header
+
+    def __init__(self, endian: str, is64: bool, e_type: int, machine: int, phoff: int,
+                 phentsize: int, phnum: int, phs: struct.Struct) -> None:
+        self.endian = endian
+        self.is64 = is64
+        self.e_type = e_type
+        self.machine = machine
+        self.phoff = phoff
+        self.phentsize = phentsize
+        self.phnum = phnum
+        self.phs = phs
+
+
+def _header(blob: Blob, hole_ok: bool) -> _Header:
+    """The identification and ELF header, checked, and the program header count bounded."""
     ident = read_exact(blob, 0, 16, "ELF identification")
     if ident[:4] != ELF_MAGIC:
         raise BadContainer("not an ELF file (bad magic)", offset=0)
@@ -295,16 +342,50 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
             f"end of the file ({blob.size} bytes)",
             offset=phoff,
         )
-    note_segs: list[Phdr] = []
-    loads = 0
-    load_memsz = 0
-    data_end = 0
-    first_type = PT_NOTE
-    header_end: int | None = None
-    chunk = max(1, (64 << 10) // max(phentsize, 1))  # read the table 64 KiB at a time
-    for first in range(0, phnum, chunk):
-        count = min(chunk, phnum - first)
-        at = phoff + first * phentsize
+    return _Header(e, is64, e_type, machine, phoff, phentsize, phnum, phs)
+
+
+class _Table(Slots):
+    """What the program header table holds, gathered as it is read."""
+
+    __slots__ = ("data_end", "first_type", "header_end", "load_memsz", "loads", "note_segs")
+    note_segs: list[Phdr]
+    loads: int
+    load_memsz: int
+    data_end: int  # the end of the furthest segment in the file
+    first_type: int  # the type of program header 0
+    header_end: int | None  # the lowest segment offset after header 0's
+
+    def __init__(self) -> None:
+        self.note_segs = []
+        self.loads = 0
+        self.load_memsz = 0
+        self.data_end = 0
+        self.first_type = PT_NOTE
+        self.header_end = None
+
+    def add(self, index: int, p: Phdr) -> None:
+        self.data_end = max(self.data_end, p.offset + p.filesz)
+        if index == 0:
+            self.first_type = p.type
+        elif p.offset and (self.header_end is None or p.offset < self.header_end):
+            self.header_end = p.offset
+        if p.type == PT_LOAD:
+            self.loads += 1
+            self.load_memsz += p.memsz
+        elif p.type == PT_NOTE:
+            self.note_segs.append(p)
+
+
+def _read_table(blob: Blob, h: _Header, t: _Table, hole_ok: bool,
+                budget: Budget | None) -> None:
+    """Read the program headers 64 KiB at a time into ``t``; with ``hole_ok`` a chunk that
+    cannot be read is skipped."""
+    phentsize, phs = h.phentsize, h.phs
+    chunk = max(1, (64 << 10) // max(phentsize, 1))
+    for first in range(0, h.phnum, chunk):
+        count = min(chunk, h.phnum - first)
+        at = h.phoff + first * phentsize
         spend(budget, count * max(phentsize, 64), "program headers", at)
         if hole_ok:
             try:
@@ -315,47 +396,29 @@ def parse(blob: Blob, *, read_notes: bool = True, hole_ok: bool = False,
             table = read_exact(blob, at, count * phentsize, "program headers")
         for i in range(count):
             v = phs.unpack_from(table, i * phentsize)
-            if is64:
+            if h.is64:
                 p = Phdr(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
             else:
                 p = Phdr(v[0], v[6], v[1], v[2], v[3], v[4], v[5], v[7])
-            data_end = max(data_end, p.offset + p.filesz)
-            if first + i == 0:
-                first_type = p.type
-            elif p.offset and (header_end is None or p.offset < header_end):
-                header_end = p.offset
-            if p.type == PT_LOAD:
-                loads += 1
-                load_memsz += p.memsz
-            elif p.type == PT_NOTE:
-                note_segs.append(p)
+            t.add(first + i, p)
+
+
+def _read_notes(blob: Blob, segs: list[Phdr], endian: str,
+                budget: Budget | None) -> list[Note]:
+    """The notes of every PT_NOTE segment, at most MAX_NOTE_BYTES and MAX_NOTES in all."""
     notes: list[Note] = []
-    if read_notes:
-        total = 0
-        for p in note_segs:
-            total += p.filesz
-            if total > MAX_NOTE_BYTES:
-                raise BadContainer(
-                    f"PT_NOTE segments total more than {MAX_NOTE_BYTES >> 20} MiB", offset=p.offset
-                )
-            spend(budget, p.filesz, "PT_NOTE segments", p.offset)
-            seg = read_exact(blob, p.offset, p.filesz, "PT_NOTE segment")
-            notes.extend(iter_notes(seg, p.offset, endian=e, budget=budget,
-                                    max_notes=MAX_NOTES - len(notes)))
-    return ElfCore(
-        elf_class=64 if is64 else 32,
-        endian=e,
-        e_type=e_type,
-        machine=machine,
-        phnum=phnum,
-        notes=notes,
-        note_segments=note_segs,
-        load_count=loads,
-        load_memsz=load_memsz,
-        data_end=data_end,
-        first_type=first_type,
-        header_end=header_end,
-    )
+    total = 0
+    for p in segs:
+        total += p.filesz
+        if total > MAX_NOTE_BYTES:
+            raise BadContainer(
+                f"PT_NOTE segments total more than {MAX_NOTE_BYTES >> 20} MiB", offset=p.offset
+            )
+        spend(budget, p.filesz, "PT_NOTE segments", p.offset)
+        seg = read_exact(blob, p.offset, p.filesz, "PT_NOTE segment")
+        notes.extend(iter_notes(seg, p.offset, endian=endian, budget=budget,
+                                max_notes=MAX_NOTES - len(notes)))
+    return notes
 
 
 # Note types whose meaning depends on the owner name (STYLE.md: never match on type alone).

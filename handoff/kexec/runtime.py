@@ -390,27 +390,7 @@ def build(
     sys_path = [f"/{SITE}"] + ([f"/{SITE_ZIP}"] if mode != "bundled" else [])
     exts = [f.src for f in files if f.kind == "ext" and f.src]
     if mode == "bundled":
-        loader = elf_interpreter(exe)
-        if loader is None:
-            raise EnvironmentProblem(f"{exe} is not a dynamically linked ELF executable",
-                                     hint="handoff bundles the running interpreter; use a "
-                                          "distribution or pyenv Python")
-        libs = shared_libraries([exe, *exts], loader, runner)
-        loader_name = os.path.basename(loader)
-        reused = reusable_libraries(listing, {loader_name: loader, **libs})
-        files.append(RuntimeFile(target.lstrip("/"), exe, mode=0o755, kind="interp"))
-        if loader_name not in reused:
-            files.append(RuntimeFile(f"{LIB}/{loader_name}", loader, mode=0o755, kind="loader"))
-        files += [RuntimeFile(f"{LIB}/{so}", path, mode=0o755, kind="lib")
-                  for so, path in sorted(libs.items()) if so not in reused]
-        run_loader = "/" + reused[loader_name] if loader_name in reused else f"/{LIB}/{loader_name}"
-        lib_path = [f"/{LIB}"] + sorted({"/" + p.rsplit("/", 1)[0] for so, p in reused.items()
-                                         if so != loader_name})
-        launch = f"{run_loader} --library-path {':'.join(lib_path)} {target}"
-        why = ("The dynamic loader runs explicitly with --library-path: the initrd needs no "
-               "libc of its own, and tools handoff starts keep the initrd's libraries."
-               + (f"\n# Reused from the initrd (the same files): {', '.join(sorted(reused))}."
-                  if reused else ""))
+        launch, why, reused = _bundle_interpreter(exe, exts, target, listing, runner, files)
     else:
         launch = target
         why = "Uses the capture initrd's own Python; only handoff's packages ship here."
@@ -424,21 +404,57 @@ def build(
     }
     files.append(RuntimeFile(f"{PREFIX}/etc/runtime.json",
                              data=(json.dumps(manifest, indent=1) + "\n").encode()))
+    raw, unpacked = _pack(files, f"{stdlib_dest}/lib-dynload" if mode == "bundled" else None,
+                          runner)
+    return Runtime(archive=compress(raw, compression), compression=compression,
+                   cpio_size=len(raw), unpacked_size=unpacked, mode=mode, python=target,
+                   peak_rss=imports.peak_rss, manifest=manifest,
+                   peak_private=imports.peak_private)
+
+
+def _bundle_interpreter(exe: str, exts: list[str], target: str, listing: Any, runner: Runner,
+                        files: list[RuntimeFile]) -> tuple[str, str, dict[str, str]]:
+    """Add the running interpreter, its dynamic loader and the libraries it and ``exts``
+    need to ``files``, except those the initrd already has (the same files). Returns the
+    command that launches it, the wrapper's comment on why, and the reused libraries."""
+    loader = elf_interpreter(exe)
+    if loader is None:
+        raise EnvironmentProblem(f"{exe} is not a dynamically linked ELF executable",
+                                 hint="handoff bundles the running interpreter; use a "
+                                      "distribution or pyenv Python")
+    libs = shared_libraries([exe, *exts], loader, runner)
+    loader_name = os.path.basename(loader)
+    reused = reusable_libraries(listing, {loader_name: loader, **libs})
+    files.append(RuntimeFile(target.lstrip("/"), exe, mode=0o755, kind="interp"))
+    if loader_name not in reused:
+        files.append(RuntimeFile(f"{LIB}/{loader_name}", loader, mode=0o755, kind="loader"))
+    files += [RuntimeFile(f"{LIB}/{so}", path, mode=0o755, kind="lib")
+              for so, path in sorted(libs.items()) if so not in reused]
+    run_loader = "/" + reused[loader_name] if loader_name in reused else f"/{LIB}/{loader_name}"
+    lib_path = [f"/{LIB}"] + sorted({"/" + p.rsplit("/", 1)[0] for so, p in reused.items()
+                                     if so != loader_name})
+    launch = f"{run_loader} --library-path {':'.join(lib_path)} {target}"
+    why = ("The dynamic loader runs explicitly with --library-path: the initrd needs no "
+           "libc of its own, and tools handoff starts keep the initrd's libraries."
+           + (f"\n# Reused from the initrd (the same files): {', '.join(sorted(reused))}."
+              if reused else ""))
+    return launch, why, reused
+
+
+def _pack(files: list[RuntimeFile], dynload: str | None, runner: Runner) -> tuple[bytes, int]:
+    """The uncompressed cpio of ``files`` (sorted, with their directories) and the bytes they
+    unpack to; ``dynload`` is a directory that must exist even when empty."""
     writer = cpio.Writer()
     unpacked = 0
     dirs: set[str] = set()
-    if mode == "bundled":  # exec_prefix landmark (Modules/getpath.py): lib-dynload must exist
-        _mkdirs(writer, dirs, f"{stdlib_dest}/lib-dynload/x")
+    if dynload is not None:  # exec_prefix landmark (Modules/getpath.py): lib-dynload must exist
+        _mkdirs(writer, dirs, f"{dynload}/x")
     for f in sorted(files, key=lambda f: f.dest):
         data = f.data if f.data is not None else _contents(f, runner)
         _mkdirs(writer, dirs, f.dest)
         writer.file(f.dest, data, f.mode)
         unpacked += len(data)
-    raw = writer.finish()
-    return Runtime(archive=compress(raw, compression), compression=compression,
-                   cpio_size=len(raw), unpacked_size=unpacked, mode=mode, python=target,
-                   peak_rss=imports.peak_rss, manifest=manifest,
-                   peak_private=imports.peak_private)
+    return writer.finish(), unpacked
 
 
 def _mkdirs(writer: cpio.Writer, done: set[str], dest: str) -> None:

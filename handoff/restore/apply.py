@@ -23,9 +23,6 @@ from handoff.restore.plan import DevicePlan, Plan
 from handoff.restore.pluginpass import PluginRuntime, run_phase
 from handoff.restore.steps import (
     CONFIG,
-    DO_DISABLE,
-    DO_RESCAN,
-    DO_RESET,
     P_QUIESCE,
     P_RESTORE,
     PASSES,
@@ -34,7 +31,10 @@ from handoff.restore.steps import (
     RESCAN_PHASE,
     RESTORE_PHASE,
     SKIP_OP,
-    WRITE,
+    ConfigWrite,
+    Disable,
+    Rescan,
+    Reset,
     Step,
 )
 from handoff.sysfs import ConfigAccessError, SysfsTree
@@ -77,7 +77,7 @@ class _Run:
             s.status, s.result = "refused", "not attempted: " + self.held[dev.addr]
             self.failed[dev.addr] = self.held[dev.addr]
             return
-        if s.op == WRITE and self.eperm:
+        if isinstance(s, ConfigWrite) and self.eperm:
             s.status, s.result = "refused", "not attempted: " + self.eperm
             self.failed[dev.addr] = self.eperm
             return
@@ -92,14 +92,15 @@ class _Run:
             if driver:  # bound since the plan was made: its driver owns it now
                 self._refuse(dev, s, f"{driver} is bound now: nothing is turned off under it")
                 return
-            if s.op == WRITE:
-                self._write(dev, s, port)
-            elif s.op == DO_RESET:
-                self._reset(dev, s, port)
-            elif s.op == DO_DISABLE:
-                self._disable(dev, s, port)
+            match s:  # what each kind of step does (a Rescan runs in rescan_pass)
+                case ConfigWrite():
+                    self._write(dev, s, port)
+                case Reset():
+                    self._reset(dev, s, port)
+                case Disable():
+                    self._disable(dev, s, port)
         except ConfigAccessError as e:
-            if e.errno in (errno.EPERM, errno.EACCES) and s.op == WRITE:
+            if e.errno in (errno.EPERM, errno.EACCES) and isinstance(s, ConfigWrite):
                 self.eperm = (f"the kernel refused config writes ({errno.errorcode.get(e.errno)}"
                               "; kernel lockdown?)")
                 self.plan.env.config_writes_permitted = False
@@ -109,7 +110,7 @@ class _Run:
                 self._refuse(dev, s, str(e))
         except HandoffError as e:
             self._refuse(dev, s, str(e))
-        if s.delay_ms:
+        if isinstance(s, ConfigWrite) and s.delay_ms:
             self.sleep(s.delay_ms / 1000)
 
     def _refuse(self, dev: DevicePlan, s: Step, why: str) -> None:
@@ -126,7 +127,7 @@ class _Run:
             return f"a different device answers now ({ids & 0xFFFF:04x}:{ids >> 16:04x})"
         return None
 
-    def _write(self, dev: DevicePlan, s: Step, port: ConfigPort) -> None:
+    def _write(self, dev: DevicePlan, s: ConfigWrite, port: ConfigPort) -> None:
         full = (1 << (8 * s.width)) - 1
         fresh = port.read(s.offset, s.width)
         value = (fresh & s.keep) | (s.target & s.mask)
@@ -156,7 +157,7 @@ class _Run:
             self.failed[dev.addr] = f"{s.reg} did not take its value"
         s.result = "; ".join(notes) or None
 
-    def _reset(self, dev: DevicePlan, s: Step, port: ConfigPort) -> None:
+    def _reset(self, dev: DevicePlan, s: Reset, port: ConfigPort) -> None:
         s.before = f"COMMAND={port.read(R.PCI_COMMAND, 2):#06x}"
         before = self.access.read_attr(dev.addr, "reset_method")
         if s.method:  # None: a kernel without reset_method picks the method itself
@@ -176,7 +177,6 @@ class _Run:
             self.failed[dev.addr] = s.result
             return
         cmd = port.read(R.PCI_COMMAND, 2)
-        s.readback = cmd
         s.after = f"COMMAND={cmd:#06x}"
         s.status = "done"
         # pci_dev_restore() writes back the COMMAND it saved: Bus Master may read 1 again,
@@ -185,7 +185,7 @@ class _Run:
         extra = f"device answers; Bus Master {bm} after the reset"
         s.result = f"{s.result}; {extra}" if s.result else extra
 
-    def _disable(self, dev: DevicePlan, s: Step, port: ConfigPort) -> None:
+    def _disable(self, dev: DevicePlan, s: Disable, port: ConfigPort) -> None:
         """Bus Master off by the kernel: ``enable`` 1 (pci_enable_device(), a no-op count
         bump if already enabled), then 0 (pci_disable_device() clears PCI_COMMAND_MASTER),
         judged by reading COMMAND back, never by the writes' success alone. COMMAND before
@@ -225,13 +225,13 @@ class _Run:
         """Every planned remove (below a bridge first), then ONE rescan, then check that each
         removed device came back as itself. The kernel rescans synchronously, but a device
         may take a moment to answer again: each is polled for up to RESCAN_WAIT_S."""
-        removed: list[tuple[DevicePlan, Step]] = []
+        removed: list[tuple[DevicePlan, Rescan]] = []
         before: dict[str, str | None] = {}
         for dev, s in self.plan.ordered():
             if s.phase != RESCAN_PHASE:
                 continue
-            if s.op != DO_RESCAN or dev.addr in self.failed:
-                if s.op == WRITE and dev.addr not in before:
+            if not (isinstance(s, Rescan) and s.acts) or dev.addr in self.failed:
+                if isinstance(s, ConfigWrite) and s.acts and dev.addr not in before:
                     before[dev.addr] = self._bars_now(dev.addr)  # ahead of our writes
                 self.step(dev, s)  # writes ahead of a remove; skip/refuse bookkeeping
                 continue
@@ -264,7 +264,7 @@ class _Run:
         for dev, s in removed:
             self._came_back(dev, s)
 
-    def _came_back(self, dev: DevicePlan, s: Step) -> None:
+    def _came_back(self, dev: DevicePlan, s: Rescan) -> None:
         waited = 0.0
         while not self.access.present(dev.addr) and waited < RESCAN_WAIT_S:
             self.sleep(RESCAN_POLL_S)
@@ -294,7 +294,7 @@ class _Run:
         except HandoffError:
             return None
 
-    def _verify_resources(self, dev: DevicePlan, s: Step) -> None:
+    def _verify_resources(self, dev: DevicePlan, s: Rescan) -> None:
         """After a kernel_owned rescan: every BAR in config space must equal the start of its
         ``resource`` line, on the device and on everything below a bridge that came back."""
         from handoff.restore.resources import below

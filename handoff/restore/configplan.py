@@ -19,7 +19,7 @@ from typing import Any
 from handoff.devices.model import Snapshot
 from handoff.restore import owners as O
 from handoff.restore import pciregs as R
-from handoff.restore.steps import QUIESCE_PHASE, RESTORE_PHASE, SKIP_OP, WRITE, Step
+from handoff.restore.steps import QUIESCE_PHASE, RESTORE_PHASE, ConfigWrite, LeftAlone, Step
 
 BAR_RETRIES = 10  # pci_restore_config_space(): pci_restore_config_space_range(pdev, 4, 9, 10, ..)
 D3HOT_DELAY_MS = 10  # PCI_PM_D3HOT_WAIT: D3hot -> D0 needs 10 ms before the next access
@@ -55,24 +55,24 @@ def _set(img: bytearray, off: int, width: int, value: int) -> None:
 
 def _write(addr: str, phase: str, img: bytearray, reg: R.Register, off: int, label: str,
            mask: int, target: int, keep: int, why: str, saved: int | None = None,
-           **kw: Any) -> Step:
+           **kw: Any) -> ConfigWrite:
     """A write step from the simulated image; applies it to the image."""
     cur = _get(img, off, reg.width)
     value = (cur & keep) | (target & mask)
     detail = R.show_changes(R.changed_fields(reg, cur, value, bar_name=label))
     _set(img, off, reg.width, (cur & ~mask) | (target & mask))
-    return Step(addr, phase, label, off, reg.width, WRITE, why, cur, saved, value, mask,
-                target & mask, keep, detail=detail, **kw)
+    return ConfigWrite(addr, phase, label, off, reg.width, why, cur, saved, value, mask,
+                       target & mask, keep, detail=detail, **kw)
 
 
-def quiesce_step(addr: str, img: bytearray) -> Step:
+def quiesce_step(addr: str, img: bytearray) -> ConfigWrite | LeftAlone:
     reg = R.COMMAND_REG
     mask = R.CMD_MASTER | R.CMD_INTX_DISABLE
     cur = _get(img, R.PCI_COMMAND, 2)
     why = "quiesce: stop DMA (Bus Master off) and legacy interrupts (INTx Disable on)"
     if cur & mask == R.CMD_INTX_DISABLE:
-        return Step(addr, QUIESCE_PHASE, reg.name, R.PCI_COMMAND, 2, SKIP_OP,
-                    "already quiet: Bus Master off, INTx Disable on", cur, status="skipped")
+        return LeftAlone(addr, QUIESCE_PHASE, reg.name, R.PCI_COMMAND, 2,
+                         "already quiet: Bus Master off, INTx Disable on", cur)
     keep = reg.full & ~mask
     return _write(addr, QUIESCE_PHASE, img, reg, R.PCI_COMMAND, reg.name, mask,
                   R.CMD_INTX_DISABLE, keep, why)
@@ -80,30 +80,8 @@ def quiesce_step(addr: str, img: bytearray) -> Step:
 
 def restore_steps(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -> list[Step]:
     saved = snap.data
-    now = bytes(img)
-    htype = now[0x0E] & 0x7F
-    # BARs as the saved image lays them out (which dwords are 64-bit upper halves): the
-    # type bits are hardwired, so a device whose type bits changed is caught per BAR below.
-    placed = [p for p in R.layout(now) if p.offset + p.reg.width <= len(saved)
-              and p.reg.rule != R.BAR]
-    placed += [R.Placed(R.Register(name, off, 4, R.BAR, why="base address"), off, None, mask)
-               for off, name, mask in R.bar_layout(saved, htype) if off + 4 <= len(img)]
-    placed.sort(key=lambda p: p.offset)
-    beyond = [p for p in R.layout(now) if p.offset + p.reg.width > len(saved)
-              and p.reg.rule in (R.RESTORE, R.BAR, R.WINDOW)]
-    if beyond:
-        notes.append(f"{len(beyond)} restorable register(s) lie beyond the {len(saved)} saved "
-                     f"bytes ({snap.partial or 'partial snapshot'}) and are left alone")
-    saved_caps = {(c.extended, c.id, c.offset) for c in R.find_caps(saved)}
-    ok: list[R.Placed] = []
-    for p in placed:
-        if p.cap is not None and (p.cap.extended, p.cap.id, p.cap.offset) not in saved_caps:
-            msg = (f"{p.cap.name} at {p.cap.offset:#x} is not in the saved snapshot at the "
-                   "same place: not restored")
-            if msg not in notes:
-                notes.append(msg)
-            continue
-        ok.append(p)
+    htype = img[0x0E] & 0x7F
+    ok = _restorable(bytes(img), snap, htype, notes)
     by_label = {p.label: p for p in ok}
     steps: list[Step] = []
     handled: set[int] = set()
@@ -117,11 +95,10 @@ def restore_steps(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -
                 steps.append(_left_alone(addr, p, cur, sv))
             return
         if p.reg.rule == R.BAR and (cur ^ sv) & ~m & p.reg.full:
-            steps.append(Step(addr, RESTORE_PHASE, p.label, p.offset, 4, SKIP_OP,
-                              "hardwired type bits differ (saved "
-                              f"{R.describe_bar(sv, p.label)}, now "
-                              f"{R.describe_bar(cur, p.label)}): not restored", cur, sv,
-                              status="skipped"))
+            steps.append(LeftAlone(addr, RESTORE_PHASE, p.label, p.offset, 4,
+                                   "hardwired type bits differ (saved "
+                                   f"{R.describe_bar(sv, p.label)}, now "
+                                   f"{R.describe_bar(cur, p.label)}): not restored", cur, sv))
             return
         # Only fields no kernel component owns are written (owners.py): the rest is
         # reported, and a resource the kernel placed is moved only by remove + rescan.
@@ -143,8 +120,9 @@ def restore_steps(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -
     if pm:
         before = _get(img, pm.offset, 2) & 3
         restore(pm, "power state first (the device must be in D0 before it is restored)")
-        if steps and steps[-1].reg == pm.label and steps[-1].op == WRITE and before == 3:
-            steps[-1].delay_ms = D3HOT_DELAY_MS
+        last = steps[-1] if steps else None
+        if isinstance(last, ConfigWrite) and last.reg == pm.label and before == 3:
+            last.delay_ms = D3HOT_DELAY_MS
     for p in ok:
         if p.cap and p.cap.short == "LTR" and p.reg.rule == R.RESTORE:
             restore(p, "pci_restore_ltr_state()")
@@ -159,6 +137,35 @@ def restore_steps(addr: str, img: bytearray, snap: Snapshot, notes: list[str]) -
     handled.add(R.PCI_COMMAND)
     steps.extend(_left_alone_all(addr, img, saved, ok, handled))
     return steps
+
+
+def _restorable(now: bytes, snap: Snapshot, htype: int, notes: list[str]) -> list[R.Placed]:
+    """The registers restore may write, where the saved snapshot holds them and has the same
+    capability at the same place; what it leaves out for either reason goes into ``notes``."""
+    saved = snap.data
+    # BARs as the saved image lays them out (which dwords are 64-bit upper halves): the
+    # type bits are hardwired, so a device whose type bits changed is caught per BAR below.
+    placed = [p for p in R.layout(now) if p.offset + p.reg.width <= len(saved)
+              and p.reg.rule != R.BAR]
+    placed += [R.Placed(R.Register(name, off, 4, R.BAR, why="base address"), off, None, mask)
+               for off, name, mask in R.bar_layout(saved, htype) if off + 4 <= len(now)]
+    placed.sort(key=lambda p: p.offset)
+    beyond = [p for p in R.layout(now) if p.offset + p.reg.width > len(saved)
+              and p.reg.rule in (R.RESTORE, R.BAR, R.WINDOW)]
+    if beyond:
+        notes.append(f"{len(beyond)} restorable register(s) lie beyond the {len(saved)} saved "
+                     f"bytes ({snap.partial or 'partial snapshot'}) and are left alone")
+    saved_caps = {(c.extended, c.id, c.offset) for c in R.find_caps(saved)}
+    ok: list[R.Placed] = []
+    for p in placed:
+        if p.cap is not None and (p.cap.extended, p.cap.id, p.cap.offset) not in saved_caps:
+            msg = (f"{p.cap.name} at {p.cap.offset:#x} is not in the saved snapshot at the "
+                   "same place: not restored")
+            if msg not in notes:
+                notes.append(msg)
+            continue
+        ok.append(p)
+    return ok
 
 
 def _header(addr: str, img: bytearray, saved: bytes, htype: int, by_label: dict[str, R.Placed],
@@ -190,12 +197,12 @@ def _windows_differ(img: bytearray, saved: bytes) -> bool:
     return False
 
 
-def _windows(addr: str, img: bytearray, saved: bytes, handled: set[int]) -> list[Step]:
+def _windows(addr: str, img: bytearray, saved: bytes, handled: set[int]) -> list[ConfigWrite]:
     """Bridge windows in the order of setup-bus.c __pci_setup_bridge(): I/O
     (pci_setup_bridge_io()), memory (pci_setup_bridge_mmio()), prefetchable
     (pci_setup_bridge_mmio_pref()); each upper half is parked so the window stays empty
     while it changes."""
-    out: list[Step] = []
+    out: list[ConfigWrite] = []
     handled.update((0x1C, 0x20, 0x24, 0x28, 0x2C, 0x30))
 
     def put(reg: R.Register, off: int, value: int, why: str, transient: bool = False,
@@ -234,7 +241,7 @@ def _windows(addr: str, img: bytearray, saved: bytes, handled: set[int]) -> list
     return out
 
 
-def kernel_owned(addr: str, p: R.Placed, cur: int, sv: int, bits: int) -> Step:
+def kernel_owned(addr: str, p: R.Placed, cur: int, sv: int, bits: int) -> LeftAlone:
     """A difference in fields a kernel component owns: reported, never written here."""
     owned = O.owners_of(p, bits)
     names = {n for n, _ in owned}
@@ -245,12 +252,12 @@ def kernel_owned(addr: str, p: R.Placed, cur: int, sv: int, bits: int) -> Step:
     if resource:
         why += ("; only remove + rescan moves it (policy kernel_owned = \"rescan\", "
                 "docs/policy.md)")
-    return Step(addr, RESTORE_PHASE, p.label, p.offset, p.reg.width, SKIP_OP, why, cur, sv,
-                detail=R.show_changes(changes, "now-saved"), status="skipped",
-                owner=owned[0][1].who if owned else O.CORE, resource=resource)
+    return LeftAlone(addr, RESTORE_PHASE, p.label, p.offset, p.reg.width, why, cur, sv,
+                     detail=R.show_changes(changes, "now-saved"),
+                     owner=owned[0][1].who if owned else O.CORE, resource=resource)
 
 
-def _left_alone(addr: str, p: R.Placed, cur: int, sv: int) -> Step:
+def _left_alone(addr: str, p: R.Placed, cur: int, sv: int) -> LeftAlone:
     changes = R.changed_fields(p.reg, cur, sv, bar_name=p.label)
     kinds = {k for _, _, _, k in changes}
     owner = O.owner(p.label)
@@ -268,16 +275,16 @@ def _left_alone(addr: str, p: R.Placed, cur: int, sv: int) -> Step:
         names = {c[0] for c in changes}
         whys = sorted({f.why for f in p.reg.fields if f.why and f.name in names})
         why = "not restored: " + ("; ".join(whys) or "by rule")
-    return Step(addr, RESTORE_PHASE, p.label, p.offset, p.reg.width, SKIP_OP, why, cur, sv,
-                detail=R.show_changes(changes, "now-saved"), status="skipped",
-                owner=owner.who if owner is not None and owner.kernel and
-                p.reg.rule == R.DRIVER else None)
+    return LeftAlone(addr, RESTORE_PHASE, p.label, p.offset, p.reg.width, why, cur, sv,
+                     detail=R.show_changes(changes, "now-saved"),
+                     owner=owner.who if owner is not None and owner.kernel and
+                     p.reg.rule == R.DRIVER else None)
 
 
 def _left_alone_all(addr: str, img: bytearray, saved: bytes, placed: list[R.Placed],
-                    handled: set[int]) -> list[Step]:
+                    handled: set[int]) -> list[LeftAlone]:
     """Every other difference, with the reason it is not written."""
-    out: list[Step] = []
+    out: list[LeftAlone] = []
     covered = bytearray(len(img))
     for p in placed:
         covered[p.offset:p.offset + p.reg.width] = b"\x01" * p.reg.width
@@ -295,8 +302,7 @@ def _left_alone_all(addr: str, img: bytearray, saved: bytes, placed: list[R.Plac
         why = (R.NOT_RESTORED_WHY.get((cap.extended, cap.id)) if cap else None) or \
             "handoff has no rule for these bytes: not restored"
         cur, sv = _get(img, off, 4), _get(saved, off, 4)
-        out.append(Step(addr, RESTORE_PHASE, where, off, 4, SKIP_OP, why, cur, sv,
-                        status="skipped"))
+        out.append(LeftAlone(addr, RESTORE_PHASE, where, off, 4, why, cur, sv))
     return out
 
 

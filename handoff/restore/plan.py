@@ -29,7 +29,8 @@ from handoff.devices.model import PciDevice, devices_from_payload
 from handoff.devices.patterns import bus_master, is_bridge
 from handoff.restore import pciregs as R
 from handoff.restore.configplan import quiesce_step, restore_steps, snapshot_problem
-from handoff.restore.fallback import DISABLE_DOES, RESCAN, Fallback, choose, disable_problem
+from handoff.restore.deviceplan import DevicePlan
+from handoff.restore.fallback import DISABLE_DOES, RESCAN, choose, disable_problem
 from handoff.restore.match import (
     DeviceMatch,
     Identity,
@@ -63,114 +64,19 @@ from handoff.restore.steps import (
     SKIP_OP,
     UP,
     WRITE,
+    ConfigWrite,
+    Disable,
+    LeftAlone,
     PluginOp,
+    Rescan,
+    Reset,
     Step,
 )
 from handoff.sysfs.probe import Environment, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.plugins import Registry
-    from handoff.plugins.registry import Selection
 
-
-
-class DevicePlan(Slots):
-    __slots__ = (
-        "decision",
-        "fallback",
-        "match",
-        "notes",
-        "outcome",
-        "plugin_notes",
-        "plugin_ops",
-        "plugins",
-        "saved",
-        "selection",
-        "snapshot",
-        "status",
-        "steps",
-        "why",
-    )
-    _repr_skip = ("selection",)
-    _eq_skip = ("selection",)
-    saved: PciDevice
-    match: DeviceMatch
-    decision: Decision
-    status: str  # planned, nothing, skip, refused
-    why: str
-    steps: list[Step]
-    snapshot: str | None  # "early" / "live" for restores
-    notes: list[str]
-    outcome: str | None  # set by apply: done, partial, failed, refused, nothing, skipped
-    plugin_ops: list[PluginOp]
-    plugins: list[str]  # plugins that took the device
-    plugin_notes: list[str]
-    fallback: Fallback | None
-    # plugins.registry.Selection made while planning plugin steps; running them reuses it
-    selection: Selection | None
-
-    def __init__(self, saved: PciDevice, match: DeviceMatch, decision: Decision, status: str,
-                 why: str, steps: list[Step] | None = None, snapshot: str | None = None,
-                 notes: list[str] | None = None, outcome: str | None = None,
-                 plugin_ops: list[PluginOp] | None = None, plugins: list[str] | None = None,
-                 plugin_notes: list[str] | None = None, fallback: Fallback | None = None,
-                 selection: Selection | None = None) -> None:
-        self.saved = saved
-        self.match = match
-        self.decision = decision
-        self.status = status
-        self.why = why
-        self.steps = [] if steps is None else steps
-        self.snapshot = snapshot
-        self.notes = [] if notes is None else notes
-        self.outcome = outcome
-        self.plugin_ops = [] if plugin_ops is None else plugin_ops
-        self.plugins = [] if plugins is None else plugins
-        self.plugin_notes = [] if plugin_notes is None else plugin_notes
-        self.fallback = fallback
-        self.selection = selection
-
-    @property
-    def addr(self) -> str:
-        return self.saved.addr
-
-    @property
-    def depth(self) -> int:
-        dev = self.match.current or self.saved
-        return sum(1 for c in dev.path[:-1] if _is_addr(c))
-
-    def active(self) -> list[Step]:
-        return [s for s in self.steps if s.acts]
-
-    def live_ops(self) -> list[PluginOp]:
-        """Plugin steps that will run (not refused at plan time)."""
-        return [o for o in self.plugin_ops if not o.refused_by]
-
-    def to_json(self) -> dict[str, Any]:
-        ids = self.saved.ids
-        d: dict[str, Any] = {
-            "addr": self.addr, "ids": ids.short(), "class": f"{ids.class_code:06x}",
-            "name": R.class_name(ids.class_code), "driver": self.saved.driver,
-            "action": self.decision.action, "decided_by": self.decision.why,
-            "match": self.match.status, "status": self.status, "why": self.why}
-        if self.match.reasons:
-            d["match_reasons"] = self.match.reasons
-        if self.snapshot:
-            d["snapshot"] = self.snapshot
-        if self.notes:
-            d["notes"] = self.notes
-        if self.outcome:
-            d["outcome"] = self.outcome
-        if self.fallback:
-            d["fallback"] = self.fallback.to_json()
-        d["steps"] = [s.to_json() for s in self.steps]
-        if self.plugins or self.plugin_notes:
-            d["plugins"] = self.plugins
-        if self.plugin_notes:
-            d["plugin_notes"] = self.plugin_notes
-        if self.plugin_ops:
-            d["plugin_steps"] = [o.to_json() for o in self.plugin_ops]
-        return d
 
 
 class Plan(Slots):
@@ -242,10 +148,6 @@ class Plan(Slots):
         }
 
 
-def _is_addr(s: str) -> bool:
-    return len(s) == 12 and s[4] == ":" and s[7] == ":" and s[10] == "."
-
-
 def record_summary(rec: RecordInfo) -> dict[str, Any]:
     return {"generation": rec.generation, "kernel_release": rec.kernel_release,
             "boot_id": rec.boot_id, "hostname": getattr(rec, "hostname", None),
@@ -294,10 +196,10 @@ def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Envi
             # Nothing is turned off under a driver the capture kernel has bound (pcieport on
             # root ports): it believes Bus Master is on (is_busmaster), and
             # pci_enable_bridge() would never set it again. quiesce is for unbound functions.
-            dp.steps.append(Step(dp.addr, QUIESCE_PHASE, "COMMAND", R.PCI_COMMAND, 2, SKIP_OP,
-                                 f"{m.current.driver} is bound in the capture kernel: "
-                                 "nothing is turned off under it (quiesce is for unbound "
-                                 "functions)", status="skipped", owner="driver"))
+            dp.steps.append(LeftAlone(dp.addr, QUIESCE_PHASE, "COMMAND", R.PCI_COMMAND, 2,
+                                      f"{m.current.driver} is bound in the capture kernel: "
+                                      "nothing is turned off under it (quiesce is for "
+                                      "unbound functions)", owner="driver"))
         else:
             dp.steps.append(quiesce_step(dp.addr, img))
     if dec.action == RESET:
@@ -346,15 +248,14 @@ def _plan_device(m: DeviceMatch, policy: Policy, check: IdentityCheck, env: Envi
     return dp
 
 
-def _refuse_config_writes(dp: DevicePlan, env: Environment) -> list[Step]:
+def _refuse_config_writes(dp: DevicePlan, env: Environment) -> list[ConfigWrite]:
     refusal = env.config_refusal()
     if refusal is None:
         return []
     out = []
     for s in dp.steps:
-        if s.op == WRITE:
-            s.op, s.status = REFUSE, "refused"
-            s.why = f"{refusal} (sysfs reset is still allowed)"
+        if isinstance(s, ConfigWrite) and s.acts:
+            s.refuse(f"{refusal} (sysfs reset is still allowed)")
             out.append(s)
     return out
 
@@ -364,13 +265,13 @@ def _plugin_reset_stands_in(dp: DevicePlan) -> None:
     reset is the reset (an e1000 on the root bus has no reset_method, measured)."""
     resets = [o for o in dp.live_ops() if o.phase == "reset"]
     for s in dp.steps:
-        if s.phase == RESET_PHASE and s.op == REFUSE and s.method is None and resets:
+        if isinstance(s, Reset) and s.op == REFUSE and s.method is None and resets:
             names = ", ".join(dict.fromkeys(o.plugin for o in resets))
-            s.op, s.status = SKIP_OP, "skipped"
-            s.why = f"{s.why}; the {names} plugin's register reset is this device's reset"
+            s.skip(f"{s.why}; the {names} plugin's register reset is this device's reset")
 
 
-def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[PluginOp]) -> None:
+def _fall_back(dp: DevicePlan, env: Environment, cfg: list[ConfigWrite],
+               ops: list[PluginOp]) -> None:
     assert dp.match.current is not None
     refused = []
     if cfg:
@@ -380,7 +281,7 @@ def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[Plug
         refused.append(f"{len(ops)} plugin step(s) ({labels}): BAR mapping refused")
     bars = any(s.resource for s in dp.steps)  # lost BARs/windows the kernel owns
     fb = choose(dp.decision, dp.match.current, env, refused, touches_bars=bars,
-                reset_planned=any(s.op == DO_RESET for s in dp.steps))
+                reset_planned=any(isinstance(s, Reset) and s.acts for s in dp.steps))
     dp.fallback = fb
     wanted = f"instead of {fb.wanted} (refused by the kernel)"
     # Stopping DMA matters most. When the kernel refuses our config writes (a quiesce, or a
@@ -395,8 +296,7 @@ def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[Plug
         if problem is None:
             at = max((i + 1 for i, s in enumerate(dp.steps) if s.phase == QUIESCE_PHASE),
                      default=0)
-            dp.steps.insert(at, Step(dp.addr, QUIESCE_PHASE, "COMMAND", 0, 0, DO_DISABLE,
-                                     f"{wanted}: {DISABLE_DOES}", instead=True))
+            dp.steps.insert(at, Disable(dp.addr, f"{wanted}: {DISABLE_DOES}", instead=True))
             # A side effect of its own (COMMAND changes, INTx Disable included): the
             # report names it beside whatever the chain chose, never "skip" alone.
             fb.also.append("disable")
@@ -404,39 +304,36 @@ def _fall_back(dp: DevicePlan, env: Environment, cfg: list[Step], ops: list[Plug
             fb.passed.append(f"Bus Master off through sysfs enable: {problem}")
     if fb.instead == RESET and fb.method is not None:
         method = None if fb.method == "default" else fb.method
-        dp.steps.append(Step(dp.addr, RESET_PHASE, "reset", 0, 0, DO_RESET,
-                             f"{wanted}: sysfs reset ({fb.method})", method=method,
-                             instead=True))
+        dp.steps.append(Reset(dp.addr, f"{wanted}: sysfs reset ({fb.method})", method,
+                              instead=True))
     elif fb.instead == RESCAN:
-        dp.steps.append(Step(dp.addr, RESCAN_PHASE, "remove + rescan", 0, 0, DO_RESCAN,
-                             f"{wanted}: write 1 to remove, then 1 to bus/pci/rescan",
-                             instead=True))
+        dp.steps.append(Rescan(dp.addr, f"{wanted}: write 1 to remove, then 1 to "
+                               "bus/pci/rescan", instead=True))
 
 
-def _reset(addr: str, cur: PciDevice, dec: Decision, env: Environment) -> Step:
+def _reset(addr: str, cur: PciDevice, dec: Decision, env: Environment) -> Reset:
     caps = env.caps(addr)
     offered = list(caps.resets) if caps else list(cur.reset_methods)
     problem = caps.reset_problem() if caps else None
     if dec.reset_method:
         if problem or dec.reset_method not in offered:
-            return Step(addr, RESET_PHASE, "reset", 0, 0, REFUSE,
-                        problem or f"reset method {dec.reset_method!r} is not offered for "
-                        f"this device (reset_method: {' '.join(offered) or 'none'})",
-                        method=dec.reset_method, status="refused")
+            return Reset(addr, problem or f"reset method {dec.reset_method!r} is not offered "
+                         f"for this device (reset_method: {' '.join(offered) or 'none'})",
+                         dec.reset_method, op=REFUSE)
         method: str | None = dec.reset_method
     elif problem or not offered:
-        return Step(addr, RESET_PHASE, "reset", 0, 0, REFUSE, problem or
-                    "the kernel offers no reset method for this device (no reset_method)",
-                    status="refused")
+        return Reset(addr, problem or "the kernel offers no reset method for this device "
+                     "(no reset_method)", op=REFUSE)
     else:
         method = offered[0]  # the kernel lists them in its order of preference
     why = f"function reset through sysfs (reset_method = {method})"
     if method == "default":  # a kernel before 5.15: `reset` without `reset_method`
         method, why = None, "function reset through sysfs (the kernel picks the method)"
-    return Step(addr, RESET_PHASE, "reset", 0, 0, DO_RESET, why, method=method)
+    return Reset(addr, why, method)
 
 
 __all__ = [
+    "DO_DISABLE",
     "DO_RESCAN",
     "DO_RESET",
     "QUIESCE",

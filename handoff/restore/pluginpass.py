@@ -25,7 +25,7 @@ from handoff.sysfs import SysfsTree
 from handoff.sysfs import paths as _paths
 
 if TYPE_CHECKING:  # pragma: no cover
-    from handoff.restore.plan import DevicePlan
+    from handoff.restore.deviceplan import DevicePlan
     from handoff.sysfs.probe import Environment
 
 _PHASES_FOR = {

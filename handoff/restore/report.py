@@ -27,9 +27,15 @@ from handoff.restore.steps import (
     PASSES,
     PLUGIN,
     REFUSE,
+    SKIP_OP,
     WRITE,
+    ConfigWrite,
+    Disable,
     PluginOp,
+    Rescan,
+    Reset,
     Step,
+    SysfsStep,
 )
 
 REPORT_KIND = "handoff-restore-report"
@@ -47,19 +53,24 @@ def _by(dev: DevicePlan) -> str:
 
 
 def _op(s: Step) -> str:
-    if s.op == DO_DISABLE:
-        text = "enable 1,0"
-    elif s.op == DO_RESCAN or (s.op == REFUSE and s.phase == "rescan"):
-        text = "remove+rescan"
-    elif s.op == DO_RESET or (s.op == REFUSE and s.phase == "reset"):
-        text = f"reset {s.method or ''}".rstrip()
-    else:
-        val = s.value if s.value is not None else s.target
-        text = f"{s.reg}={val:#0{2 + 2 * s.width}x}"
-    if s.instead:
-        text += " (instead)"
-    if s.before is not None or s.after is not None:  # a side effect: what it changed
-        text += f" {s.before or '?'} -> {s.after or '?'}"
+    """One operation that acts or was refused (never a LeftAlone: those are counted)."""
+    match s:
+        case Disable():
+            text = "enable 1,0"
+        case Rescan():
+            text = "remove+rescan"
+        case Reset():
+            text = f"reset {s.method or ''}".rstrip()
+        case ConfigWrite():
+            val = s.value if s.value is not None else s.target
+            text = f"{s.reg}={val:#0{2 + 2 * s.width}x}"
+        case _:
+            text = s.reg
+    if isinstance(s, SysfsStep):
+        if s.instead:
+            text += " (instead)"
+        if s.before is not None or s.after is not None:  # a side effect: what it changed
+            text += f" {s.before or '?'} -> {s.after or '?'}"
     if s.status not in _NORM:  # the norm goes unsaid
         text += f" {s.status}"
     if s.status not in _NORM and (s.result or s.why):
@@ -115,7 +126,7 @@ def _device(dev: DevicePlan, dry_run: bool, max_ops: int | None) -> dict[str, An
         d["instead"] = f"{fb.instead} {fb.method}" if fb.method else fb.instead
         if fb.also:
             d["instead"] += "".join(f" + {x}" for x in fb.also)
-    ops = [s for s in dev.steps if s.op in (WRITE, DO_RESET, DO_RESCAN, DO_DISABLE, REFUSE)]
+    ops = [s for s in dev.steps if s.op != SKIP_OP]  # acts, or the kernel refused it
     if ops and max_ops != 0:
         shown = ops if max_ops is None else ops[:max_ops]
         d["ops"] = [_op(s) for s in shown]
@@ -124,10 +135,10 @@ def _device(dev: DevicePlan, dry_run: bool, max_ops: int | None) -> dict[str, An
     if dev.plugin_ops:
         ordered = sorted(dev.plugin_ops, key=lambda o: _PHASE_RANK.get(o.phase, 99))
         d["plugins"] = [_plugin(o, max_ops) for o in ordered]
-    owned = [s.reg for s in dev.steps if s.owner is not None and s.op == "skip"]
+    owned = [s.reg for s in dev.steps if s.owner is not None and s.op == SKIP_OP]
     if owned:  # differences the capture kernel owns: reported, not written (owners.py)
         d["kernel_owns"] = owned
-    left = sum(1 for s in dev.steps if s.op == "skip")
+    left = sum(1 for s in dev.steps if s.op == SKIP_OP)
     if left:
         d["left_alone"] = left
     return d
@@ -194,7 +205,7 @@ def totals(plan: Plan, dry_run: bool) -> dict[str, int]:
                 t["rescans"] += 1
             if s.op == DO_DISABLE:
                 t["disables"] += 1
-            if s.owner is not None and s.op == "skip":
+            if s.owner is not None and s.op == SKIP_OP:
                 t["kernel_owned"] += 1
             if s.status == "verified":
                 t["verified"] += 1

@@ -16,18 +16,16 @@ it (pcieport on a capture kernel's root ports, typically), so a bound function i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from handoff.restore import configplan as C
 from handoff.restore import pciregs as R
-from handoff.restore.steps import DO_RESCAN, REFUSE, RESCAN_PHASE, Step
+from handoff.restore.steps import REFUSE, RESCAN_PHASE, ConfigWrite, Rescan, Step
 
 if TYPE_CHECKING:  # pragma: no cover
     from handoff.devices.model import PciDevice, Snapshot
+    from handoff.restore.deviceplan import DevicePlan
     from handoff.sysfs.probe import Environment
-
-# A restore.plan.DevicePlan; not imported even for types, so this module stays below plan.
-DevicePlan = Any
 
 
 def below(bridge: str, dev: PciDevice) -> bool:
@@ -63,9 +61,8 @@ def plan_rescan(dp: DevicePlan, snap: Snapshot, current: dict[str, PciDevice],
         return
     why = problem(dp, current, env)
     if why is not None:
-        dp.steps.append(Step(dp.addr, RESCAN_PHASE, "remove + rescan", 0, 0, REFUSE,
-                             f"kernel_owned = \"rescan\" refused: {why}", status="refused",
-                             resource=True))
+        dp.steps.append(Rescan(dp.addr, f"kernel_owned = \"rescan\" refused: {why}",
+                               op=REFUSE, resource=True))
         return
     assert dp.match.current is not None
     img = bytearray(dp.match.current.live.data)
@@ -100,10 +97,10 @@ def plan_rescan(dp: DevicePlan, snap: Snapshot, current: dict[str, PciDevice],
     for s in out:
         s.phase = RESCAN_PHASE
     what = "its subtree" if dp.saved.header_type == 1 else "the function"
-    out.append(Step(dp.addr, RESCAN_PHASE, "remove + rescan", 0, 0, DO_RESCAN,
-                    f"kernel_owned = \"rescan\": remove {what}, one bus/pci/rescan, so the "
-                    "kernel reads the written state again (pci_rescan_bus()); then every BAR "
-                    "must equal its resource start", resource=True))
+    out.append(Rescan(dp.addr, f"kernel_owned = \"rescan\": remove {what}, one "
+                      "bus/pci/rescan, so the kernel reads the written state again "
+                      "(pci_rescan_bus()); then every BAR must equal its resource start",
+                      resource=True))
     dp.steps.extend(out)
     for s in owned:
         s.why = s.why.split("; only remove + rescan")[0] + \
@@ -111,7 +108,7 @@ def plan_rescan(dp: DevicePlan, snap: Snapshot, current: dict[str, PciDevice],
 
 
 def _put(addr: str, img: bytearray, saved: bytes, reg: R.Register, off: int,
-         why: str) -> Step:
+         why: str) -> ConfigWrite:
     m = reg.rw_mask
     return C._write(addr, RESCAN_PHASE, img, reg, off, reg.name, m, C._get(saved, off, 4),
                     reg.full & ~m, why, saved=C._get(saved, off, 4))

@@ -1,7 +1,9 @@
 """The units of a restore plan: config-space and sysfs steps, plugin steps, and the passes
 they run in.
 
-A :class:`Step` is one config write, sysfs reset or remove + rescan on one device; a
+A :class:`Step` is one config-space or sysfs operation on one device, of one type per kind:
+:class:`ConfigWrite`, :class:`LeftAlone` (a difference not written), :class:`Reset`,
+:class:`Rescan` (remove + rescan) and :class:`Disable` (sysfs enable 1/0); a
 :class:`PluginOp` is one device-plugin step (handoff.plugins) with the register accesses it
 made or would make. :data:`PASSES` is the engine's order (docs/plugins.md "Phases and
 ordering"); the kernel functions each pass follows are cited in plan.py and configplan.py.
@@ -9,7 +11,7 @@ ordering"); the kernel functions each pass follows are cited in plan.py and conf
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from handoff._slots import Slots
 
@@ -43,81 +45,156 @@ PASSES: tuple[tuple[str, str, str, str], ...] = (
 
 
 class Step(Slots):
-    """One operation on one device. For config writes, the value written is
-    ``(current & keep) | (target & mask)``, verified by ``readback & mask == target & mask``."""
+    """One config-space or sysfs operation on one device: the base of :class:`ConfigWrite`,
+    :class:`LeftAlone`, :class:`Reset`, :class:`Rescan` and :class:`Disable`, which the
+    executor (apply.py) dispatches on.
+
+    ``op`` is what the step does: its type's :attr:`ACTION` while it is to act, ``refuse``
+    when the kernel refused it (lockdown, no reset method) and ``skip`` when it is left out;
+    ``status`` says how it went (planned, verified, unverified, done, refused, skipped).
+    Fields only some types carry (``owner``, ``resource``, ``instead``) read as "not" here, so
+    code that looks over all of a device's steps can ask any of them."""
+
+    __slots__ = ("addr", "op", "phase", "reg", "result", "status", "why")
+    ACTION: ClassVar[str] = ""  # the op of a step that acts; "" for one that never does
+    addr: str
+    phase: str
+    reg: str  # the register, or what the sysfs operation is ("reset", "remove + rescan")
+    op: str  # ACTION, REFUSE or SKIP_OP
+    why: str
+    status: str  # planned, verified, unverified, done, refused, skipped
+    result: str | None  # what running it gave (apply fills it)
+
+    def __init__(self, addr: str, phase: str, reg: str, why: str, op: str | None = None
+                 ) -> None:
+        self.addr = addr
+        self.phase = phase
+        self.reg = reg
+        self.op = self.ACTION if op is None else op
+        self.why = why
+        self.status = _STATUS.get(self.op, "planned")
+        self.result = None
+
+    @property
+    def acts(self) -> bool:
+        """It will do something to the device (not refused, not left out)."""
+        return bool(self.ACTION) and self.op == self.ACTION
+
+    @property
+    def is_config_write(self) -> bool:
+        """A config-space register write, done or refused (what a restore wanted written)."""
+        return False
+
+    @property
+    def owner(self) -> str | None:
+        """The kernel component that owns a difference left alone (restore.owners)."""
+        return None
+
+    @property
+    def resource(self) -> bool:
+        """It concerns a resource the kernel placed (BAR, ROM, bus numbers, window)."""
+        return False
+
+    @property
+    def instead(self) -> bool:
+        """A fallback for something the kernel refused."""
+        return False
+
+    def refuse(self, why: str) -> None:
+        """The kernel does not permit it: planned as refused, never attempted."""
+        self.op, self.status, self.why = REFUSE, "refused", why
+
+    def skip(self, why: str) -> None:
+        """Left out: something else does its job."""
+        self.op, self.status, self.why = SKIP_OP, "skipped", why
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"phase": self.phase, "reg": self.reg, "op": self.op}
+        d.update(self._json_fields())
+        d["why"] = self.why
+        detail = self._json_detail()
+        if detail:
+            d["detail"] = detail
+        d["status"] = self.status
+        d.update(self._json_effect())
+        if self.result:
+            d["result"] = self.result
+        return d
+
+    # The parts of to_json a type adds: its own fields (between "op" and "why"), a decoded
+    # change, and a side effect's state before and after.
+    def _json_fields(self) -> dict[str, Any]:
+        return {}
+
+    def _json_detail(self) -> str:
+        return ""
+
+    def _json_effect(self) -> dict[str, Any]:
+        return {}
+
+
+_STATUS = {REFUSE: "refused", SKIP_OP: "skipped"}
+
+
+class RegisterStep(Step):
+    """A step about one config-space register whose value now differs from the one wanted:
+    :class:`ConfigWrite` writes it, :class:`LeftAlone` reports why it does not."""
+
+    __slots__ = ("current", "detail", "offset", "saved", "width")
+    offset: int
+    width: int
+    current: int | None  # what the register should hold when the step runs
+    saved: int | None  # the snapshot's value (restore phase)
+    detail: str  # decoded change: "Bus Master 1 -> 0, INTx Disable 0 -> 1"
+
+    def __init__(self, addr: str, phase: str, reg: str, offset: int, width: int, why: str,
+                 current: int | None = None, saved: int | None = None, detail: str = "",
+                 op: str | None = None) -> None:
+        super().__init__(addr, phase, reg, why, op)
+        self.offset = offset
+        self.width = width
+        self.current = current
+        self.saved = saved
+        self.detail = detail
+
+    def _hex(self, d: dict[str, Any], **values: int | None) -> None:
+        for k, v in values.items():
+            if v is not None and self.width:
+                d[k] = f"{v:#0{2 + 2 * self.width}x}"
+
+    def _json_detail(self) -> str:
+        return self.detail
+
+
+class ConfigWrite(RegisterStep):
+    """A config register write: ``(current & keep) | (target & mask)`` is written and
+    verified by ``readback & mask == target & mask``, retried up to ``retries`` times."""
 
     __slots__ = (
-        "addr",
-        "after",
-        "before",
-        "current",
         "delay_ms",
-        "detail",
-        "instead",
         "keep",
         "mask",
-        "method",
-        "offset",
-        "op",
-        "owner",
-        "phase",
         "readback",
-        "reg",
-        "resource",
-        "result",
         "retries",
-        "saved",
-        "status",
         "target",
         "transient",
         "value",
-        "why",
-        "width",
     )
-    addr: str
-    phase: str
-    reg: str
-    offset: int
-    width: int
-    op: str  # write, reset, rescan, skip, refuse
-    why: str
-    current: int | None  # what the register should hold when the step runs
-    saved: int | None  # the snapshot's value (restore phase)
-    value: int | None  # what is written
+    ACTION = WRITE
+    value: int | None  # what is written (apply: what was)
     mask: int
     target: int
     keep: int
     retries: int
-    delay_ms: int
+    delay_ms: int  # wait after it (D3hot -> D0)
     transient: bool  # an intermediate value of a sequence (bridge windows)
-    method: str | None  # reset method; None with op reset: the kernel's choice
-    detail: str  # decoded change: "Bus Master 1 -> 0, INTx Disable 0 -> 1"
-    instead: bool  # a fallback for something the kernel refused
-    owner: str | None  # a difference a kernel component owns (restore.owners): not written
-    before: str | None  # a side effect's state before and after it ran (apply fills them):
-    after: str | None  # COMMAND around sysfs enable 1/0 or a reset, BARs around a rescan
-    resource: bool  # ... and it places a resource (BAR, ROM, bus numbers, window)
-    # filled in by apply
-    status: str  # planned, verified, unverified, done, refused, skipped
-    result: str | None
-    readback: int | None
+    readback: int | None  # apply fills it
 
-    def __init__(self, addr: str, phase: str, reg: str, offset: int, width: int, op: str, why: str,
-                 current: int | None = None, saved: int | None = None, value: int | None = None,
-                 mask: int = 0, target: int = 0, keep: int = 0, retries: int = 0,
-                 delay_ms: int = 0, transient: bool = False, method: str | None = None,
-                 detail: str = "", instead: bool = False, status: str = "planned",
-                 result: str | None = None, readback: int | None = None,
-                 owner: str | None = None, resource: bool = False) -> None:
-        self.addr = addr
-        self.phase = phase
-        self.reg = reg
-        self.offset = offset
-        self.width = width
-        self.op = op
-        self.why = why
-        self.current = current
-        self.saved = saved
+    def __init__(self, addr: str, phase: str, reg: str, offset: int, width: int, why: str,
+                 current: int | None, saved: int | None, value: int | None, mask: int,
+                 target: int, keep: int, retries: int = 0, delay_ms: int = 0,
+                 transient: bool = False, detail: str = "") -> None:
+        super().__init__(addr, phase, reg, offset, width, why, current, saved, detail)
         self.value = value
         self.mask = mask
         self.target = target
@@ -125,58 +202,135 @@ class Step(Slots):
         self.retries = retries
         self.delay_ms = delay_ms
         self.transient = transient
-        self.method = method
-        self.detail = detail
-        self.instead = instead
-        self.status = status
-        self.result = result
-        self.readback = readback
-        self.owner = owner
-        self.resource = resource
-        self.before: str | None = None
-        self.after: str | None = None
-
-    @property
-    def acts(self) -> bool:
-        return self.op in (WRITE, DO_RESET, DO_RESCAN, DO_DISABLE)
+        self.readback = None
 
     @property
     def is_config_write(self) -> bool:
-        """A config-space register write, done or refused (what a restore wanted written)."""
         return self.op == WRITE or (self.op == REFUSE and self.phase in (
             QUIESCE_PHASE, RESTORE_PHASE) and self.width > 0)
 
-    def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"phase": self.phase, "reg": self.reg, "op": self.op}
-        if self.op not in (DO_RESET, DO_RESCAN, DO_DISABLE) and self.width:
-            d.update(off=self.offset, width=self.width)
-        for k in ("current", "saved", "value", "readback"):
-            v = getattr(self, k)
-            if v is not None and self.width:
-                d[k] = f"{v:#0{2 + 2 * self.width}x}"
-        if self.method:
-            d["method"] = self.method
+    def _json_fields(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"off": self.offset, "width": self.width} if self.width else {}
+        self._hex(d, current=self.current, saved=self.saved, value=self.value,
+                  readback=self.readback)
         if self.retries:
             d["retries"] = self.retries
         if self.transient:
             d["transient"] = True
-        if self.instead:
-            d["instead"] = True
+        return d
+
+
+class LeftAlone(RegisterStep):
+    """A register difference that is not written, and why: read-only or write-1-to-clear
+    bits, a field a kernel component owns (``owner``; ``resource`` when it places one), a
+    register left for the driver, a device already quiet."""
+
+    __slots__ = ("owner", "resource")
+    owner: str | None
+    resource: bool
+
+    def __init__(self, addr: str, phase: str, reg: str, offset: int, width: int, why: str,
+                 current: int | None = None, saved: int | None = None, detail: str = "",
+                 owner: str | None = None, resource: bool = False) -> None:
+        super().__init__(addr, phase, reg, offset, width, why, current, saved, detail,
+                         op=SKIP_OP)
+        self.owner = owner
+        self.resource = resource
+
+    def _json_fields(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"off": self.offset, "width": self.width} if self.width else {}
+        self._hex(d, current=self.current, saved=self.saved)
         if self.owner:
             d["owner"] = self.owner
         if self.resource:
             d["resource"] = True
-        d["why"] = self.why
-        if self.detail:
-            d["detail"] = self.detail
-        d["status"] = self.status
+        return d
+
+
+class SysfsStep(Step):
+    """A sysfs operation (reset, remove + rescan, enable 1/0): the kernel does it, and its
+    side effect is reported as the state ``before`` and ``after`` it (apply fills them)."""
+
+    __slots__ = ("after", "before", "instead")
+    instead: bool
+    before: str | None
+    after: str | None
+
+    def __init__(self, addr: str, phase: str, reg: str, why: str, op: str | None = None,
+                 instead: bool = False) -> None:
+        super().__init__(addr, phase, reg, why, op)
+        self.instead = instead
+        self.before = None
+        self.after = None
+
+    def _json_fields(self) -> dict[str, Any]:
+        return {"instead": True} if self.instead else {}
+
+    def _json_effect(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
         if self.before is not None:
             d["before"] = self.before
         if self.after is not None:
             d["after"] = self.after
-        if self.result:
-            d["result"] = self.result
         return d
+
+
+class Reset(SysfsStep):
+    """A function reset through sysfs ``reset`` with ``method`` written to ``reset_method``
+    first (None: the kernel picks)."""
+
+    __slots__ = ("method",)
+    ACTION = DO_RESET
+    method: str | None
+
+    def __init__(self, addr: str, why: str, method: str | None = None, *,
+                 op: str | None = None, instead: bool = False) -> None:
+        super().__init__(addr, RESET_PHASE, "reset", why, op, instead)
+        self.method = method
+
+    def _json_fields(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"method": self.method} if self.method else {}
+        return {**d, **super()._json_fields()}
+
+
+class Rescan(SysfsStep):
+    """Remove the function (a bridge: its subtree), then one bus rescan; ``resource``: it
+    hands written BARs/windows to the kernel (kernel_owned = "rescan"), which is checked."""
+
+    __slots__ = ("resource",)
+    ACTION = DO_RESCAN
+    resource: bool
+
+    def __init__(self, addr: str, why: str, *, op: str | None = None, instead: bool = False,
+                 resource: bool = False) -> None:
+        super().__init__(addr, RESCAN_PHASE, "remove + rescan", why, op, instead)
+        self.resource = resource
+
+    def _json_fields(self) -> dict[str, Any]:
+        d = super()._json_fields()
+        if self.resource:
+            d["resource"] = True
+        return d
+
+
+class Disable(SysfsStep):
+    """Bus Master off by the kernel: sysfs ``enable`` 1, then 0; judged by reading COMMAND
+    (``current`` before, ``readback`` after; ``detail`` the change)."""
+
+    __slots__ = ("current", "detail", "readback")
+    ACTION = DO_DISABLE
+    current: int | None
+    readback: int | None
+    detail: str
+
+    def __init__(self, addr: str, why: str, *, instead: bool = False) -> None:
+        super().__init__(addr, QUIESCE_PHASE, "COMMAND", why, instead=instead)
+        self.current = None
+        self.readback = None
+        self.detail = ""
+
+    def _json_detail(self) -> str:
+        return self.detail
 
 
 class PluginOp(Slots):
@@ -286,6 +440,13 @@ __all__ = [
     "SKIP_OP",
     "UP",
     "WRITE",
+    "ConfigWrite",
+    "Disable",
+    "LeftAlone",
     "PluginOp",
+    "RegisterStep",
+    "Rescan",
+    "Reset",
     "Step",
+    "SysfsStep",
 ]

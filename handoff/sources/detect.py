@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from handoff.budget import Budget, spend
@@ -33,67 +34,13 @@ def scan_blob(
     Structural errors raise BadContainer; an initrd's problems are kept in ``problems``.
     """
     ctx = ctx or Context(work=Budget(blob.size))
-    work = ctx.work
     head = blob.pread(0, SNIFF)
-    kind = sniff(head)
-    if kind == "unknown" and head and not any(head):
-        zs = I.BlobStream(blob, 0)
-        zs.skip_zeros(MAX_LEADING_ZEROS)
-        after = sniff(blob.pread(zs.pos, SNIFF))
-        if zs.pos < min(blob.size, MAX_LEADING_ZEROS) and after == "initrd":
-            kind = "initrd"
+    kind = _kind(blob, head)
     c = Container(kind, name, blob.size)
     loc = dict(member_loc or {})
-    off0 = base or 0
-    in_file = base is not None
-    if kind == "raw":
-        rec, err = S.parse_at(blob, 0, blob.size, exact=True, base=off0)
-        where = {**loc, ("offset" if in_file else "member_offset"): off0 if in_file else 0}
-        if member_loc is not None:
-            where["within"] = "raw"
-        c.found.append(Found("raw" if member_loc is None else "initrd", Location(**where),
-                             rec, err))
-    elif kind == "note":
-        if blob.size > elfcore.MAX_NOTE_BYTES:
-            raise BadContainer(
-                f"note file of {blob.size} bytes is larger than {elfcore.MAX_NOTE_BYTES >> 20} MiB",
-                offset=0,
-            )
-        spend(work, blob.size, "the note file", off0)
-        buf = read_exact(blob, 0, blob.size, "note file")
-        notes = list(elfcore.iter_notes(buf, off0 if in_file else 0, budget=work))
-        if member_loc is not None:
-            loc["within"] = "note"
-        _add_notes(c, notes, "note" if member_loc is None else "initrd", loc, in_file,
-                   member_loc)
-    elif kind == "region":
-        if member_loc is not None:
-            loc["within"] = "region"
-        c.slots, c.found = S.parse_region(blob, "region" if member_loc is None else "initrd",
-                                          loc, base)
-    elif kind == "elf-vmcore":
-        core = elfcore.parse(blob, budget=work)
-        _elf_details(c, core)
-        c.details["truncated"] = core.truncation(blob.size)
-        c.details["crash_cannot_read_notes"] = core.crash_problem()
-        _add_notes(c, core.notes, "elf-vmcore", loc, in_file, member_loc)
-    elif kind == "elf":
-        core = elfcore.parse(blob, read_notes=False, budget=work)
-        _elf_details(c, core)
-        if member_loc is None:
-            raise BadContainer(
-                f"{name} is an ELF {core.type_name} file, not a core dump (vmcore)", offset=16
-            )
-    elif kind == "kdump-compressed":
-        kh = kdump.parse(blob, budget=work)
-        _kdump_details(c, kh)
-        c.details["truncated"] = kdump.truncation(blob, kh) if kh.header_version >= 1 else None
-        _add_notes(c, kh.notes, "kdump-compressed", loc, in_file, member_loc)
-        _kdump_vmcoreinfo(c, kh)
-    elif kind == "flattened":
-        _scan_flattened(c, blob, loc, member_loc, work)
-    elif kind == "initrd":
-        I.scan_initrd(blob, c, ctx, base, scan_blob)
+    scanner = _SCANNERS.get(kind)
+    if scanner is not None:
+        scanner(c, blob, loc, member_loc, base, ctx)
     elif kind == "unknown":
         c.details["first_bytes"] = head[:8].hex(" ") if any(head[:8]) else "zero bytes"
     for f in c.found:
@@ -102,6 +49,106 @@ def scan_blob(
             f.reports = c.reports
             f.vmcoreinfo = c.vmcoreinfo
     return c
+
+
+def _kind(blob: Blob, head: bytes) -> str:
+    """What ``blob`` is by its first bytes; an initrd may start with zero padding."""
+    kind = sniff(head)
+    if kind == "unknown" and head and not any(head):
+        zs = I.BlobStream(blob, 0)
+        zs.skip_zeros(MAX_LEADING_ZEROS)
+        after = sniff(blob.pread(zs.pos, SNIFF))
+        if zs.pos < min(blob.size, MAX_LEADING_ZEROS) and after == "initrd":
+            kind = "initrd"
+    return kind
+
+
+# Each kind's scanner: (container, blob, location so far, member_loc, base, ctx), as
+# scan_blob's arguments say.
+_Scanner = Callable[[Container, Blob, dict[str, Any], dict[str, Any] | None, int | None,
+                     Context], None]
+
+
+def _scan_raw(c: Container, blob: Blob, loc: dict[str, Any], member_loc: dict[str, Any] | None,
+              base: int | None, ctx: Context) -> None:
+    in_file = base is not None
+    off0 = base or 0
+    rec, err = S.parse_at(blob, 0, blob.size, exact=True, base=off0)
+    where = {**loc, ("offset" if in_file else "member_offset"): off0 if in_file else 0}
+    if member_loc is not None:
+        where["within"] = "raw"
+    c.found.append(Found("raw" if member_loc is None else "initrd", Location(**where),
+                         rec, err))
+
+
+def _scan_note(c: Container, blob: Blob, loc: dict[str, Any], member_loc: dict[str, Any] | None,
+               base: int | None, ctx: Context) -> None:
+    in_file = base is not None
+    off0 = base or 0
+    if blob.size > elfcore.MAX_NOTE_BYTES:
+        raise BadContainer(
+            f"note file of {blob.size} bytes is larger than {elfcore.MAX_NOTE_BYTES >> 20} MiB",
+            offset=0,
+        )
+    spend(ctx.work, blob.size, "the note file", off0)
+    buf = read_exact(blob, 0, blob.size, "note file")
+    notes = list(elfcore.iter_notes(buf, off0 if in_file else 0, budget=ctx.work))
+    if member_loc is not None:
+        loc["within"] = "note"
+    _add_notes(c, notes, "note" if member_loc is None else "initrd", loc, in_file, member_loc)
+
+
+def _scan_region(c: Container, blob: Blob, loc: dict[str, Any],
+                 member_loc: dict[str, Any] | None, base: int | None, ctx: Context) -> None:
+    if member_loc is not None:
+        loc["within"] = "region"
+    c.slots, c.found = S.parse_region(blob, "region" if member_loc is None else "initrd",
+                                      loc, base)
+
+
+def _scan_vmcore(c: Container, blob: Blob, loc: dict[str, Any],
+                 member_loc: dict[str, Any] | None, base: int | None, ctx: Context) -> None:
+    core = elfcore.parse(blob, budget=ctx.work)
+    _elf_details(c, core)
+    c.details["truncated"] = core.truncation(blob.size)
+    c.details["crash_cannot_read_notes"] = core.crash_problem()
+    _add_notes(c, core.notes, "elf-vmcore", loc, base is not None, member_loc)
+
+
+def _scan_elf(c: Container, blob: Blob, loc: dict[str, Any], member_loc: dict[str, Any] | None,
+              base: int | None, ctx: Context) -> None:
+    core = elfcore.parse(blob, read_notes=False, budget=ctx.work)
+    _elf_details(c, core)
+    if member_loc is None:
+        raise BadContainer(
+            f"{c.name} is an ELF {core.type_name} file, not a core dump (vmcore)", offset=16
+        )
+
+
+def _scan_kdump(c: Container, blob: Blob, loc: dict[str, Any],
+                member_loc: dict[str, Any] | None, base: int | None, ctx: Context) -> None:
+    kh = kdump.parse(blob, budget=ctx.work)
+    _kdump_details(c, kh)
+    c.details["truncated"] = kdump.truncation(blob, kh) if kh.header_version >= 1 else None
+    _add_notes(c, kh.notes, "kdump-compressed", loc, base is not None, member_loc)
+    _kdump_vmcoreinfo(c, kh)
+
+
+def _scan_flat(c: Container, blob: Blob, loc: dict[str, Any],
+               member_loc: dict[str, Any] | None, base: int | None, ctx: Context) -> None:
+    _scan_flattened(c, blob, loc, member_loc, ctx.work)
+
+
+def _scan_initrd(c: Container, blob: Blob, loc: dict[str, Any],
+                 member_loc: dict[str, Any] | None, base: int | None, ctx: Context) -> None:
+    I.scan_initrd(blob, c, ctx, base, scan_blob)
+
+
+_SCANNERS: dict[str, _Scanner] = {
+    "raw": _scan_raw, "note": _scan_note, "region": _scan_region, "elf-vmcore": _scan_vmcore,
+    "elf": _scan_elf, "kdump-compressed": _scan_kdump, "flattened": _scan_flat,
+    "initrd": _scan_initrd,
+}
 
 
 def _add_notes(c: Container, notes: list[elfcore.Note], kind: str, loc: dict[str, Any],

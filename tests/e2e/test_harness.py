@@ -1,4 +1,5 @@
-"""Fast checks of the harness's own logic (no QEMU): the stage watcher and the cpio writer."""
+"""Fast checks of the harness's own logic (no QEMU): the stage watcher, the cpio writer, and
+what lets two kernel lines share the cache (prune, modules, vmlinux)."""
 
 from __future__ import annotations
 
@@ -420,3 +421,137 @@ def test_dma_sender_is_bounded_and_its_frames_carry_nonce_seq_and_time() -> None
             bad.start()
         finally:
             bad.stop()
+
+
+# -- two kernel lines (6.1 and 6.12) ------------------------------------------------------
+
+
+def test_prune_keeps_the_other_kernel_lines_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from e2e_harness import debs
+
+    monkeypatch.setattr(debs, "DEB_DIR", tmp_path / "debs")
+    monkeypatch.setattr(debs, "PKG_DIR", tmp_path / "pkgs")
+    names = {
+        "k61": "linux-image-6.1.0-57-amd64_6.1.192-3_amd64",
+        "k61old": "linux-image-6.1.0-56-amd64_6.1.190-1_amd64",
+        "k612": "linux-image-6.12.118+deb12-amd64-unsigned_6.12.118-1~deb12u1_amd64",
+        "lib": "libc6_2.36-9+deb12u14_amd64",
+        "libold": "libc6_2.36-9+deb12u13_amd64",
+    }
+    for stem in names.values():
+        (tmp_path / "debs").mkdir(exist_ok=True)
+        (tmp_path / "debs" / f"{stem}.deb").write_bytes(b"")
+        (tmp_path / "pkgs" / stem).mkdir(parents=True)
+    keep = [
+        debs.Deb("linux-image-6.1.0-57-amd64", f"{names['k61']}.deb"),
+        debs.Deb("libc6", f"{names['lib']}.deb"),
+    ]
+    debs.prune(keep, "6.1")  # what a 6.1 run keeps: the 6.12 kernel is another line's
+    left = {p.name.removesuffix(".deb") for p in (tmp_path / "debs").iterdir()}
+    assert left == {names["k61"], names["k612"], names["lib"]}
+    assert {p.name for p in (tmp_path / "pkgs").iterdir()} == left
+    debs.prune([debs.Deb("libc6", f"{names['lib']}.deb")], "6.12")  # a 6.12 run's view
+    assert {p.name for p in (tmp_path / "pkgs").iterdir()} == {names["k61"], names["lib"]}
+    assert debs.is_kernel_of("linux-image-6.12.118+deb12-amd64-unsigned", "6.12")
+    assert not debs.is_kernel_of("linux-image-6.12.118+deb12-amd64-unsigned", "6.1")
+    assert not debs.is_kernel_of("linux-image-6.1.0-57-amd64", "6.12")
+
+
+def test_kernel_lines_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2e_harness.config import KERNEL_LINES, kernel_lines
+
+    monkeypatch.delenv("HANDOFF_E2E_KERNELS", raising=False)
+    assert kernel_lines() == list(KERNEL_LINES) == ["6.1", "6.12"]
+    monkeypatch.setenv("HANDOFF_E2E_KERNELS", " 6.12 ")
+    assert kernel_lines() == ["6.12"]
+    monkeypatch.setenv("HANDOFF_E2E_KERNELS", "6.1,5.10")
+    with pytest.raises(ValueError, match=r"unknown kernel lines \['5.10'\]"):
+        kernel_lines()
+
+
+def test_a_scenario_on_another_kernel_line_runs_under_its_own_name() -> None:
+    from e2e_harness import Scenario
+
+    sc = Scenario.from_dir("handoff-kdump")
+    assert (sc.kernel, sc.run_name) == ("6.1", "handoff-kdump")
+    sc = Scenario.from_dir("handoff-kdump", kernel="6.12")
+    assert (sc.kernel, sc.run_name) == ("6.12", "handoff-kdump-6.12")
+
+
+def _module(tmp_path: Path, name: str, modinfo: str) -> bytes:
+    """A relocatable ELF object with a .modinfo section, as a kernel module has."""
+    src = tmp_path / f"{name}.c"
+    items = "".join(f'"{kv}\\0"' for kv in modinfo.split(";"))
+    src.write_text(f'__attribute__((section(".modinfo"), used)) const char mi[] = {items};\n')
+    obj = tmp_path / f"{name}.o"
+    subprocess.run(["gcc", "-c", "-o", str(obj), str(src)], check=True)
+    return obj.read_bytes()
+
+
+def test_module_tree_decompresses_ko_xz_and_leaves_built_in_modules_out(tmp_path: Path) -> None:
+    import lzma
+    import shutil
+
+    from e2e_harness.kmods import ModuleTree
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (bash .ci/e2e-deps installs it)")
+    root = tmp_path / "lib/modules/6.12.0-test"
+    drv = root / "kernel/drivers"
+    drv.mkdir(parents=True)
+    # ext4 needs jbd2 (a module) and crc16 (built in: depends never names a built-in).
+    (drv / "ext4.ko.xz").write_bytes(lzma.compress(_module(tmp_path, "ext4", "depends=jbd2")))
+    (drv / "jbd2.ko.xz").write_bytes(lzma.compress(_module(tmp_path, "jbd2", "depends=")))
+    (root / "modules.builtin").write_text(
+        "kernel/drivers/virtio/virtio_pci.ko\nkernel/crypto/crc64_rocksoft_generic.ko\n"
+    )
+    tree = ModuleTree.load(root, tmp_path / "plain")
+    assert tree.paths == {"ext4": "kernel/drivers/ext4.ko", "jbd2": "kernel/drivers/jbd2.ko"}
+    assert tree.builtin == {"virtio_pci", "crc64_rocksoft_generic"}
+    assert tree.load_order(("virtio_pci", "ext4")) == ["jbd2", "ext4"]
+    assert tree.file("ext4").read_bytes()[:4] == b"\x7fELF"
+    assert tree.file("ext4") == tmp_path / "plain/kernel/drivers/ext4.ko"
+    assert tree.modules_dep(["jbd2", "ext4"]) == (
+        "kernel/drivers/jbd2.ko:\nkernel/drivers/ext4.ko: kernel/drivers/jbd2.ko\n"
+    )
+    with pytest.raises(KeyError, match="no module 'nvme'"):
+        tree.load_order(["nvme"])
+
+
+def _bzimage(payload: bytes) -> bytes:
+    """A minimal bzImage: the setup header's fields extract() reads, then the payload."""
+    import struct
+
+    setup = bytearray(2 * 512)  # setup_sects = 1
+    setup[0x1F1] = 1
+    setup[0x202:0x206] = b"HdrS"
+    struct.pack_into("<II", setup, 0x248, 16, len(payload))
+    return bytes(setup) + b"\0" * 16 + payload + b"\0" * 64
+
+
+def test_vmlinux_comes_out_of_a_zstd_bzimage_and_an_xz_one(tmp_path: Path) -> None:
+    import lzma
+    import shutil
+    import struct
+
+    from e2e_harness import vmlinux
+
+    elf = b"\x7fELF" + bytes(range(256)) * 64
+    xz = tmp_path / "vmlinuz-xz"
+    xz.write_bytes(_bzimage(lzma.compress(elf, format=lzma.FORMAT_XZ)))
+    assert vmlinux.extract(xz, tmp_path / "v-xz") == tmp_path / "v-xz"
+    assert (tmp_path / "v-xz").read_bytes() == elf
+    if shutil.which("zstd") is None:
+        pytest.skip("zstd is not installed (.ci/run installs it)")
+    frame = subprocess.run(["zstd", "-19", "-c"], input=elf, capture_output=True,
+                           check=True).stdout
+    zst = tmp_path / "vmlinuz-zst"
+    zst.write_bytes(_bzimage(frame + struct.pack("<I", len(elf))))  # the kernel's size_append
+    assert vmlinux.extract(zst, tmp_path / "v-zst") == tmp_path / "v-zst"
+    assert (tmp_path / "v-zst").read_bytes() == elf
+    # A wrong appended size is refused rather than booted.
+    zst.write_bytes(_bzimage(frame + struct.pack("<I", len(elf) - 1)))
+    assert vmlinux.extract(zst, tmp_path / "v-bad") is None
+    assert not (tmp_path / "v-bad").exists()

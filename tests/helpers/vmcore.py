@@ -27,6 +27,11 @@ def _is_elf_core(p: Path) -> bool:
     return h[:4] == b"\x7fELF" and h[16:18] == b"\x04\x00"
 
 
+# The releases of the kernels the e2e harness boots (its config.KERNEL_LINES): a real vmcore
+# comes from the 6.1 or the 6.12 line, whichever scenario ran last.
+E2E_RELEASE = r"6\.1\.0-\d+-amd64|6\.12\.\d+\+deb12-amd64"
+
+
 def real_vmcore() -> Path | None:
     """HANDOFF_REAL_VMCORE, else a complete ELF vmcore (a file named ``vmcore``) that the e2e
     harness left in its cache, the newest first."""

@@ -7,6 +7,7 @@ import json
 import sys
 
 from . import bootinitrd, debsys, rootfs
+from .config import DEFAULT_KERNEL, KERNEL_LINES
 from .qemu import StageError
 from .scenario import Scenario, run
 
@@ -26,12 +27,20 @@ def main(argv: list[str] | None = None) -> int:
         help="download and unpack the packages, build the cached trees and the real "
         "initrds of the early-* scenarios, exit",
     )
+    parser.add_argument(
+        "--kernel",
+        default=DEFAULT_KERNEL,
+        choices=sorted(KERNEL_LINES),
+        help=f"the Debian 12 kernel line to boot (default {DEFAULT_KERNEL})",
+    )
     args = parser.parse_args(argv)
     if args.prepare_only:
-        pkgs = rootfs.prepare_packages()
+        pkgs = rootfs.prepare_packages(args.kernel)
         print(f"kernel {pkgs.release}: {rootfs.vmlinux_for(pkgs)}")
         print(f"first initramfs: {rootfs.first_initramfs(pkgs)}")
         print(f"base tree: {rootfs.base_tree(pkgs)}")
+        if args.kernel != DEFAULT_KERNEL:  # the early-* scenarios boot the default line only
+            return 0
         kinds = list(bootinitrd.KINDS)
         for kind, built in bootinitrd.build(
             kinds, pkgs.kernel.root, pkgs.release, pkgs.kernel.filename
@@ -41,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for name in args.scenarios:
         if name == debsys.NAME:  # not a scenario directory: a whole Debian system, two boots
+            if args.kernel != DEFAULT_KERNEL:
+                print(f"{name}: FAILED\nit boots the {DEFAULT_KERNEL} line only", file=sys.stderr)
+                status = 1
+                continue
             try:
                 print(json.dumps(debsys.figures(debsys.run_pair()), indent=1))
             except (StageError, debsys.ImageError) as e:
@@ -48,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = 1
             continue
         try:
-            result = run(Scenario.from_dir(name))
+            result = run(Scenario.from_dir(name, kernel=args.kernel))
         except StageError as e:
             print(f"{name}: FAILED\n{e}", file=sys.stderr)
             status = 1

@@ -27,6 +27,33 @@ GUEST_PACKAGES = (
     "libstdc++6",
 )
 KERNEL_META_PACKAGE = "linux-image-amd64"
+# The Debian 12 kernel lines the e2e suite boots, by short name: the meta package whose
+# dependency names today's versioned package (never a hard-coded ABI number), and whether to
+# take that package's -unsigned twin (same kernel and modules, no Secure Boot signatures).
+# 6.1 is bookworm's own kernel and the default; 6.12 comes from bookworm-security (zstd
+# bzImage, .ko.xz modules, virtio_pci built in: vmlinux.py, kmods.py).
+KERNEL_LINES = {"6.1": (KERNEL_META_PACKAGE, False), "6.12": ("linux-image-6.12-amd64", True)}
+DEFAULT_KERNEL = "6.1"
+# QEMU's TCG threading per kernel line (default "multi"). 6.12's first kernel died once in six
+# boots with `Oops: int3` in sched_clock_idle_wakeup_event() on CPU 1, 2 s into boot: the int3
+# of a jump label that CPU 0 was patching (text_poke_bp, late_initcall
+# sched_clock_init_late()), which the int3 handler no longer recognised. One host thread for
+# both vCPUs serialises the code modification against the other vCPU.
+TCG_THREAD = {"6.12": "single"}
+
+
+def kernel_lines() -> list[str]:
+    """The kernel lines the parametrised e2e tests run on: all of KERNEL_LINES, or those
+    HANDOFF_E2E_KERNELS names (e.g. "6.1" or "6.1,6.12")."""
+    wanted = os.environ.get("HANDOFF_E2E_KERNELS", "")
+    lines = [k.strip() for k in wanted.split(",") if k.strip()] or list(KERNEL_LINES)
+    unknown = [k for k in lines if k not in KERNEL_LINES]
+    if unknown:
+        raise ValueError(
+            f"HANDOFF_E2E_KERNELS names unknown kernel lines {unknown}; known: "
+            f"{', '.join(KERNEL_LINES)}"
+        )
+    return lines
 # The library closure of the packages above as computed on Debian 12; a cold cache starts
 # from it so that one apt round trip fetches nearly everything (the closure is still checked).
 LIBRARY_SEED = (

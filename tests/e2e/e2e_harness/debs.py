@@ -85,8 +85,10 @@ def resolve(names: list[str]) -> dict[str, Deb]:
     return found
 
 
-def kernel_package(meta: str) -> str:
-    """The versioned linux-image package that the meta package depends on today."""
+def kernel_package(meta: str, unsigned: bool = False) -> str:
+    """The versioned linux-image package that the meta package depends on today (its
+    -unsigned twin if asked, and apt knows one; else the newest -unsigned candidate of the
+    line when the meta package itself is unknown)."""
     proc = _run(["apt-cache", "depends", meta])
     if proc.returncode != 0 or "Depends:" not in proc.stdout:
         _apt_update_once()
@@ -94,8 +96,33 @@ def kernel_package(meta: str) -> str:
     for line in proc.stdout.splitlines():
         m = re.match(r"\s*Depends:\s*(linux-image-\S+-amd64)$", line)
         if m:
+            if unsigned and _known(m[1] + "-unsigned"):
+                return m[1] + "-unsigned"
             return m[1]
+    if unsigned:
+        newest = _newest_unsigned(meta.removesuffix("-amd64"))
+        if newest:
+            return newest
     raise DebError(f"no linux-image dependency in `apt-cache depends {meta}`:\n{proc.stdout}")
+
+
+def _known(name: str) -> bool:
+    proc = _run(["apt-cache", "show", "--no-all-versions", name])
+    return proc.returncode == 0 and f"Package: {name}" in proc.stdout
+
+
+def _newest_unsigned(prefix: str) -> str | None:
+    """linux-image-6.12 -> the highest linux-image-6.12.N+deb12-amd64-unsigned apt knows."""
+    proc = _run(["apt-cache", "pkgnames", prefix + "."])
+    pat = re.compile(re.escape(prefix) + r"\.(\d+)\+\S*-amd64-unsigned$")
+    found = [(int(m[1]), n) for n in proc.stdout.split() if (m := pat.match(n))]
+    return max(found)[1] if found else None
+
+
+def is_kernel_of(name: str, line: str) -> bool:
+    """Whether a package name belongs to kernel line `line` ("6.1": linux-image-6.1.0-57-amd64,
+    "6.12": linux-image-6.12.118+deb12-amd64-unsigned; 6.1 is no prefix of 6.12 here)."""
+    return name.startswith(f"linux-image-{line}.")
 
 
 def fetch(debs: list[Deb]) -> None:
@@ -131,12 +158,19 @@ def dpkg_owner(soname: str) -> str | None:
     return None
 
 
-def prune(keep: list[Deb]) -> None:
-    """Delete cached versions that are no longer candidates (after a Debian update)."""
+def prune(keep: list[Deb], line: str) -> None:
+    """Delete cached versions that are no longer candidates (after a Debian update). `keep`
+    is what kernel line `line` uses; the other lines' kernel packages stay (each line prunes
+    its own), so 6.1 and 6.12 share the cache."""
     wanted = {d.filename for d in keep}
+
+    def other_kernel(filename: str) -> bool:
+        name = filename.split("_")[0]
+        return name.startswith("linux-image-") and not is_kernel_of(name, line)
+
     for deb in DEB_DIR.glob("*.deb"):
-        if deb.name not in wanted:
+        if deb.name not in wanted and not other_kernel(deb.name):
             deb.unlink()
     for root in PKG_DIR.iterdir():
-        if root.name + ".deb" not in wanted:
+        if root.name + ".deb" not in wanted and not other_kernel(root.name):
             shutil.rmtree(root)

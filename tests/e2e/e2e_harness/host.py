@@ -20,6 +20,7 @@ TOOLS = {
     "readelf": "binutils",
     "eu-readelf": "elfutils",
     "makedumpfile": "makedumpfile",
+    "zstd": "zstd",  # the 6.12 line's vmlinux comes out of a zstd bzImage (vmlinux.py)
     "gcc": "gcc",  # the static guest helpers (guest/tools/*.c), with libc6-dev's libc.a
     "git": "git",
     "make": "make",  # csrc/collector, for the early-* scenarios' initrds

@@ -75,14 +75,19 @@ def argv(
     disks: dict[str, Path],
     memory: str = GUEST_MEMORY,
     dma_netdev: str = "",
+    tcg_thread: str = "multi",
 ) -> list[str]:
     """The QEMU command line: q35 under TCG with nvme, virtio-net and two virtio-blk disks
     behind PCIe root ports, and an e1000 on the root bus (BDFs stable across runs).
 
     dma_netdev (a -netdev value with id=n3) adds a fifth root port at 00:06.0 with an e1000e
     at 05:00.0 on it (dma.NIC_MAC), fed from the host (the DMA scenarios); the other BDFs
-    stay the same."""
-    machine = "-accel tcg,thread=multi -M q35 -smp 2 -nodefaults -display none -monitor none"
+    stay the same.
+
+    tcg_thread: "multi" (a host thread per vCPU) or "single" (config.TCG_THREAD: the 6.12
+    line, whose first kernel oopsed on an int3 of a jump label being patched while the other
+    vCPU ran it, under multi-threaded TCG)."""
+    machine = f"-accel tcg,thread={tcg_thread} -M q35 -smp 2 -nodefaults -display none -monitor none"
     cmd = [QEMU, *machine.split(), "-m", memory, "-serial", "stdio", "-no-reboot"]
     cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
     for name, key in (("nvm", "nvme"), ("root", "root"), ("res", "results")):

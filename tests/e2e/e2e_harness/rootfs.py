@@ -16,10 +16,11 @@ from pathlib import Path
 from . import debs
 from .config import (
     CACHE_DIR,
+    DEFAULT_KERNEL,
     DRIVER_MODULES,
     GUEST_PACKAGES,
     GUEST_SCRIPTS,
-    KERNEL_META_PACKAGE,
+    KERNEL_LINES,
     LIBRARY_SEED,
     ROOT_DISK_MODULES,
     SONAME_PACKAGES,
@@ -55,6 +56,7 @@ class Packages:
     by_name: dict[str, debs.Deb]
     kernel: debs.Deb
     release: str
+    line: str = DEFAULT_KERNEL  # the kernel line (config.KERNEL_LINES), e.g. "6.12"
 
     @property
     def key(self) -> str:
@@ -65,7 +67,11 @@ class Packages:
 
     @cached_property
     def modules(self) -> ModuleTree:
-        return ModuleTree.load(self.kernel.root / "lib/modules" / self.release)
+        # Compressed modules (6.12: .ko.xz) are decompressed once, per kernel package.
+        plain = CACHE_DIR / "kmods" / f"{self.line}-{self.kernel.filename.removesuffix('.deb')}"
+        if not plain.is_dir():
+            _clear_line(plain.parent, self.line)
+        return ModuleTree.load(self.kernel.root / "lib/modules" / self.release, plain)
 
     @property
     def bzimage(self) -> Path:
@@ -117,9 +123,13 @@ def _library_closure(resolved: dict[str, debs.Deb]) -> dict[str, debs.Deb]:
         resolved.update(new)
 
 
-def prepare_packages() -> Packages:
-    """Resolve today's candidate versions, download what is new, unpack, close over libs."""
-    kernel_name = debs.kernel_package(KERNEL_META_PACKAGE)
+def prepare_packages(kernel: str = DEFAULT_KERNEL) -> Packages:
+    """Resolve today's candidate versions, download what is new, unpack, close over libs.
+    `kernel` is a kernel line of config.KERNEL_LINES ("6.1", "6.12")."""
+    if kernel not in KERNEL_LINES:
+        raise BuildError(f"unknown kernel line {kernel!r}; known: {', '.join(KERNEL_LINES)}")
+    meta, unsigned = KERNEL_LINES[kernel]
+    kernel_name = debs.kernel_package(meta, unsigned)
     top = [*GUEST_PACKAGES, kernel_name]
     # The library packages found last time are resolved in the same apt call (each call
     # costs ~0.8 s); the closure is recomputed only when some package version is new.
@@ -133,12 +143,12 @@ def prepare_packages() -> Packages:
     if new or not closure_file.exists():
         resolved = _library_closure(resolved)
         closure_file.write_text(json.dumps(sorted(set(resolved) - set(top)), indent=1) + "\n")
-        debs.prune(list(resolved.values()))
-    kernel = resolved[kernel_name]
-    releases = [p.name for p in (kernel.root / "lib/modules").iterdir()]
+        debs.prune(list(resolved.values()), kernel)
+    deb = resolved[kernel_name]
+    releases = [p.name for p in (deb.root / "lib/modules").iterdir()]
     if len(releases) != 1:
-        raise BuildError(f"expected one kernel release in {kernel.root}, found {releases}")
-    return Packages(resolved, kernel, releases[0])
+        raise BuildError(f"expected one kernel release in {deb.root}, found {releases}")
+    return Packages(resolved, deb, releases[0], kernel)
 
 
 def check_libraries(tree: Path, under: str) -> None:
@@ -207,18 +217,23 @@ def _install_modules(pkgs: Packages, dest: Path, names: tuple[str, ...]) -> list
     for name in order:
         t = mdir / tree.paths[name]
         t.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(tree.root / tree.paths[name], t)
+        shutil.copy2(tree.file(name), t)
     (mdir / "modules.dep").write_text(tree.modules_dep(order))
     return [tree.paths[n] for n in order]
 
 
-def _clear(directory: Path) -> None:
-    if directory.is_dir():
-        for old in directory.iterdir():
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
+def _clear_line(directory: Path, line: str, prefix: str = "") -> None:
+    """Delete what `directory` holds for kernel line `line` only (names start with
+    prefix + "<line>-"; "6.1-" is no prefix of "6.12-"), so the lines' caches coexist."""
+    if not directory.is_dir():
+        return
+    for old in directory.iterdir():
+        if not old.name.startswith(f"{prefix}{line}-"):
+            continue
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
 
 
 def write_file(path: Path, text: str | bytes, mode: int = 0o644) -> None:
@@ -233,10 +248,10 @@ def write_file(path: Path, text: str | bytes, mode: int = 0o644) -> None:
 
 def base_tree(pkgs: Packages) -> Path:
     """The first kernel's root filesystem, without anything scenario-specific (cached)."""
-    out = CACHE_DIR / "base" / pkgs.key
+    out = CACHE_DIR / "base" / f"{pkgs.line}-{pkgs.key}"
     if out.is_dir():
         return out
-    _clear(out.parent)  # trees built from older inputs
+    _clear_line(out.parent, pkgs.line)  # this line's trees built from older inputs
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -305,10 +320,10 @@ def first_initramfs(pkgs: Packages) -> Path:
     script = (GUEST_SCRIPTS / "first-initramfs-init.sh").read_bytes()
     lib = (GUEST_SCRIPTS / "lib.sh").read_bytes()
     key = hashlib.sha256(pkgs.key.encode() + script + lib).hexdigest()[:16]
-    out = CACHE_DIR / "initrd" / f"first-{key}.img"
+    out = CACHE_DIR / "initrd" / f"first-{pkgs.line}-{key}.img"
     if out.exists():
         return out
-    _clear(out.parent)
+    _clear_line(out.parent, pkgs.line, "first-")
     stage = out.with_name(out.name + ".d")
     shutil.rmtree(stage, ignore_errors=True)
     _small_tree(pkgs, stage, "first-initramfs-init.sh", ROOT_DISK_MODULES)

@@ -22,11 +22,13 @@ from .config import (
     CACHE_DIR,
     CAPTURE_APPEND,
     CRASHKERNEL,
+    DEFAULT_KERNEL,
     GUEST_MEMORY,
     GUEST_SCRIPTS,
     NVME_SERIAL,
     ROOT_LABEL,
     SCENARIOS_DIR,
+    TCG_THREAD,
     first_cmdline,
 )
 from .qemu import Stage, StageTime
@@ -92,6 +94,9 @@ class Scenario:
         and its `capture/` directory comes back as "nvme/capture/..." in Result.files.
     qemu_args: further QEMU arguments (e.g. another root port and the device behind it),
         appended after the standard topology so that the standard BDFs do not move.
+    kernel: the Debian 12 kernel line both kernels boot (config.KERNEL_LINES: "6.1", the
+        default, or "6.12"). A run on another line than the default keeps its files apart:
+        run_name is "<name>-<kernel>" (cache/runs/, timings-*.json, dma-*.json).
     """
 
     name: str
@@ -117,6 +122,12 @@ class Scenario:
     nvme_ext4_mb: int = 0
     qemu_args: tuple[str, ...] = ()
     dma_rate: float = 0.0
+    kernel: str = DEFAULT_KERNEL
+
+    @property
+    def run_name(self) -> str:
+        """The run's directory and file name: the default line keeps the scenario's name."""
+        return self.name if self.kernel == DEFAULT_KERNEL else f"{self.name}-{self.kernel}"
 
     @classmethod
     def from_dir(cls, path: Path | str, **overrides: Any) -> Scenario:
@@ -188,6 +199,7 @@ class Result:
     first_initrd: bootinitrd.BootInitrd | None = None  # the real initrd the first kernel used
     qemu_started: float = 0.0  # time.monotonic() at QEMU's start; stage host_s count from it
     dma: dict[str, Any] | None = None  # the DMA sender's log (dma.Sender.log)
+    kernel_line: str = DEFAULT_KERNEL  # Scenario.kernel; `kernel` is the release booted
 
     def __repr__(self) -> str:  # short, for pytest's failure reports
         return f"Result({self.scenario!r}, {len(self.stages)} stages, out={self.out_dir})"
@@ -216,6 +228,7 @@ class Result:
         return {
             "scenario": self.scenario,
             "kernel": self.kernel,
+            "kernel_line": self.kernel_line,
             "prepare_s": round(self.prepare_s, 3),
             "qemu_s": round(self.qemu_s, 3),
             "host_phases_s": self.phases,
@@ -300,11 +313,11 @@ def run(sc: Scenario) -> Result:
         mark.append(time.monotonic())
         phases[name] = round(mark[-1] - mark[-2], 3)
 
-    run_dir = RUNS_DIR / sc.name
-    with _lock(RUNS_DIR / f"{sc.name}.lock"):
+    run_dir = RUNS_DIR / sc.run_name
+    with _lock(RUNS_DIR / f"{sc.run_name}.lock"):
         # Builds share the cache, so they take turns; the QEMU runs themselves need not.
         with _lock(CACHE_DIR / ".lock"):
-            pkgs = rootfs.prepare_packages()
+            pkgs = rootfs.prepare_packages(sc.kernel)
             phase("packages")
             kernel = rootfs.vmlinux_for(pkgs)
             initrd = rootfs.first_initramfs(pkgs)
@@ -344,6 +357,7 @@ def run(sc: Scenario) -> Result:
             disks,
             memory=sc.memory,
             dma_netdev=sender.netdev("n3") if sender else "",
+            tcg_thread=TCG_THREAD.get(sc.kernel, "multi"),
         ) + list(sc.qemu_args)
         (run_dir / "qemu-argv.txt").write_text(shlex.join(argv) + "\n")  # copy-pasteable
         phase("run-images")
@@ -384,7 +398,7 @@ def run(sc: Scenario) -> Result:
         disks["root"].unlink()
         phase("extract-results")
     result = Result(
-        sc.name,
+        sc.run_name,
         outcome.stages,
         outcome.infos,
         "\n".join(outcome.lines),
@@ -398,11 +412,12 @@ def run(sc: Scenario) -> Result:
         boot,
         qemu_started=outcome.started,
         dma=sender.log() if sender else None,
+        kernel_line=sc.kernel,
     )
-    timings = CACHE_DIR / f"timings-{sc.name}.json"
+    timings = CACHE_DIR / f"timings-{sc.run_name}.json"
     timings.write_text(json.dumps(result.timings(), indent=1) + "\n")
     if sender:  # the DMA scenarios' figures, for the bench
-        figures = CACHE_DIR / f"dma-{sc.name}.json"
+        figures = CACHE_DIR / f"dma-{sc.run_name}.json"
         figures.write_text(json.dumps(dma.summary(result), indent=1) + "\n")
     return result
 
