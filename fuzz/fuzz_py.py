@@ -117,6 +117,7 @@ def t_containers(data: bytes) -> None:
 
 def t_schema(data: bytes) -> None:
     from handoff.cli.inspect import device_rows
+    from handoff.devices.model import devices_of
 
     for body in (data, data[R.FIXED_HEADER_SIZE :] if data[:8] == R.MAGIC else b""):
         try:
@@ -127,7 +128,7 @@ def t_schema(data: bytes) -> None:
             payload.validate(p)
         except E.InvalidRecord:
             continue
-        device_rows(p["devices"])
+        device_rows(devices_of(p["devices"]))  # as inspect builds its table
 
 
 def _verdict_py(rec: bytes) -> str:
