@@ -2,8 +2,8 @@
 
 A Debian 12 system made with debootstrap boots in QEMU with systemd as PID 1, kdump-tools,
 makedumpfile and kexec-tools from Debian, and the harness's 6.1 kernel installed with dpkg
-(e2e_harness/debsys.py). handoff is installed by README's offline commands (wheels built on the
-host) and integrated by docs/distro.md's steps, run in the guest as written; then `systemctl
+(e2e_harness/debsys_*.py). handoff is installed by README's offline commands (wheels built on
+the host) and integrated by docs/distro.md's steps, run in the guest as written; then `systemctl
 restart kdump-tools` loads kdump-tools' capture kernel again through the drop-in, with the
 record. The driver perturbs kernel-owned PCI state (lib.sh perturb_kernel_owned) and crashes.
 In the capture kernel handoff restores before udev, kdump-tools-dump.service saves the dump with
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from e2e_harness import checks as C
-from e2e_harness import debsys
+from e2e_harness import debsys_boots, debsys_figures, debsys_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -37,13 +37,13 @@ MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def pair(qemu_ready: None) -> debsys.Pair:
-    p = debsys.run_pair()
-    print(json.dumps(debsys.timings(p), indent=1))
+def pair(qemu_ready: None) -> debsys_boots.Pair:
+    p = debsys_boots.run_pair()
+    print(json.dumps(debsys_boots.timings(p), indent=1))
     return p
 
 
-def _capture_console(boot: debsys.Boot) -> list[str]:
+def _capture_console(boot: debsys_boots.Boot) -> list[str]:
     """Console lines after the crash marker: the capture kernel's."""
     lines = boot.outcome.lines
     at = next(i for i, ln in enumerate(lines) if "HANDOFF-E2E STAGE crash" in ln)
@@ -54,18 +54,18 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def _one_new_dump(boot: debsys.Boot, before: list[Path]) -> Path:
+def _one_new_dump(boot: debsys_boots.Boot, before: list[Path]) -> Path:
     new = [d for d in boot.dumps() if d.parent.name not in {b.parent.name for b in before}]
     assert len(new) == 1, (boot.mode, boot.dumps())
     return new[0]
 
 
-def _dump(pair: debsys.Pair) -> Path:
+def _dump(pair: debsys_boots.Pair) -> Path:
     (dump,) = pair.handoff.dumps()  # the first boot's disk had no dump before
     return dump
 
 
-def test_the_machine_is_debians_default(pair: debsys.Pair) -> None:
+def test_the_machine_is_debians_default(pair: debsys_boots.Pair) -> None:
     h = pair.handoff
     cmdline = h.evidence("cmdline").read_text()
     assert "crashkernel=128M" in cmdline.split()
@@ -80,10 +80,11 @@ def test_the_machine_is_debians_default(pair: debsys.Pair) -> None:
     assert h.evidence("crash-loaded-at-boot").read_text().strip() == "1"
 
 
-def test_installed_and_integrated_by_the_docs(pair: debsys.Pair) -> None:
+def test_installed_and_integrated_by_the_docs(pair: debsys_boots.Pair) -> None:
     h = pair.handoff
-    assert pair.info["install"] == debsys.fenced_block(debsys.README, debsys.OFFLINE_ANCHOR)
-    assert pair.info["steps"] == debsys.fenced_block(debsys.DISTRO, debsys.STEPS_ANCHOR)
+    tree = debsys_tree
+    assert pair.info["install"] == tree.fenced_block(tree.README, tree.OFFLINE_ANCHOR)
+    assert pair.info["steps"] == tree.fenced_block(tree.DISTRO, tree.STEPS_ANCHOR)
     assert h.evidence("steps.rc").read_text().strip() == "0", h.evidence("steps.log").read_text()
     assert h.evidence("which-handoff").read_text().strip() == "/usr/local/sbin/handoff"
     journal = h.evidence("kdump-tools.journal").read_text()
@@ -101,7 +102,7 @@ def test_installed_and_integrated_by_the_docs(pair: debsys.Pair) -> None:
     assert h.evidence("status.rc").read_text().strip() == "0", status
 
 
-def test_estimate_and_load_say_it_fits_at_128m(pair: debsys.Pair) -> None:
+def test_estimate_and_load_say_it_fits_at_128m(pair: debsys_boots.Pair) -> None:
     h = pair.handoff
     assert h.evidence("estimate.rc").read_text().strip() == "0"
     text = h.evidence("estimate.txt").read_text()
@@ -114,7 +115,7 @@ def test_estimate_and_load_say_it_fits_at_128m(pair: debsys.Pair) -> None:
     assert m and int(m[1]) <= int(m[2]) == 128, journal
 
 
-def test_restore_ran_before_udev_with_the_memory_logged(pair: debsys.Pair) -> None:
+def test_restore_ran_before_udev_with_the_memory_logged(pair: debsys_boots.Pair) -> None:
     console = _capture_console(pair.handoff)
     starts = [MEM_AT_RESTORE.search(ln) for ln in console]
     (m,) = [s for s in starts if s]
@@ -135,7 +136,7 @@ def test_restore_ran_before_udev_with_the_memory_logged(pair: debsys.Pair) -> No
     assert report["totals"]["failed"] == report["totals"]["refused"] == 0, report["totals"]
 
 
-def test_no_oom_in_either_capture_kernel(pair: debsys.Pair) -> None:
+def test_no_oom_in_either_capture_kernel(pair: debsys_boots.Pair) -> None:
     for boot in (pair.handoff, pair.baseline):
         bad = [ln for ln in _capture_console(boot) if OOM.search(ln)]
         assert not bad, (boot.mode, bad)
@@ -145,14 +146,14 @@ def test_no_oom_in_either_capture_kernel(pair: debsys.Pair) -> None:
         assert not [ln for ln in journal.splitlines() if OOM.search(ln)], boot.mode
 
 
-def _report(pair: debsys.Pair) -> dict[str, Any]:
+def _report(pair: debsys_boots.Pair) -> dict[str, Any]:
     code, doc = C.inspect_json(_dump(pair))
     assert code == 0, doc
     (rep,) = doc["container"]["reports"]
     return rep["report"]
 
 
-def test_one_dump_saved_by_kdump_tools_with_both_notes(pair: debsys.Pair) -> None:
+def test_one_dump_saved_by_kdump_tools_with_both_notes(pair: debsys_boots.Pair) -> None:
     dump = _dump(pair)
     # one dump per crash: kdump-tools' files only, no copy of handoff's beside it
     assert sorted(p.name.split(".")[0] for p in dump.parent.iterdir()) == ["dmesg", "dump"]
@@ -168,7 +169,7 @@ def test_one_dump_saved_by_kdump_tools_with_both_notes(pair: debsys.Pair) -> Non
 
 
 @pytest.mark.parametrize("mode", ["handoff", "baseline"])
-def test_crash_and_makedumpfile_read_the_dump(pair: debsys.Pair, mode: str,
+def test_crash_and_makedumpfile_read_the_dump(pair: debsys_boots.Pair, mode: str,
                                               tmp_path: Path) -> None:
     boot = getattr(pair, mode)
     dump = _dump(pair) if mode == "handoff" else _one_new_dump(boot, pair.handoff.dumps())
@@ -196,10 +197,10 @@ def test_crash_and_makedumpfile_read_the_dump(pair: debsys.Pair, mode: str,
         assert not [ln for ln in _capture_console(boot) if ln.startswith("handoff:")]
 
 
-def test_memory_added_and_time_against_kdump_tools_alone(pair: debsys.Pair) -> None:
+def test_memory_added_and_time_against_kdump_tools_alone(pair: debsys_boots.Pair) -> None:
     """What handoff adds to the capture kernel at 128M, against the same capture without it;
     written to cache/debsys-memory.json for `bench/run --e2e`."""
-    figures = debsys.figures(pair)
+    figures = debsys_figures.figures(pair)
     print(json.dumps(figures, indent=1))
     # restore's own peak, measured in the capture kernel, left room to spare
     assert figures["peak_private"] is not None and figures["peak_private"] > 1 * MiB, figures

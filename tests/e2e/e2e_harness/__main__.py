@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import bootinitrd, debsys, rootfs
+from . import bootinitrd, debsys_boots, debsys_figures, debsys_tree, rootfs
 from .config import DEFAULT_KERNEL, KERNEL_LINES
 from .qemu import StageError
 from .scenario import Scenario, run
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=["baseline"],
         help="directories under tests/e2e/scenarios (default: baseline), or debian-system "
-        "(debsys.py: the Debian 12 system with kdump-tools, with handoff and without)",
+        "(debsys_*.py: the Debian 12 system with kdump-tools, with handoff and without)",
     )
     parser.add_argument(
         "--prepare-only",
@@ -49,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     status = 0
     for name in args.scenarios:
-        if name == debsys.NAME:  # not a scenario directory: a whole Debian system, two boots
+        if name == debsys_boots.NAME:  # not a scenario directory: a whole Debian system, two boots
             if args.kernel != DEFAULT_KERNEL:
                 print(f"{name}: FAILED\nit boots the {DEFAULT_KERNEL} line only", file=sys.stderr)
                 status = 1
                 continue
             try:
-                print(json.dumps(debsys.figures(debsys.run_pair()), indent=1))
-            except (StageError, debsys.ImageError) as e:
+                print(json.dumps(debsys_figures.figures(debsys_boots.run_pair()), indent=1))
+            except (StageError, debsys_tree.ImageError) as e:
                 print(f"{name}: FAILED\n{e}", file=sys.stderr)
                 status = 1
             continue
