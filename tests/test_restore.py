@@ -122,6 +122,11 @@ def test_kernel_owned_rescan_hands_lost_bars_to_the_kernel(tmp_path: Path) -> No
     (refused,) = [s for s in dev(plan, PORT1).steps if s.op == REFUSE and s.resource]
     assert "pcieport is bound in the capture kernel" in refused.why
     assert dev(plan, NVME).outcome == "done"
+    (doc,) = [d for d in report.build(plan)["devices"] if d["addr"] == NVME]
+    (op,) = [o for o in doc["ops"] if o.startswith("remove+rescan")]
+    assert op == (f"remove+rescan BAR0=0x0 -> {rs.after}: removed and rescanned: the device "
+                  "is back as itself, the kernel read the state again, and every BAR equals "
+                  "its resource start")
 
 
 # --- refusals: never a crash, never a write to the wrong device ------------------------

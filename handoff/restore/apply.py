@@ -321,8 +321,8 @@ class _Run:
             self.failed[dev.addr] = s.result
             return
         s.status = "verified"
-        s.result = ("removed and rescanned: the kernel read the state again; every BAR "
-                    "equals its resource start")
+        s.result = ("removed and rescanned: the device is back as itself, the kernel read "
+                    "the state again, and every BAR equals its resource start")
 
 
 def _header(port: ConfigPort) -> bytes:

@@ -3,7 +3,8 @@
 Each device lists its config operations as ``REGISTER=VALUE`` (``reset METHOD`` for resets,
 ``remove+rescan``) and its plugin steps with their register accesses (``write CC
 0x00460000``, ``poll CSTS 0x00000000: ...``); an operation carries a status only when it is
-not the norm (planned in a dry run, verified by read-back or done otherwise). When the kernel
+not the norm (planned in a dry run, verified by read-back or done otherwise), except a
+verified ``kernel_owned`` remove+rescan, which says what it checked. When the kernel
 refused what a device's action needed (lockdown), the device says what was wanted, what the
 kernel permits and what was done instead, and the totals say how much of the saved state
 could really be applied.
@@ -75,6 +76,10 @@ def _op(s: Step) -> str:
         text += f" {s.status}"
     if s.status not in _NORM and (s.result or s.why):
         text += f": {s.result or s.why}"
+    elif isinstance(s, Rescan) and s.resource and s.status == "verified" and s.result:
+        # A policy's kernel_owned rescan had the kernel place resources anew: that the device
+        # came back as itself and every BAR agrees is said even when it went well.
+        text += f": {s.result}"
     return text
 
 

@@ -8,8 +8,9 @@ pci_read_bridge_bases()) and keeps a valid one where it is; a write through sysf
 moves the hardware but not the kernel's ``struct resource`` (a driver then maps the old
 address: capture-kernel-pci-core.md). remove (pci_stop_and_remove_bus_device()) makes the
 kernel forget the function, and rescan (pci_rescan_bus(): pci_scan_child_bus(), then
-pci_assign_unassigned_bus_resources()) reads config space again: the kernel keeps what it can
-claim, assigns anything else anew, and its view and the hardware agree either way. The
+pci_assign_unassigned_bus_resources()) reads config space again and assigns the BARs anew
+(pci_assign_resource(): the first free place in the window; the written address only when
+there is no room, pci_revert_fw_address()), so its view and the hardware agree. The
 function must be held by no driver now: every one of these writes would change state under
 it (pcieport on a capture kernel's root ports, typically), so a bound function is refused.
 """

@@ -9,7 +9,9 @@ virtio-net Memory Space off, the nvme's root port with Bus Master off; the bound
 MSI-X enabled with unmasked vectors), crash. The capture kernel runs `handoff restore` before
 drivers, loads nvme, virtio_net, virtio_blk, e1000 and e1000e, mounts the NVMe namespace and
 `handoff capture` writes the dump there. The same round trip runs again with
-lockdown=integrity on the capture kernel's command line.
+lockdown=integrity on the capture kernel's command line, and again (run restore-rescan) with a
+policy file whose one rule gives the nvme kernel_owned = "rescan": its saved BAR0 is written,
+the function removed and the bus rescanned, and the outcome checks must hold all the same.
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ VIEWS = ("capture/view-after-restore", "capture/view-after-drivers")
 # Operations the kernel carries out for handoff (the side effects it must report).
 KERNEL_OPS = re.compile(r"(?i)\b(reset|rescan|remove|enable|disable)")
 LOCKDOWN = "lockdown=integrity"
+# The kernel_owned = "rescan" variant: the nvme (whose BAR0 the crash moved) is handed back
+# its saved BAR0 by write + remove + rescan; every other device keeps the default policy.
+RESCAN_POLICY_PATH = "/etc/e2e/rescan-policy.toml"
+RESCAN_POLICY = f"""version = 1
+
+[[rule]]
+address = "{NVME}"
+action = "restore-early"
+kernel_owned = "rescan"
+why = "e2e: the crash moved BAR0; hand the saved one back to the kernel"
+"""
 
 
 def _short(when: str) -> str:
@@ -73,6 +86,23 @@ def _scenario(lockdown: bool) -> Scenario:
     )
 
 
+def _rescan_scenario() -> Scenario:
+    sc = Scenario.from_dir("restore-roundtrip")
+    return Scenario.from_dir(
+        "restore-roundtrip",
+        name="restore-rescan",
+        first_script=f"LOAD_POLICY={RESCAN_POLICY_PATH}\n{sc.first_script}",
+        files={RESCAN_POLICY_PATH: RESCAN_POLICY.encode()},
+    )
+
+
+@pytest.fixture(scope="module")
+def rescanned(qemu_ready: None, e2e_report: Callable[[Result], None]) -> Result:
+    result = run(_rescan_scenario())
+    e2e_report(result)
+    return result
+
+
 @pytest.fixture(scope="module")
 def plain(qemu_ready: None, e2e_report: Callable[[Result], None]) -> Result:
     result = run(_scenario(lockdown=False))
@@ -87,14 +117,21 @@ def locked(qemu_ready: None, e2e_report: Callable[[Result], None]) -> Result:
     return result
 
 
-@pytest.fixture(params=["plain", "locked"])
+@pytest.fixture(params=["plain", "locked", "rescanned"])
 def trip(request: pytest.FixtureRequest) -> Result:
-    """Each round trip in turn: the checks that hold with and without lockdown."""
+    """Each round trip in turn: the checks that hold with and without lockdown, and with the
+    kernel_owned = "rescan" policy for the nvme."""
     return request.getfixturevalue(request.param)
 
 
 def _locked(result: Result) -> bool:
     return result.scenario.endswith("-lockdown")
+
+
+def _scenario_of(result: Result) -> Scenario:
+    if result.scenario == "restore-rescan":
+        return _rescan_scenario()
+    return _scenario(_locked(result))
 
 
 def _report(result: Result) -> dict[str, Any]:
@@ -137,7 +174,7 @@ def _dump(result: Result) -> Path:
 
 
 def test_reaches_every_stage(trip: Result) -> None:
-    expected = [s.name for s in _scenario(_locked(trip)).stages()]
+    expected = [s.name for s in _scenario_of(trip).stages()]
     assert [s.name for s in trip.stages if s.name in expected] == expected
     load = json.loads(trip.read("first/load.json"))
     assert load["loaded"] and load["mode"] == "crash", load
@@ -272,18 +309,24 @@ def test_nvme_msix_report_agrees_with_the_vectors_where_the_kernel_maps_them(pla
 RESOURCE_REGISTERS = re.compile(r"^(BAR\d|ROM|BUS_NUMBERS|IO_WINDOW|MEMORY_WINDOW|PREF_WINDOW)$")
 
 
+def _moved_resources(result: Result) -> dict[str, dict[str, str]]:
+    """BDF -> the BARs, ROM BAR, bus numbers and windows that changed during restore."""
+    before = V.view(result, "capture/view-before-restore")
+    after = V.view(result, "capture/view-after-restore")
+    moved = {}
+    for bdf, cfg in sorted(before.config.items()):
+        changed = V.changed_registers(cfg, after.config[bdf])
+        regs = {r: f"{a:#x} -> {b:#x}" for r, (a, b) in changed.items() if RESOURCE_REGISTERS.match(r)}
+        if regs:
+            moved[bdf] = regs
+    return moved
+
+
 def test_the_default_policy_moves_no_resource(plain: Result) -> None:
     """BARs, ROM BARs, bus numbers and windows belong to the capture kernel's PCI core; with
     the default policy (no lockdown) restore leaves every one where the kernel found it."""
-    before = V.view(plain, "capture/view-before-restore")
-    after = V.view(plain, "capture/view-after-restore")
     assert _report(plain)["policy"] == "built-in defaults", _report(plain)["policy"]
-    moved = {
-        bdf: {r: f"{a:#x} -> {b:#x}" for r, (a, b) in changed.items() if RESOURCE_REGISTERS.match(r)}
-        for bdf, cfg in sorted(before.config.items())
-        if (changed := V.changed_registers(cfg, after.config[bdf]))
-    }
-    moved = {bdf: regs for bdf, regs in moved.items() if regs}
+    moved = _moved_resources(plain)
     assert not moved, f"restore moved kernel-owned resources: {moved}"
 
 
@@ -432,3 +475,78 @@ def test_dump_opens_in_drgn_and_makedumpfile(plain: Result, tmp_path: Path) -> N
     code, doc = C.inspect_json(out)
     assert code == 0, doc
     assert [r["report"] for r in doc["container"]["reports"]] == [_report(trip)]
+
+
+# -- kernel_owned = "rescan": the nvme's saved BAR0 handed back by write + remove + rescan ----
+# (the outcome checks above run on this round trip too: drivers bind and work, every BAR and
+# window equals the kernel's resource and /proc/iomem, bound bridges keep Bus Master, every
+# config change is a reported operation, the dump is saved on the nvme with both notes)
+
+
+def _bar0(cfg: bytes) -> int:
+    return V.bars(cfg)[0][0]
+
+
+def test_rescan_puts_the_saved_bar0_back_and_the_kernel_claims_it(rescanned: Result) -> None:
+    """The crash moved nvme BAR0 inside its window; the capture kernel enumerated and kept
+    the moved address. With kernel_owned = "rescan" for the nvme, restore writes the saved
+    BAR0 with decoding off, removes the function and rescans. The kernel assigns BAR0 anew
+    (pci_rescan_bus() -> pci_assign_resource(): the first free place in the root port's
+    window), which here is the saved address, where firmware first put it (measured:
+    0xfde04000 -> 0xfde00000). Config space, the sysfs resource line and /proc/iomem then say
+    the same address, before and after nvme binds."""
+    report = _report(rescanned)
+    assert report["policy"] == "/handoff/etc/policy.toml", report["policy"]
+    nvme = _device(report, NVME)
+    assert nvme["by"].startswith("rule 1") and nvme["outcome"] == "done", nvme
+    _bdf, _reg, saved, moved = _perturbed(rescanned)["nvme-bar0"]
+    saved_addr, moved_addr = saved & ~0xF, moved & ~0xF
+    before = V.view(rescanned, "capture/view-before-restore")
+    assert _bar0(before.config[NVME]) == before.resources[NVME][0].start == moved_addr
+    # The rescan pass: decoding off, the saved BAR0 written, then remove + rescan.
+    ops = nvme["ops"]
+    assert f"BAR0={saved:#010x}" in ops, ops
+    cmd = [op for op in ops if op.startswith("COMMAND=")]
+    assert cmd and not int(cmd[0].split("=")[1], 16) & (V.MEMORY | V.BUS_MASTER | 1), ops
+    (rs,) = [op for op in ops if op.startswith("remove+rescan")]
+    after = V.view(rescanned, "capture/view-after-restore")
+    now = _bar0(after.config[NVME])
+    assert rs == (
+        f"remove+rescan BAR0={moved_addr:#x} -> BAR0={now:#x}: removed and rescanned: the "
+        "device is back as itself, the kernel read the state again, and every BAR equals its "
+        "resource start"
+    ), ops
+    # What the kernel did: assigned BAR0 anew on the rescan (the second enumeration of the
+    # nvme in the capture kernel's log), at the saved address, the window's first free place.
+    dmesg = rescanned.text("capture/dmesg-drivers")
+    assigned = [  # "BAR 0 [mem A-B 64bit]: assigned" (6.1), "BAR 0: assigned [mem A-B]" (older)
+        int(a or b, 16)
+        for a, b in re.findall(
+            rf"pci {NVME}: BAR 0(?:: assigned \[mem (0x[0-9a-f]+)-| \[mem (0x[0-9a-f]+)-"
+            r"[^\]]*\]: assigned$)",
+            dmesg,
+            re.MULTILINE,
+        )
+    ]
+    assert assigned[-1:] == [now], [hex(a) for a in assigned]
+    assert now == saved_addr, f"the kernel placed BAR0 at {now:#x}, saved {saved_addr:#x}"
+    drivers = V.view(rescanned, "capture/view-after-drivers")
+    size = before.resources[NVME][0].end - moved_addr
+    for v in (after, drivers):
+        res = v.resources[NVME][0]
+        assert (res.start, res.end) == (now, now + size), (res, now)
+        mine = [(a, b) for a, b, owner in v.iomem if owner == NVME]
+        assert mine == [(now, now + size)], mine
+        assert _bar0(v.config[NVME]) == now
+    assert (now, now + size, "nvme") in drivers.iomem, drivers.iomem
+    # Decoding stays off until the driver's pci_enable_device(): nvme turned it on.
+    assert not V.command(after.config[NVME]) & V.MEMORY
+    assert V.command(drivers.config[NVME]) & (V.MEMORY | V.BUS_MASTER) == V.MEMORY | V.BUS_MASTER
+
+
+def test_rescan_moves_nothing_else(rescanned: Result) -> None:
+    """Only the device the rule names is handed to the kernel: every other device keeps every
+    kernel-owned resource where the capture kernel placed it."""
+    moved = _moved_resources(rescanned)
+    assert set(moved) == {NVME} and set(moved[NVME]) <= {"BAR0", "BAR1"}, moved
+    assert _report(rescanned)["totals"]["rescans"] == 1
