@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from e2e_harness import jsonfile
 from e2e_harness.cpio import newc_from_tree, write_initrd
 from e2e_harness.qemu import Stage, StageError, run
 
@@ -555,3 +556,15 @@ def test_vmlinux_comes_out_of_a_zstd_bzimage_and_an_xz_one(tmp_path: Path) -> No
     zst.write_bytes(_bzimage(frame + struct.pack("<I", len(elf) - 1)))
     assert vmlinux.extract(zst, tmp_path / "v-bad") is None
     assert not (tmp_path / "v-bad").exists()
+
+
+def test_cache_json_is_replaced_never_written_through_a_hard_link(tmp_path: Path) -> None:
+    """A private cache made with `cp -al` shares inodes with the shared one: rewriting a
+    timings file in place would change both. Replacing it leaves the other copy as it was."""
+    shared, private = tmp_path / "shared.json", tmp_path / "private.json"
+    shared.write_text('{"run": 1}\n')
+    private.hardlink_to(shared)
+    jsonfile.replace(private, {"run": 2})
+    assert shared.read_text() == '{"run": 1}\n'
+    assert private.read_text() == '{\n "run": 2\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["private.json", "shared.json"]

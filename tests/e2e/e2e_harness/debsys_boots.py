@@ -10,7 +10,6 @@ kdump-tools' dump service runs `reboot -f` in the capture kernel (QEMU: -no-rebo
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import qemu, rootfs
+from . import jsonfile, qemu, rootfs
 from .config import CACHE_DIR
 from .debsys_image import DROPINS, build_image, debugfs, extract, qemu_argv
 from .debsys_tree import ImageError, system_tree, wheels
@@ -138,7 +137,7 @@ def run_pair() -> Pair:
         image.unlink()
         nvme.unlink()
     pair = Pair(with_handoff, baseline, pkgs.release, info, phases)
-    (CACHE_DIR / "debsys-timings.json").write_text(json.dumps(timings(pair), indent=1) + "\n")
+    jsonfile.replace(CACHE_DIR / "debsys-timings.json", timings(pair))
     return pair
 
 

@@ -7,6 +7,7 @@ import re
 import subprocess
 from typing import Any
 
+from . import jsonfile
 from .config import CACHE_DIR, REPO_ROOT
 from .debsys_boots import Boot, Pair
 from .debsys_image import CRASHKERNEL, MEMORY
@@ -73,5 +74,5 @@ def figures(pair: Pair) -> dict[str, Any]:
         "qemu_s": {"handoff": round(h.outcome.wall_s, 1), "baseline": round(b.outcome.wall_s, 1)},
         "phases_s": pair.phases,
     }
-    FIGURES.write_text(json.dumps(doc, indent=1) + "\n")
+    jsonfile.replace(FIGURES, doc)
     return doc

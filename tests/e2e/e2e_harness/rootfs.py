@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from . import debs
+from . import debs, jsonfile
 from .config import (
     CACHE_DIR,
     DEFAULT_KERNEL,
@@ -142,7 +142,7 @@ def prepare_packages(kernel: str = DEFAULT_KERNEL) -> Packages:
     debs.fetch(list(resolved.values()))
     if new or not closure_file.exists():
         resolved = _library_closure(resolved)
-        closure_file.write_text(json.dumps(sorted(set(resolved) - set(top)), indent=1) + "\n")
+        jsonfile.replace(closure_file, sorted(set(resolved) - set(top)))
         debs.prune(list(resolved.values()), kernel)
     deb = resolved[kernel_name]
     releases = [p.name for p in (deb.root / "lib/modules").iterdir()]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import bootinitrd, dma, pyinstall, qemu, results, rootfs, runtimecache, tools
+from . import bootinitrd, dma, jsonfile, pyinstall, qemu, results, rootfs, runtimecache, tools
 from .config import (
     CACHE_DIR,
     CAPTURE_APPEND,
@@ -415,10 +415,10 @@ def run(sc: Scenario) -> Result:
         kernel_line=sc.kernel,
     )
     timings = CACHE_DIR / f"timings-{sc.run_name}.json"
-    timings.write_text(json.dumps(result.timings(), indent=1) + "\n")
+    jsonfile.replace(timings, result.timings())
     if sender:  # the DMA scenarios' figures, for the bench
         figures = CACHE_DIR / f"dma-{sc.run_name}.json"
-        figures.write_text(json.dumps(dma.summary(result), indent=1) + "\n")
+        jsonfile.replace(figures, dma.summary(result))
     return result
 
 
