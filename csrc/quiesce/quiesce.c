@@ -223,21 +223,30 @@ static int read_device(struct cbor *c, struct device *d)
 
 /* --- the live device --------------------------------------------------------------------- */
 
-static int read_hex(const char *addr, const char *attr, uint64_t *v)
+/* One read of a small text file (a sysfs attribute, /proc/cmdline) into @buf, NUL-terminated.
+ * Returns 0, or -1 if it cannot be opened or reads nothing. */
+static int read_text(const char *path, char *buf, size_t cap)
 {
-	char path[256], buf[32];
 	ssize_t n;
-	int fd;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	snprintf(path, sizeof(path), "%s/bus/pci/devices/%s/%s", sysfs_root, addr, attr);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
+	n = read(fd, buf, cap - 1);
 	close(fd);
 	if (n <= 0)
 		return -1;
 	buf[n] = 0;
+	return 0;
+}
+
+static int read_hex(const char *addr, const char *attr, uint64_t *v)
+{
+	char path[256], buf[32];
+
+	snprintf(path, sizeof(path), "%s/bus/pci/devices/%s/%s", sysfs_root, addr, attr);
+	if (read_text(path, buf, sizeof(buf)))
+		return -1;
 	*v = strtoull(buf, NULL, 16);
 	return 0;
 }
@@ -361,16 +370,9 @@ static int crashed_identity(const char *cmdline, uint64_t *gen, uint8_t boot_id[
 {
 	char buf[4096], *tok, *save;
 	int have = 0;
-	ssize_t n;
-	int fd = open(cmdline, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
+	if (read_text(cmdline, buf, sizeof(buf)))
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
 	for (tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
 		if (!strncmp(tok, "handoff.generation=", 19)) {
 			*gen = strtoull(tok + 19, NULL, 10);
