@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -79,6 +80,16 @@ def tool_notes(tool: str, path: Path) -> list[tuple[str, str]]:
         m = pattern.match(line)
         if m and m.group(1) not in ("Owner",):
             out.append((m.group(1), m.group(2)))
+    return out
+
+
+def makedumpfile_compressed(dump: Path, out: Path) -> Path:
+    """``dump`` re-compressed by the real makedumpfile (-c -d 31, as kdump-tools runs it) into
+    ``out``; its output is in the assertion when it fails."""
+    assert shutil.which("makedumpfile"), "makedumpfile missing: bash .ci/e2e-deps"
+    proc = subprocess.run(["makedumpfile", "-c", "-d", "31", str(dump), str(out)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out
 
 
